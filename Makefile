@@ -1,0 +1,66 @@
+# reid-tradeoff: every target sets up .venv itself (re-installed only when pyproject.toml changes).
+#   make tradeoff-plot                      # the whole study on the built-in synthetic dataset
+#   make lomo-xqda DATASET=market1501 DATA_ROOT=/data/Market-1501-v15.09.15
+PYTHON_BOOT ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+DATASET     ?= synthetic
+DATA_ROOT   ?=
+SEED        ?= 0
+PROFILE     ?= quick
+MODEL       ?= resnet50
+THREADS     ?=
+PYTEST_ARGS ?=
+
+# Optional arguments are only passed when set, so every entry point keeps its own defaults.
+ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
+THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
+DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
+
+STAMP := $(VENV)/.installed
+
+.PHONY: venv test lint data lomo-xqda train distill tradeoff-plot bench clean clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON_BOOT) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+data: $(STAMP)
+	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
+
+lomo-xqda: $(STAMP)
+	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG)
+
+train: $(STAMP)
+	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
+
+distill: $(STAMP)
+	$(PY) -m deep.distill run $(DS_ARGS) --profile $(PROFILE)
+
+tradeoff-plot: $(STAMP)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE)
+
+bench: $(STAMP)
+	@mkdir -p runs/bench
+	$(PY) bench/bench_lomo.py
+	$(PY) bench/bench_xqda.py
+	$(PY) bench/bench_matching.py
+	$(PY) bench/bench_train.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache
+	find . -name __pycache__ -not -path './$(VENV)/*' -prune -exec rm -rf {} +
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,363 @@
+"""Dataset layouts: Market-1501, DukeMTMC-reID, a generic layout for your own data, synthetic data.
+
+Every layout reads the same three folders under a root::
+
+    bounding_box_train/   training images
+    query/                query (probe) images
+    bounding_box_test/    gallery images
+
+and turns each into a list of :class:`Record` (path, person id, camera id). Training ids are
+relabelled to ``0..N-1`` (sorted by the original id); query and gallery keep their original ids.
+Gallery junk (id ``-1``) and distractors (id ``0``) are kept: :func:`compare.evaluation.evaluate`
+handles them as the Market-1501 protocol says. Camera ids are 0-based (``c1`` becomes ``0``).
+
+Adding a layout is one function plus one decorator line::
+
+    @register_layout("mydata", default_root="/data/mydata")
+    def _load_mydata(root: Path) -> ReidDataset:
+        return read_three_folders("mydata", root, parse_market_name)
+
+Generic layout (``"generic"``): file names ``<id>_c<cam>_<anything>.<ext>``. When the files carry
+no camera (``<id>_<anything>.<ext>``), the documented fallback is used: query images get camera 0,
+gallery images camera 1 (so no gallery image is ignored as "same camera"), and the training
+images of each identity alternate between cameras 0 and 1 in file-name order, so that
+cross-camera pairs exist for metric learning. A warning says when the fallback is in use.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp"})
+SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+#: How many offending file names an error message shows.
+SHOW_FIRST = 5
+
+JUNK_ID = -1
+DISTRACTOR_ID = 0
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image: its path, person id and 0-based camera id."""
+
+    path: Path
+    pid: int
+    camid: int
+
+
+@dataclass
+class ReidDataset:
+    """The three splits of a re-ID dataset.
+
+    Attributes
+    ----------
+    name : str
+        Registry name of the layout (``"market1501"``, ``"synthetic"``, ...).
+    root : Path
+        Folder holding the three split folders.
+    train, query, gallery : list of Record
+        Training ids are relabelled to ``0..num_train_pids-1``; query and gallery keep original ids.
+    train_pid_map : dict
+        Original training id -> relabelled id.
+    """
+
+    name: str
+    root: Path
+    train: list[Record]
+    query: list[Record]
+    gallery: list[Record]
+    train_pid_map: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def num_train_pids(self) -> int:
+        return len({r.pid for r in self.train})
+
+    @property
+    def num_train_cams(self) -> int:
+        return len({r.camid for r in self.train})
+
+    def summary(self) -> str:
+        """A small table of ids / images / cameras per split."""
+        lines = [f"dataset {self.name} at {self.root}", "  split    | ids  | images | cameras"]
+        for split in ("train", "query", "gallery"):
+            recs = getattr(self, split)
+            ids = len({r.pid for r in recs})
+            cams = len({r.camid for r in recs})
+            lines.append(f"  {split:<8} | {ids:4d} | {len(recs):6d} | {cams:7d}")
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# File-name parsers: name -> (person id, 0-based camera id) or None when the name does not parse.
+# --------------------------------------------------------------------------------------------
+NameParser = Callable[[str], "tuple[int, int] | None"]
+
+_MARKET_RE = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.\w+$")
+_DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.\w+$")
+_GENERIC_RE = re.compile(r"^(-?\d+)_c(\d+)(?:[_.-].*)?\.\w+$")
+_GENERIC_NOCAM_RE = re.compile(r"^(-?\d+)(?:[_.-].*)?\.\w+$")
+
+
+def _parse(regex: re.Pattern[str], name: str) -> tuple[int, int] | None:
+    match = regex.match(name)
+    if match is None:
+        return None
+    pid, cam = int(match.group(1)), int(match.group(2))
+    if cam < 1:
+        return None
+    return pid, cam - 1
+
+
+def parse_market_name(name: str) -> tuple[int, int] | None:
+    """Market-1501: ``0002_c1s1_000451_03.jpg`` -> (2, 0)."""
+    return _parse(_MARKET_RE, name)
+
+
+def parse_duke_name(name: str) -> tuple[int, int] | None:
+    """DukeMTMC-reID: ``0005_c2_f0046985.jpg`` -> (5, 1)."""
+    return _parse(_DUKE_RE, name)
+
+
+def parse_generic_name(name: str) -> tuple[int, int] | None:
+    """Generic: ``<id>_c<cam>_<anything>.<ext>`` -> (id, cam - 1)."""
+    return _parse(_GENERIC_RE, name)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading folders
+# --------------------------------------------------------------------------------------------
+def list_images(folder: Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name; clear errors for missing/empty ones."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"split folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
+    skipped = len(files) - len(images)
+    if skipped:
+        # Market-1501 ships Thumbs.db in some folders: skip non-images, but say how many.
+        log.info("%s: skipped %d non-image file(s)", folder, skipped)
+    if not images:
+        raise ValueError(
+            f"split folder {folder} contains no images (extensions {sorted(IMAGE_EXTENSIONS)})"
+        )
+    return images
+
+
+def read_split(folder: Path, parser: NameParser) -> list[Record]:
+    """Parse every image name in ``folder``; names that do not parse raise one error naming them."""
+    images = list_images(folder)
+    records: list[Record] = []
+    bad: list[str] = []
+    for path in images:
+        parsed = parser(path.name)
+        if parsed is None:
+            bad.append(path.name)
+            continue
+        records.append(Record(path=path, pid=parsed[0], camid=parsed[1]))
+    if bad:
+        raise ValueError(
+            f"{len(bad)} file name(s) in {folder} do not follow the layout's naming convention, "
+            f"e.g. {bad[:SHOW_FIRST]}"
+        )
+    return records
+
+
+def _check_root(name: str, root: Path) -> Path:
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise FileNotFoundError(f"dataset root for {name!r} not found: {root}")
+    missing = [d for d in SPLIT_DIRS.values() if not (root / d).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"dataset root {root} for {name!r} lacks split folder(s) {missing}; expected "
+            f"{sorted(SPLIT_DIRS.values())}"
+        )
+    return root
+
+
+def _drop_ids(records: list[Record], ids: set[int], split: str, folder: Path) -> list[Record]:
+    kept = [r for r in records if r.pid not in ids]
+    dropped = len(records) - len(kept)
+    if dropped:
+        log.info(
+            "%s: dropped %d %s image(s) with junk/distractor ids %s", folder, dropped, split, ids
+        )
+    if not kept:
+        raise ValueError(f"split folder {folder} has no images left after dropping ids {ids}")
+    return kept
+
+
+def relabel(records: list[Record]) -> tuple[list[Record], dict[int, int]]:
+    """Map original ids to ``0..N-1`` in sorted order."""
+    mapping = {pid: i for i, pid in enumerate(sorted({r.pid for r in records}))}
+    return [Record(r.path, mapping[r.pid], r.camid) for r in records], mapping
+
+
+def warn_unmatched_queries(query: list[Record], gallery: list[Record], where: Path) -> int:
+    """Count queries whose id has no gallery image in another camera (warning, not an error)."""
+    cams_by_id: dict[int, set[int]] = {}
+    for r in gallery:
+        cams_by_id.setdefault(r.pid, set()).add(r.camid)
+    unmatched = [r for r in query if not (cams_by_id.get(r.pid, set()) - {r.camid}) or r.pid <= 0]
+    if unmatched:
+        log.warning(
+            "%s: %d of %d queries have no cross-camera gallery match (e.g. %s); the official "
+            "protocol counts them with AP 0, the torchreid variant skips them",
+            where,
+            len(unmatched),
+            len(query),
+            [r.path.name for r in unmatched[:SHOW_FIRST]],
+        )
+    return len(unmatched)
+
+
+def read_three_folders(name: str, root: Path | str, parser: NameParser) -> ReidDataset:
+    """Read a Market-style root with the given file-name parser."""
+    root = _check_root(name, Path(root))
+    folders = {split: root / d for split, d in SPLIT_DIRS.items()}
+    train = read_split(folders["train"], parser)
+    query = read_split(folders["query"], parser)
+    gallery = read_split(folders["gallery"], parser)
+    # Junk and distractors carry no identity to learn or to look for; the gallery keeps them.
+    train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", folders["train"])
+    query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", folders["query"])
+    train, mapping = relabel(train)
+    warn_unmatched_queries(query, gallery, folders["query"])
+    return ReidDataset(name, root, train, query, gallery, mapping)
+
+
+# --------------------------------------------------------------------------------------------
+# Registry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Layout:
+    loader: Callable[[Path], ReidDataset]
+    default_root: Path | None
+
+
+_LAYOUTS: dict[str, _Layout] = {}
+_ALIASES = {"market": "market1501", "duke": "dukemtmcreid", "dukemtmc": "dukemtmcreid"}
+
+
+def _normalise(name: str) -> str:
+    """Registry key: case, '-' and '_' do not matter ("Market-1501" == "market1501")."""
+    key = name.lower().replace("-", "").replace("_", "")
+    return _ALIASES.get(key, key)
+
+
+def register_layout(
+    name: str, *, default_root: Path | str | None = None
+) -> Callable[[Callable[[Path], ReidDataset]], Callable[[Path], ReidDataset]]:
+    """Decorator registering ``loader(root) -> ReidDataset`` under ``name``."""
+
+    def decorator(loader: Callable[[Path], ReidDataset]) -> Callable[[Path], ReidDataset]:
+        if _normalise(name) in _LAYOUTS:
+            raise ValueError(f"dataset layout {name!r} is already registered")
+        _LAYOUTS[_normalise(name)] = _Layout(loader, Path(default_root) if default_root else None)
+        return loader
+
+    return decorator
+
+
+def list_layouts() -> list[str]:
+    """Names accepted by :func:`load_dataset`."""
+    return sorted(_LAYOUTS)
+
+
+def load_dataset(name: str, root: Path | str | None = None) -> ReidDataset:
+    """Load a dataset by layout name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_layouts` (``market1501``, ``dukemtmcreid``, ``generic``, ``synthetic``).
+    root : path, optional
+        Folder holding ``bounding_box_train/``, ``query/`` and ``bounding_box_test/``. Only the
+        synthetic layout has a default (``datasets/synthetic``, generated when missing).
+    """
+    key = _normalise(name)
+    if key not in _LAYOUTS:
+        raise ValueError(f"unknown dataset layout {name!r}; known layouts: {list_layouts()}")
+    layout = _LAYOUTS[key]
+    if root is None or str(root) == "":
+        if layout.default_root is None:
+            raise ValueError(f"dataset {name!r} needs a root folder (--data-root / DATA_ROOT)")
+        root = layout.default_root
+    return layout.loader(Path(root))
+
+
+@register_layout("market1501")
+def _load_market(root: Path) -> ReidDataset:
+    return read_three_folders("market1501", root, parse_market_name)
+
+
+@register_layout("dukemtmcreid")
+def _load_duke(root: Path) -> ReidDataset:
+    return read_three_folders("dukemtmcreid", root, parse_duke_name)
+
+
+@register_layout("generic")
+def _load_generic(root: Path) -> ReidDataset:
+    root = _check_root("generic", root)
+    names = [p.name for p in list_images(root / SPLIT_DIRS["query"])]
+    if all(parse_generic_name(n) is not None for n in names):
+        return read_three_folders("generic", root, parse_generic_name)
+    return _load_generic_without_cameras(root)
+
+
+def _load_generic_without_cameras(root: Path) -> ReidDataset:
+    log.warning(
+        "%s: file names carry no camera id; using the fallback (query camera 0, gallery camera 1, "
+        "training images alternate cameras 0/1 per identity)",
+        root,
+    )
+
+    def reader(split: str, camid_of: Callable[[int, int], int]) -> list[Record]:
+        folder = root / SPLIT_DIRS[split]
+        images = list_images(folder)
+        bad = [p.name for p in images if _GENERIC_NOCAM_RE.match(p.name) is None]
+        if bad:
+            raise ValueError(
+                f"{len(bad)} file name(s) in {folder} do not start with '<id>_', "
+                f"e.g. {bad[:SHOW_FIRST]}"
+            )
+        seen: dict[int, int] = {}
+        records = []
+        for p in images:
+            pid = int(_GENERIC_NOCAM_RE.match(p.name).group(1))  # type: ignore[union-attr]
+            nth = seen.get(pid, 0)
+            seen[pid] = nth + 1
+            records.append(Record(p, pid, camid_of(pid, nth)))
+        return records
+
+    train = reader("train", lambda _pid, nth: nth % 2)
+    query = reader("query", lambda _pid, _nth: 0)
+    gallery = reader("gallery", lambda _pid, _nth: 1)
+    train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", root / SPLIT_DIRS["train"])
+    query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", root / SPLIT_DIRS["query"])
+    train, mapping = relabel(train)
+    warn_unmatched_queries(query, gallery, root / SPLIT_DIRS["query"])
+    return ReidDataset("generic", root, train, query, gallery, mapping)
+
+
+def _synthetic_default_root() -> Path:
+    from data.paths import DATASETS_DIR
+
+    return DATASETS_DIR / "synthetic"
+
+
+@register_layout("synthetic", default_root=_synthetic_default_root())
+def _load_synthetic(root: Path) -> ReidDataset:
+    # The built-in set is generated on first use, then read by the very same Market-1501 code path.
+    from data.synthetic import ensure_synthetic
+
+    ensure_synthetic(root)
+    dataset = read_three_folders("synthetic", root, parse_market_name)
+    return dataset
