@@ -361,3 +361,54 @@ def _load_synthetic(root: Path) -> ReidDataset:
     ensure_synthetic(root)
     dataset = read_three_folders("synthetic", root, parse_market_name)
     return dataset
+
+
+def validation_split(
+    dataset: ReidDataset, *, val_fraction: float = 0.2, seed: int = 0
+) -> ReidDataset:
+    """Hold out some training identities as a query/gallery set for model selection.
+
+    Hyper-parameters (distillation T and alpha, say) must never be chosen on the test split. This
+    returns a dataset whose ``train`` holds the other identities (relabelled to ``0..N-1``) and
+    whose ``query``/``gallery`` come from the held-out identities: for each held-out identity, one
+    query per camera (its first image there) and the rest in the gallery. Only identities seen
+    in at least two cameras are held out, so every query has a cross-camera match.
+
+    Parameters
+    ----------
+    dataset : ReidDataset
+    val_fraction : float
+        Fraction of the training identities to hold out, in (0, 1).
+    seed : int
+        Which identities are held out.
+    """
+    import numpy as np
+
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    cams_by_pid: dict[int, set[int]] = {}
+    for r in dataset.train:
+        cams_by_pid.setdefault(r.pid, set()).add(r.camid)
+    eligible = sorted(pid for pid, cams in cams_by_pid.items() if len(cams) >= 2)
+    n_val = round(val_fraction * len(cams_by_pid))
+    if n_val < 2 or len(cams_by_pid) - n_val < 2 or n_val > len(eligible):
+        raise ValueError(
+            f"cannot hold out {val_fraction:.0%} of {len(cams_by_pid)} training ids "
+            f"({len(eligible)} seen in 2+ cameras) and keep at least 2 ids on each side"
+        )
+    rng = np.random.default_rng(seed)
+    held_out = {int(p) for p in rng.choice(eligible, size=n_val, replace=False)}
+    train = [r for r in dataset.train if r.pid not in held_out]
+    query: list[Record] = []
+    gallery: list[Record] = []
+    seen: set[tuple[int, int]] = set()
+    for r in dataset.train:
+        if r.pid not in held_out:
+            continue
+        if (r.pid, r.camid) in seen:
+            gallery.append(r)
+        else:
+            seen.add((r.pid, r.camid))
+            query.append(r)
+    train, mapping = relabel(train)
+    return ReidDataset(f"{dataset.name}-val", dataset.root, train, query, gallery, mapping)

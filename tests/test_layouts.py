@@ -132,3 +132,28 @@ def test_register_new_layout_is_one_function(market_root: Path):
     assert load_dataset("tiny-test-layout", market_root).num_train_pids == 3
     with pytest.raises(ValueError, match="already registered"):
         register_layout("tiny-test-layout")(_load)
+
+
+def test_validation_split_holds_out_whole_identities(tmp_path: Path):
+    import numpy as np
+
+    from data.layouts import validation_split
+
+    rng = np.random.default_rng(0)
+    for pid in range(1, 11):
+        for cam in (1, 2):
+            for k in range(2):
+                write_jpeg(
+                    tmp_path / "bounding_box_train" / f"{pid:04d}_c{cam}s1_00000{k}_01.jpg", rng
+                )
+    write_jpeg(tmp_path / "query" / "0100_c1s1_000001_01.jpg", rng)
+    write_jpeg(tmp_path / "bounding_box_test" / "0100_c2s1_000001_01.jpg", rng)
+    ds = load_dataset("market1501", tmp_path)
+    val = validation_split(ds, val_fraction=0.2, seed=0)
+    assert val.num_train_pids == 8 and sorted({r.pid for r in val.train}) == list(range(8))
+    held = {r.path.name[:4] for r in val.query}
+    assert len(held) == 2 and not held & {r.path.name[:4] for r in val.train}
+    assert len(val.query) == 4 and len(val.gallery) == 4  # one query per (id, camera)
+    assert validation_split(ds, seed=0).query == val.query  # deterministic
+    with pytest.raises(ValueError, match="val_fraction"):
+        validation_split(ds, val_fraction=1.0)
