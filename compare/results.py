@@ -1,0 +1,129 @@
+"""The results table: one tidy CSV per dataset, ``runs/<dataset>/results.csv``.
+
+One row per evaluated (pipeline, model, variant, seed, input size). Every pipeline writes its rows
+with :func:`upsert_rows`, which replaces rows with the same key instead of duplicating them and
+writes atomically (temporary file + rename), so an interrupted run never leaves a broken table.
+Accuracy columns are percentages (0-100); times are milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import subprocess
+import tempfile
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import pandas as pd
+
+KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size")
+
+
+@dataclass
+class ResultRow:
+    """One evaluated pipeline; see the module docstring for units."""
+
+    dataset: str
+    pipeline: str  # "classical" | "deep"
+    model: str  # "lomo_xqda", "resnet50", "mobilenet_v1_0.25", ...
+    variant: str  # "classical" | "baseline" | "distilled"
+    seed: int
+    input_size: str  # "HxW"
+    params: int
+    gflops: float
+    embedding_dim: int
+    rank1: float
+    rank5: float
+    rank10: float
+    mAP: float
+    mAP_torchreid: float
+    ms_extract: float
+    ms_match: float
+    ms_query: float
+    ms_query_p90: float
+    threads: int
+    device: str = "cpu"
+    git_commit: str = field(default_factory=lambda: git_commit())
+    date: str = field(default_factory=lambda: now_iso())
+    run_dir: str = ""
+    extra: str = "{}"  # JSON: anything else (T, alpha, epochs, ...)
+
+
+RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """Short hash of HEAD (with "+dirty" for local changes), or "unknown" outside git."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+            timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "") if head else "unknown"
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat()
+
+
+def extra_json(**values) -> str:
+    return json.dumps(values, sort_keys=True)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_results(path: Path | str) -> pd.DataFrame:
+    """Read and validate a results table; clear errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results table not found: {path}")
+    try:
+        df = pd.read_csv(path, dtype={"git_commit": str, "extra": str})
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"results table {path} is empty") from None
+    missing = [c for c in RESULT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"results table {path} lacks columns {missing}")
+    if df.empty:
+        raise ValueError(f"results table {path} has a header but no rows")
+    return df
+
+
+def upsert_rows(path: Path | str, rows: list[ResultRow]) -> pd.DataFrame:
+    """Add ``rows`` to the table at ``path``, replacing rows with the same key; atomic."""
+    path = Path(path)
+    if not rows:
+        raise ValueError("upsert_rows needs at least one row")
+    new = pd.DataFrame([asdict(r) for r in rows], columns=list(RESULT_COLUMNS))
+    if path.exists():
+        old = read_results(path)
+        keys = new[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
+        old_keys = old[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
+        old = old[~old_keys.isin(set(keys))]
+        table = pd.concat([old[list(RESULT_COLUMNS)], new], ignore_index=True)
+    else:
+        table = new
+    table = table.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+    atomic_write_text(path, table.to_csv(index=False))
+    return table
