@@ -43,7 +43,7 @@ class ClassicalConfig:
     reg: float = 1e-3
     n_components: int | None = None
     solver: str = "svd"
-    threads: int | None = None
+    threads: int | None = 1  # see compare.timing: single-thread latency is the stable figure
     num_timed_queries: int = 100
     top_k: int = 50
 
@@ -175,13 +175,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reg", type=float, default=1e-3)
     parser.add_argument("--n-components", type=int, default=None)
     parser.add_argument("--solver", choices=("svd", "eig"), default="svd")
-    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1, help="threads for timing (0 = all)")
     parser.add_argument("--num-timed-queries", type=int, default=100)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = ClassicalConfig(dataset=args.dataset, data_root=args.data_root, size=args.size,
                              retinex=args.retinex, reg=args.reg, n_components=args.n_components,
-                             solver=args.solver, threads=args.threads,
+                             solver=args.solver, threads=args.threads or None,
                              num_timed_queries=args.num_timed_queries)  # fmt: skip
     try:
         run(config)

@@ -6,6 +6,12 @@ precomputed gallery (distances + top-k ranking). Warm-up first, then per-query
 ``perf_counter_ns`` timings; medians and 90th percentiles of (a), (b) and (a)+(b) are reported,
 with the thread count. Threads are set for torch, numba and the BLAS that numpy loaded
 (OpenBLAS via its C API when available; otherwise say so).
+
+The pipelines time with 1 thread by default (``--threads`` changes it). On the 2-vCPU machines
+this project is developed on, single-image CNN inference with 2 OpenMP threads intermittently
+stalls for about 0.9 s per call (measured: MobileNet v1 0.25 at 64x32 takes 3.5 ms on 1 thread
+and 868 ms on 2), which would make the comparison meaningless; single-thread latency is also what
+a server answering several queries at once gets per query.
 """
 
 from __future__ import annotations

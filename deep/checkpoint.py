@@ -1,0 +1,52 @@
+"""Atomic, ``weights_only``-loadable training checkpoints.
+
+A checkpoint holds the model, optimiser and scheduler state, the position in training
+(epoch, batch in epoch, global step), the torch RNG state and the run's config (a plain dict),
+so ``torch.load(path, weights_only=True)`` reads it and ``--resume`` continues exactly where the
+run stopped. It is written to a temporary file in the same folder and renamed, so a crash while
+saving never corrupts the last good checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable or does not fit the requested model."""
+
+
+def save_checkpoint(path: Path | str, state: dict) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: Path | str, *, expected_model: str | None = None) -> dict:
+    """Load with ``weights_only=True``; an architecture mismatch names both models."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises several types for corrupt files
+        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+    if not isinstance(state, dict) or "model" not in state or "model_name" not in state:
+        raise CheckpointError(f"{path} is not a reid-tradeoff training checkpoint")
+    if expected_model is not None and state["model_name"] != expected_model:
+        raise CheckpointError(
+            f"checkpoint {path} holds a {state['model_name']!r} model but {expected_model!r} was "
+            "requested"
+        )
+    return state

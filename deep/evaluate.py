@@ -1,0 +1,84 @@
+"""Evaluate a trained run: accuracy (both AP variants), ms per query, size; summary + table row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compare.evaluation import evaluate
+from compare.matching import GalleryIndex, pairwise_cosine_distance, pairwise_sq_euclidean
+from compare.results import ResultRow, atomic_write_text, extra_json, upsert_rows
+from compare.timing import machine_info, time_queries
+from data.images import load_image
+from data.layouts import ReidDataset, load_dataset
+from data.paths import REPO_ROOT, run_dir_for
+from deep.data import preprocess_image
+from deep.features import extract_embeddings
+from deep.models import model_complexity
+from deep.train import load_trained
+
+
+def evaluate_run(run_dir: Path | str, *, dataset: ReidDataset | None = None,
+                 num_timed_queries: int = 100, threads: int | None = 1) -> dict:  # fmt: skip
+    """Evaluate ``run_dir/model.pt``; writes ``summary.json`` and a results row; returns the summary."""
+    run_dir = Path(run_dir)
+    model, cfg = load_trained(run_dir)
+    dataset = dataset or load_dataset(cfg["dataset"], cfg["data_root"])
+    size = tuple(cfg["input_size"])
+    q = extract_embeddings(model, dataset.query, size)
+    g = extract_embeddings(model, dataset.gallery, size)
+    ids = {s: np.array([r.pid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
+    cams = {s: np.array([r.camid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
+    args = (ids["query"], ids["gallery"], cams["query"], cams["gallery"])
+    euclid = pairwise_sq_euclidean(q, g)
+    official = evaluate(euclid, *args)
+    torchreid = evaluate(euclid, *args, ap="torchreid")
+    cosine = evaluate(pairwise_cosine_distance(q, g), *args)
+
+    index = GalleryIndex(g, k=50)
+    query_images = [load_image(r.path) for r in dataset.query[:num_timed_queries]]
+
+    def extract_one(image: np.ndarray) -> np.ndarray:
+        return model.extract(preprocess_image(image, size))[0].numpy()
+
+    timing = time_queries(extract_one, index.match, query_images,
+                          num_queries=num_timed_queries, threads=threads)  # fmt: skip
+    params, gflops = model_complexity(model, size)
+    summary = {
+        "run_dir": str(run_dir), "model": cfg["model"], "variant": cfg["variant"],
+        "seed": cfg["seed"], "dataset": cfg["dataset"], "input_size": list(size),
+        "rank1": official.rank(1), "rank5": official.rank(5), "rank10": official.rank(10),
+        "mAP": official.mAP, "mAP_torchreid": torchreid.mAP,
+        "cosine": {"rank1": cosine.rank(1), "mAP": cosine.mAP},
+        "params": params, "gflops": gflops, "embedding_dim": int(q.shape[1]),
+        "timing": timing.as_dict(), "machine": machine_info(timing.threads), "config": cfg,
+    }  # fmt: skip
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    try:
+        rel = str(run_dir.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        rel = str(run_dir)
+    extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
+    if cfg["variant"] == "distilled":
+        extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
+    row = ResultRow(
+        dataset=cfg["dataset"], pipeline="deep", model=cfg["model"], variant=cfg["variant"],
+        seed=int(cfg["seed"]), input_size=f"{size[0]}x{size[1]}", params=int(params),
+        gflops=float(gflops), embedding_dim=int(q.shape[1]),
+        rank1=100 * official.rank(1), rank5=100 * official.rank(5), rank10=100 * official.rank(10),
+        mAP=100 * official.mAP, mAP_torchreid=100 * torchreid.mAP,
+        ms_extract=timing.ms_extract, ms_match=timing.ms_match, ms_query=timing.ms_query,
+        ms_query_p90=timing.ms_query_p90, threads=timing.threads,
+        device="cuda" if torch.cuda.is_available() else "cpu", run_dir=rel,
+        extra=extra_json(**extra),
+    )  # fmt: skip
+    upsert_rows(run_dir_for(cfg["dataset"]) / "results.csv", [row])
+    print(
+        f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}): rank-1 {100 * official.rank(1):.1f}% "
+        f"mAP {100 * official.mAP:.1f}%  ms/query {timing.ms_query:.2f} "
+        f"(extract {timing.ms_extract:.2f} + match {timing.ms_match:.3f})"
+    )
+    return summary

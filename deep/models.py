@@ -1,0 +1,241 @@
+"""Model registry in the style of timm / torchreid: ``build_model(name, num_classes)``.
+
+Every model is a backbone (ResNet-18/34/50/101 and MobileNet v2 from torchvision, our MobileNet v1)
+under the same re-ID head::
+
+    backbone -> global average pooling -> embedding [-> BN neck] -> linear classifier (train ids)
+
+``model(x)`` returns logits (or ``(logits, embedding)`` with ``return_embedding=True``);
+``model.extract(x)`` returns the embedding used at test time (before the BN neck, as in the paper:
+the global-average-pooled last convolutional features).
+
+No weights are ever downloaded. ``pretrained=True`` loads ImageNet weights from the torchvision
+cache if they are already there, ``weights=PATH`` from a local file; otherwise a clear error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+
+from deep.mobilenet_v1 import MobileNetV1
+
+_REGISTRY: dict[str, Callable[[int], tuple[nn.Module, int]]] = {}
+#: torchvision weight files as they appear in the torchvision cache (hub/checkpoints/).
+_TORCHVISION_FILES = {
+    "resnet18": "resnet18-f37072fd.pth",
+    "resnet34": "resnet34-b627a593.pth",
+    "resnet50": "resnet50-0676ba61.pth",
+    "resnet101": "resnet101-63fe2227.pth",
+    "mobilenet_v2_1.0": "mobilenet_v2-b0353104.pth",
+}
+
+
+def register(name: str):
+    """Register ``builder(last_stride) -> (backbone, feature_dim)`` under ``name``."""
+
+    def decorator(builder):
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = builder
+        return builder
+
+    return decorator
+
+
+def list_models() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+class _ResNetBackbone(nn.Module):
+    def __init__(self, net: torchvision.models.ResNet) -> None:
+        super().__init__()
+        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
+                                  net.layer1, net.layer2, net.layer3, net.layer4)  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+
+def _resnet(depth: int):
+    def builder(last_stride: int = 1) -> tuple[nn.Module, int]:
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
+        if last_stride == 1:
+            # Re-ID practice (Luo et al. 2019): keep layer4 at stride 16 for a larger final map.
+            block = net.layer4[0]
+            # BasicBlock strides in conv1, torchvision's Bottleneck (v1.5) in conv2.
+            (block.conv1 if depth < 50 else block.conv2).stride = (1, 1)
+            block.downsample[0].stride = (1, 1)
+        return _ResNetBackbone(net), net.fc.in_features
+
+    return builder
+
+
+for _depth in (18, 34, 50, 101):
+    register(f"resnet{_depth}")(_resnet(_depth))
+
+
+def _mobilenet_v1(width: float):
+    def builder(last_stride: int = 2) -> tuple[nn.Module, int]:
+        net = MobileNetV1(width=width, num_classes=0, last_stride=last_stride)
+        return net.features, net.out_channels
+
+    return builder
+
+
+for _width in ("1.0", "0.75", "0.5", "0.25"):
+    register(f"mobilenet_v1_{_width}")(_mobilenet_v1(float(_width)))
+
+
+def _mobilenet_v2(width: float):
+    def builder(last_stride: int = 2) -> tuple[nn.Module, int]:
+        net = torchvision.models.mobilenet_v2(weights=None, width_mult=width)
+        if last_stride == 1:
+            for module in net.features[14].modules():  # first block of the stride-32 stage
+                if isinstance(module, nn.Conv2d) and module.stride == (2, 2):
+                    module.stride = (1, 1)
+        return net.features, net.last_channel
+
+    return builder
+
+
+for _width in ("1.0", "0.5"):
+    register(f"mobilenet_v2_{_width}")(_mobilenet_v2(float(_width)))
+
+
+class ReIDNet(nn.Module):
+    """Backbone + global average pooling + embedding (+ BN neck) + identity classifier.
+
+    Attributes
+    ----------
+    name : str
+        Registry name, stored in checkpoints to catch architecture mismatches.
+    embedding_dim : int
+    """
+
+    def __init__(self, name: str, backbone: nn.Module, feature_dim: int, num_classes: int,
+                 *, bn_neck: bool = True) -> None:  # fmt: skip
+        super().__init__()
+        self.name = name
+        self.backbone = backbone
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.embedding_dim = feature_dim
+        self.neck = nn.BatchNorm1d(feature_dim) if bn_neck else nn.Identity()
+        if bn_neck:
+            self.neck.bias.requires_grad_(False)  # BNNeck: no shift before the classifier
+        self.classifier = nn.Linear(feature_dim, num_classes, bias=not bn_neck)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+        if self.classifier.bias is not None:
+            nn.init.zeros_(self.classifier.bias)
+
+    def extract(self, x: Tensor) -> Tensor:
+        """Test-time embedding: global-average-pooled last convolutional features."""
+        return self.pool(self.backbone(x)).flatten(1)
+
+    def forward(self, x: Tensor, *, return_embedding: bool = False):
+        embedding = self.extract(x)
+        logits = self.classifier(self.neck(embedding))
+        return (logits, embedding) if return_embedding else logits
+
+
+def build_model(
+    name: str,
+    num_classes: int,
+    *,
+    pretrained: bool = False,
+    weights: str | Path | None = None,
+    bn_neck: bool = True,
+    last_stride: int | None = None,
+) -> ReIDNet:
+    """Build a re-ID model by registry name.
+
+    Parameters
+    ----------
+    name : str
+        One of :func:`list_models`.
+    num_classes : int
+        Number of training identities.
+    pretrained : bool
+        Load ImageNet weights from the torchvision cache (never downloads).
+    weights : path, optional
+        Load backbone weights from this local file (a torchvision state dict).
+    bn_neck : bool
+        BatchNorm between embedding and classifier (Luo et al., 2019).
+    last_stride : int, optional
+        1 or 2; default 1 for ResNets (re-ID practice), 2 for MobileNets (as published).
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+    if last_stride is None:
+        last_stride = 1 if name.startswith("resnet") else 2
+    if last_stride not in (1, 2):
+        raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
+    backbone, dim = _REGISTRY[name](last_stride)
+    model = ReIDNet(name, backbone, dim, num_classes, bn_neck=bn_neck)
+    if pretrained or weights is not None:
+        _load_imagenet(model, name, weights)
+    return model
+
+
+def _load_imagenet(model: ReIDNet, name: str, weights: str | Path | None) -> None:
+    if weights is None:
+        filename = _TORCHVISION_FILES.get(name)
+        if filename is None:
+            raise ValueError(
+                f"no ImageNet weights are known for {name!r}; pass weights=PATH to a local file"
+            )
+        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"ImageNet weights for {name} not found at {path}; this toolkit never downloads. "
+                "Copy the file there or pass weights=PATH (training from scratch needs none)"
+            )
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise FileNotFoundError(f"weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    prefix = "body." if name.startswith("resnet") else ""
+    if name.startswith("resnet"):
+        order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+        mapped = {}
+        for key, value in state.items():
+            head = key.split(".")[0]
+            if head in order:
+                mapped[prefix + str(order.index(head)) + key[len(head) :]] = value
+    else:
+        mapped = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    missing, unexpected = model.backbone.load_state_dict(mapped, strict=False)
+    if unexpected or len(missing) == len(model.backbone.state_dict()):
+        raise ValueError(f"weights in {path} do not fit {name}: unexpected keys {unexpected[:5]}")
+
+
+def count_parameters(model: nn.Module, *, include_classifier: bool = False) -> int:
+    """Parameters used at test time (the classifier is dropped unless asked for)."""
+    total = sum(p.numel() for p in model.parameters())
+    if not include_classifier and isinstance(model, ReIDNet):
+        total -= sum(p.numel() for p in model.classifier.parameters())
+        total -= sum(p.numel() for p in model.neck.parameters())
+    return total
+
+
+def model_complexity(model: ReIDNet, input_size: tuple[int, int]) -> tuple[int, float]:
+    """(test-time parameters, GFLOPs of ``extract`` on one image of ``input_size``).
+
+    FLOPs are counted by torch's FlopCounterMode (a multiply-add counts as 2 FLOPs).
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    was_training = model.training
+    model.eval()
+    x = torch.zeros(1, 3, *input_size)
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model.extract(x)
+    model.train(was_training)
+    return count_parameters(model), counter.get_total_flops() / 1e9
