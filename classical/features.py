@@ -56,8 +56,15 @@ def extract_split(
     key = cache_key(records, size, params)
     folder = Path(cache_dir) / key
     meta_path = folder / "meta.json"
-    dim = layout(size[0], size[1], **{k: v for k, v in params.items() if k in
-                 ("num_scales", "block_size", "block_step", "hsv_bins", "radii")}).dim  # fmt: skip
+    dim = layout(
+        size[0],
+        size[1],
+        **{
+            k: v
+            for k, v in params.items()
+            if k in ("num_scales", "block_size", "block_step", "hsv_bins", "radii")
+        },
+    ).dim
     shape = (len(records), dim)
     if meta_path.exists():
         meta = json.loads(meta_path.read_text())

@@ -78,14 +78,18 @@ def run(config: ClassicalConfig) -> dict:
     feats = {}
     t0 = time.perf_counter()
     for split in ("train", "query", "gallery"):
-        feats[split] = extract_split(getattr(dataset, split), cache, size=config.size,
-                                     params=params, desc=f"LOMO {split}")  # fmt: skip
+        feats[split] = extract_split(
+            getattr(dataset, split), cache, size=config.size, params=params, desc=f"LOMO {split}"
+        )
     extract_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     model = XQDA(reg=config.reg, n_components=config.n_components, solver=config.solver)
-    model.fit(np.asarray(feats["train"]), np.array([r.pid for r in dataset.train]),
-              np.array([r.camid for r in dataset.train]))  # fmt: skip
+    model.fit(
+        np.asarray(feats["train"]),
+        np.array([r.pid for r in dataset.train]),
+        np.array([r.camid for r in dataset.train]),
+    )
     fit_s = time.perf_counter() - t0
 
     q_proj = model.transform(np.asarray(feats["query"], dtype=np.float64))
@@ -94,8 +98,9 @@ def run(config: ClassicalConfig) -> dict:
     ids = {s: np.array([r.pid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
     cams = {s: np.array([r.camid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
     official = evaluate(dist, ids["query"], ids["gallery"], cams["query"], cams["gallery"])
-    torchreid = evaluate(dist, ids["query"], ids["gallery"], cams["query"], cams["gallery"],
-                         ap="torchreid")  # fmt: skip
+    torchreid = evaluate(
+        dist, ids["query"], ids["gallery"], cams["query"], cams["gallery"], ap="torchreid"
+    )
 
     matcher = XQDAMatcher(model, g_proj, config.top_k)
     components = model.components_.astype(np.float64)
@@ -105,15 +110,24 @@ def run(config: ClassicalConfig) -> dict:
         feature = lomo(resize(image, config.size), retinex=config.retinex, dtype=np.float64)
         return feature @ components
 
-    timing = time_queries(extract_one, matcher.match, query_images,
-                          num_queries=config.num_timed_queries, threads=config.threads)  # fmt: skip
+    timing = time_queries(
+        extract_one,
+        matcher.match,
+        query_images,
+        num_queries=config.num_timed_queries,
+        threads=config.threads,
+    )
     input_size = f"{config.size[0]}x{config.size[1]}"
     summary = {
         "dataset": config.dataset,
         "config": {k: v for k, v in vars(config).items()},
-        "rank1": official.rank(1), "rank5": official.rank(5), "rank10": official.rank(10),
-        "mAP": official.mAP, "mAP_torchreid": torchreid.mAP,
-        "num_queries": official.num_queries, "num_valid_queries": official.num_valid_queries,
+        "rank1": official.rank(1),
+        "rank5": official.rank(5),
+        "rank10": official.rank(10),
+        "mAP": official.mAP,
+        "mAP_torchreid": torchreid.mAP,
+        "num_queries": official.num_queries,
+        "num_valid_queries": official.num_valid_queries,
         "feature_dim": int(feats["train"].shape[1]),
         "xqda_dim": int(model.n_components_),
         "xqda_top_spectrum": [float(v) for v in model.spectrum_[:10]],
@@ -121,22 +135,38 @@ def run(config: ClassicalConfig) -> dict:
         "seconds": {"extract_all": extract_s, "fit": fit_s, "total": time.perf_counter() - start},
         "timing": timing.as_dict(),
         "machine": machine_info(timing.threads),
-    }  # fmt: skip
+    }
     atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     row = ResultRow(
-        dataset=config.dataset, pipeline="classical", model="lomo_xqda", variant="classical",
-        seed=0, input_size=input_size,
-        params=int(model.components_.size + model.metric_.size), gflops=float("nan"),
+        dataset=config.dataset,
+        pipeline="classical",
+        model="lomo_xqda",
+        variant="classical",
+        seed=0,
+        input_size=input_size,
+        params=int(model.components_.size + model.metric_.size),
+        gflops=float("nan"),
         embedding_dim=int(model.n_components_),
-        rank1=100 * official.rank(1), rank5=100 * official.rank(5),
-        rank10=100 * official.rank(10), mAP=100 * official.mAP,
-        mAP_torchreid=100 * torchreid.mAP, ms_extract=timing.ms_extract,
-        ms_match=timing.ms_match, ms_query=timing.ms_query, ms_query_p90=timing.ms_query_p90,
-        threads=timing.threads, device="cpu", run_dir=str(out_dir.relative_to(REPO_ROOT))
-        if out_dir.is_relative_to(REPO_ROOT) else str(out_dir),
-        extra=extra_json(retinex=config.retinex, xqda_dim=int(model.n_components_),
-                         feature_dim=int(feats["train"].shape[1])),
-    )  # fmt: skip
+        rank1=100 * official.rank(1),
+        rank5=100 * official.rank(5),
+        rank10=100 * official.rank(10),
+        mAP=100 * official.mAP,
+        mAP_torchreid=100 * torchreid.mAP,
+        ms_extract=timing.ms_extract,
+        ms_match=timing.ms_match,
+        ms_query=timing.ms_query,
+        ms_query_p90=timing.ms_query_p90,
+        threads=timing.threads,
+        device="cpu",
+        run_dir=str(out_dir.relative_to(REPO_ROOT))
+        if out_dir.is_relative_to(REPO_ROOT)
+        else str(out_dir),
+        extra=extra_json(
+            retinex=config.retinex,
+            xqda_dim=int(model.n_components_),
+            feature_dim=int(feats["train"].shape[1]),
+        ),
+    )
     upsert_rows(run_dir_for(config.dataset) / "results.csv", [row])
     _print_summary(summary, out_dir)
     return summary
@@ -179,10 +209,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-timed-queries", type=int, default=100)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    config = ClassicalConfig(dataset=args.dataset, data_root=args.data_root, size=args.size,
-                             retinex=args.retinex, reg=args.reg, n_components=args.n_components,
-                             solver=args.solver, threads=args.threads or None,
-                             num_timed_queries=args.num_timed_queries)  # fmt: skip
+    config = ClassicalConfig(
+        dataset=args.dataset,
+        data_root=args.data_root,
+        size=args.size,
+        retinex=args.retinex,
+        reg=args.reg,
+        n_components=args.n_components,
+        solver=args.solver,
+        threads=args.threads or None,
+        num_timed_queries=args.num_timed_queries,
+    )
     try:
         run(config)
     except (FileNotFoundError, ValueError) as err:

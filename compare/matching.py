@@ -38,7 +38,16 @@ def chunk_rows(n_gallery: int, itemsize: int, budget: int = DEFAULT_BUDGET) -> i
     return max(1, budget // max(1, n_gallery * itemsize))
 
 
+def _step(n_gallery: int, itemsize: int, budget: int, chunk_size: int | None) -> int:
+    if chunk_size is None:
+        return chunk_rows(n_gallery, itemsize, budget)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 (queries per chunk), got {chunk_size}")
+    return int(chunk_size)
+
+
 def squared_norms(features: np.ndarray) -> np.ndarray:
+    """Row-wise squared L2 norms, (n,)."""
     return np.einsum("ij,ij->i", features, features)
 
 
@@ -48,12 +57,25 @@ def pairwise_sq_euclidean(
     *,
     gallery_sq_norms: np.ndarray | None = None,
     budget: int = DEFAULT_BUDGET,
+    chunk_size: int | None = None,
 ) -> np.ndarray:
-    """Squared Euclidean distances ``||q||^2 + ||g||^2 - 2 q g'`` (clipped at 0), (n_q, n_g)."""
+    """Squared Euclidean distances ``||q||^2 + ||g||^2 - 2 q g'`` (clipped at 0), (n_q, n_g).
+
+    Parameters
+    ----------
+    query, gallery : ndarray
+        (n_q, d) and (n_g, d) features; float32 unless either input is float64.
+    gallery_sq_norms : ndarray, optional
+        Precomputed ``||g||^2`` (n_g,), e.g. from :func:`squared_norms`.
+    budget : int
+        Bytes allowed for one chunk's (queries x n_g) block of the matrix product.
+    chunk_size : int, optional
+        Queries per chunk; overrides ``budget``.
+    """
     query, gallery = _check_pair(query, gallery)
     g_norm = squared_norms(gallery) if gallery_sq_norms is None else gallery_sq_norms
     out = np.empty((query.shape[0], gallery.shape[0]), dtype=query.dtype)
-    step = chunk_rows(gallery.shape[0], query.itemsize, budget)
+    step = _step(gallery.shape[0], query.itemsize, budget, chunk_size)
     for start in range(0, query.shape[0], step):
         block = query[start : start + step]
         dist = block @ gallery.T
@@ -68,13 +90,21 @@ def pairwise_sq_euclidean(
 def pairwise_cosine_distance(query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
     """``1 - cos(q, g)``, (n_q, n_g)."""
     query, gallery = _check_pair(query, gallery)
-    qn = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-    gn = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
-    return 1.0 - qn @ gn.T
+    return 1.0 - _unit(query) @ _unit(gallery).T
+
+
+def _unit(features: np.ndarray) -> np.ndarray:
+    return features / np.maximum(np.linalg.norm(features, axis=-1, keepdims=True), 1e-12)
 
 
 def topk_from_distances(dist: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The k smallest entries per row, sorted (ties by index): (indices, distances)."""
+    """The k smallest entries per row, sorted (ties by index): (indices, distances).
+
+    ``argpartition`` selects the k candidates in O(n) and only those k are sorted.
+    """
+    dist = np.asarray(dist)
+    if dist.ndim != 2:
+        raise ValueError(f"distances must be 2-D (n_query, n_gallery), got shape {dist.shape}")
     n_gallery = dist.shape[1]
     if not 1 <= k <= n_gallery:
         raise ValueError(f"k must be in 1..{n_gallery} (the gallery size), got {k}")
@@ -96,11 +126,30 @@ def topk_chunked(
     metric: str = "euclidean",
     gallery_sq_norms: np.ndarray | None = None,
     budget: int = DEFAULT_BUDGET,
+    chunk_size: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Top-k gallery items per query without materialising the full distance matrix.
 
-    Returns ``(indices, distances)`` of shape (n_query, k), best first; distances are squared
-    Euclidean or cosine distances.
+    Each chunk of queries costs one GEMM against the gallery, then ``argpartition`` picks the k
+    candidates and only those are sorted (ties broken by gallery index).
+
+    Parameters
+    ----------
+    query, gallery : ndarray
+        (n_q, d) and (n_g, d) features.
+    k : int
+        Neighbours per query, 1..n_g.
+    metric : {"euclidean", "cosine"}
+        Squared Euclidean distance or ``1 - cosine similarity``.
+    gallery_sq_norms : ndarray, optional
+        Precomputed ``||g||^2`` for the Euclidean metric.
+    budget, chunk_size : int
+        Bytes for one chunk's distance block, or explicit queries per chunk.
+
+    Returns
+    -------
+    indices, distances : ndarray
+        (n_q, k) each, best first.
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
@@ -108,12 +157,11 @@ def topk_chunked(
     if not 1 <= k <= gallery.shape[0]:
         raise ValueError(f"k must be in 1..{gallery.shape[0]} (the gallery size), got {k}")
     if metric == "cosine":
-        query = query / np.maximum(np.linalg.norm(query, axis=1, keepdims=True), 1e-12)
-        gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
+        query, gallery = _unit(query), _unit(gallery)
     g_norm = None
     if metric == "euclidean":
         g_norm = squared_norms(gallery) if gallery_sq_norms is None else gallery_sq_norms
-    step = chunk_rows(gallery.shape[0], query.itemsize, budget)
+    step = _step(gallery.shape[0], query.itemsize, budget, chunk_size)
     indices = np.empty((query.shape[0], k), dtype=np.int64)
     distances = np.empty((query.shape[0], k), dtype=query.dtype)
     for start in range(0, query.shape[0], step):
@@ -139,8 +187,12 @@ class GalleryIndex:
         gallery = np.ascontiguousarray(gallery, dtype=np.float32)
         if metric not in METRICS:
             raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if gallery.ndim != 2 or gallery.shape[0] == 0:
+            raise ValueError(f"gallery must be a non-empty (n, dim) array, got {gallery.shape}")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
         if metric == "cosine":
-            gallery = gallery / np.maximum(np.linalg.norm(gallery, axis=1, keepdims=True), 1e-12)
+            gallery = _unit(gallery)
         self.gallery = gallery
         self.metric = metric
         self.k = min(k, gallery.shape[0])
@@ -150,8 +202,60 @@ class GalleryIndex:
         """Indices of the k nearest gallery items for one feature vector, best first."""
         q = np.asarray(feature, dtype=np.float32).reshape(1, -1)
         if self.metric == "cosine":
-            q = q / max(float(np.linalg.norm(q)), 1e-12)
-            dist = -(q @ self.gallery.T)
+            dist = -(_unit(q) @ self.gallery.T)
         else:
             dist = self.sq_norms - 2.0 * (q @ self.gallery.T)  # ||q||^2 does not change the order
         return topk_from_distances(dist, self.k)[0][0]
+
+
+class ShardedGalleryIndex:
+    """A gallery stored as several blocks (shards, memory maps), matched one query at a time.
+
+    ``match(q)`` costs one GEMV and one top-k per block, then merges the per-block candidates,
+    so memory stays bounded by the largest block whatever the gallery size. With a single block
+    it does exactly what :class:`GalleryIndex` does.
+
+    Parameters
+    ----------
+    blocks : sequence of ndarray
+        (n_b, dim) float32 blocks; global indices follow the order of the blocks. The same array
+        object may appear several times (its norms are computed once).
+    k : int
+        Neighbours returned per query (capped at the gallery size).
+    """
+
+    def __init__(self, blocks: list[np.ndarray], *, k: int = 50) -> None:
+        if not blocks:
+            raise ValueError("ShardedGalleryIndex needs at least one gallery block")
+        if k < 1:
+            raise ValueError(f"k must be >= 1, got {k}")
+        dims = {b.shape[1] if b.ndim == 2 else -1 for b in blocks}
+        if len(dims) != 1 or -1 in dims:
+            raise ValueError(f"gallery blocks must be 2-D with one common dimension, got {dims}")
+        norms: dict[int, np.ndarray] = {}
+        self.blocks = []
+        offset = 0
+        for block in blocks:
+            block = np.asarray(block, dtype=np.float32)
+            if id(block) not in norms:
+                norms[id(block)] = squared_norms(block)
+            self.blocks.append((block, norms[id(block)], offset))
+            offset += block.shape[0]
+        if offset == 0:
+            raise ValueError("the gallery is empty")
+        self.size = offset
+        self.k = min(k, offset)
+
+    def match(self, feature: np.ndarray) -> np.ndarray:
+        """Indices of the k nearest gallery items (squared Euclidean), best first."""
+        q = np.asarray(feature, dtype=np.float32).reshape(1, -1)
+        cand_idx, cand_dist = [], []
+        for block, norms, offset in self.blocks:
+            dist = norms - 2.0 * (q @ block.T)
+            idx, d = topk_from_distances(dist, min(self.k, block.shape[0]))
+            cand_idx.append(idx[0] + offset)
+            cand_dist.append(d[0])
+        idx = np.concatenate(cand_idx)
+        dist = np.concatenate(cand_dist)
+        order = np.lexsort((idx, dist))[: self.k]
+        return idx[order]

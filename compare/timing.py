@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import json
 import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
+
+from compare.matching import DEFAULT_BUDGET, ShardedGalleryIndex
 
 
 @dataclass(frozen=True)
@@ -44,39 +48,63 @@ class TimingResult:
         return asdict(self)
 
 
-def _openblas_setter() -> Callable[[int], None] | None:
-    """numpy's bundled OpenBLAS exposes openblas_set_num_threads (suffixed in numpy wheels)."""
+def _openblas_functions() -> tuple[Callable[[int], None] | None, Callable[[], int] | None]:
+    """numpy's bundled OpenBLAS exposes (set, get)_num_threads (with a suffix in numpy wheels).
+
+    threadpoolctl is not a dependency, so the C API is called through ctypes; when numpy uses
+    another BLAS the functions are not found, BLAS threads are then not controlled and
+    :func:`machine_info` says so (``blas_threads_controlled``). Subprocesses can still be limited
+    with ``OMP_NUM_THREADS`` / ``OPENBLAS_NUM_THREADS``, which only act at start-up.
+    """
     try:
         import numpy._core._multiarray_umath as umath  # numpy >= 2
     except ImportError:  # pragma: no cover - old numpy
-        return None
+        return None, None
     libs_dir = os.path.join(os.path.dirname(os.path.dirname(np.__file__)), "numpy.libs")
     candidates = [umath.__file__]
     if os.path.isdir(libs_dir):
         candidates += [os.path.join(libs_dir, f) for f in os.listdir(libs_dir) if "openblas" in f]
+    prefixes = ("scipy_openblas", "openblas")
+    suffixes = ("64_", "")
     for path in candidates:
         try:
             lib = ctypes.CDLL(path)
         except OSError:
             continue
-        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
-                     "openblas_set_num_threads", "scipy_openblas_set_num_threads"):  # fmt: skip
-            function = getattr(lib, name, None)
-            if function is not None:
-                return lambda n, f=function: f(ctypes.c_int(n))
-    return None
+        for prefix in prefixes:
+            for suffix in suffixes:
+                setter = getattr(lib, f"{prefix}_set_num_threads{suffix}", None)
+                getter = getattr(lib, f"{prefix}_get_num_threads{suffix}", None)
+                if setter is not None:
+                    getter_fn = None
+                    if getter is not None:
+                        getter.restype = ctypes.c_int
+                        getter_fn = lambda g=getter: int(g())  # noqa: E731
+                    return (lambda n, f=setter: f(ctypes.c_int(n))), getter_fn
+    return None, None
 
 
-_BLAS_SET = _openblas_setter()
+_BLAS_SET, _BLAS_GET = _openblas_functions()
 
 
 def available_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    """CPU cores this process may run on (affinity mask), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1  # pragma: no cover - non-Linux
+
+
+def blas_threads() -> int | None:
+    """Threads numpy's OpenBLAS currently uses, or None when it cannot be queried."""
+    return _BLAS_GET() if _BLAS_GET is not None else None
 
 
 @contextlib.contextmanager
 def thread_limit(n: int | None) -> Iterator[int]:
-    """Run the block with ``n`` threads in torch, numba and numpy's BLAS (None = all cores)."""
+    """Run the block with ``n`` threads in torch, numba and numpy's BLAS (None = all cores).
+
+    The previous settings are restored afterwards. Yields the thread count used.
+    """
     n = available_threads() if n is None else int(n)
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
@@ -84,6 +112,7 @@ def thread_limit(n: int | None) -> Iterator[int]:
     import torch
 
     old_torch, old_numba = torch.get_num_threads(), numba.get_num_threads()
+    old_blas = blas_threads() or available_threads()
     torch.set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     if _BLAS_SET is not None:
@@ -94,7 +123,7 @@ def thread_limit(n: int | None) -> Iterator[int]:
         torch.set_num_threads(old_torch)
         numba.set_num_threads(old_numba)
         if _BLAS_SET is not None:
-            _BLAS_SET(available_threads())
+            _BLAS_SET(old_blas)
 
 
 def _percentile(values: np.ndarray, q: float) -> float:
@@ -192,24 +221,163 @@ def batch_throughput(
     return batch_size / best
 
 
-def cpu_model() -> str:
+@dataclass(frozen=True)
+class ScalingPoint:
+    """Matching cost of one query against a synthetic gallery of ``gallery_size`` x ``dim``."""
+
+    dim: int
+    gallery_size: int
+    ms_match: float  # median
+    ms_match_p90: float
+    num_queries: int
+    threads: int
+    blocks: int  # gallery blocks of at most the byte budget (1 = the whole gallery in one GEMV)
+
+
+def time_gallery_matching(
+    dim: int,
+    gallery_size: int,
+    *,
+    k: int = 50,
+    threads: int | None = 1,
+    budget: int = DEFAULT_BUDGET,
+    target_seconds: float = 0.3,
+    min_queries: int = 5,
+    max_queries: int = 100,
+    seed: int = 0,
+) -> ScalingPoint:
+    """Milliseconds to match one query against ``gallery_size`` random ``dim``-d features.
+
+    The query goes through :func:`time_queries` (extraction is a no-op returning a precomputed
+    feature), so the figure is the same (b) as in every pipeline's ms/query: one GEMV against
+    the gallery plus the top-k selection. Galleries above ``budget`` bytes are matched block by
+    block (:class:`~compare.matching.ShardedGalleryIndex`), as an index that does not fit in
+    memory would be; to keep the measurement itself memory-bounded and fast to set up, every
+    full block is the same random array, which does not change the cost of a dense GEMV (it
+    streams from main memory either way once a block exceeds the CPU caches).
+
+    The number of timed queries adapts to the cost: about ``target_seconds`` in total, within
+    ``min_queries``..``max_queries``.
+    """
+    if dim < 1 or gallery_size < 1:
+        raise ValueError(f"dim and gallery_size must be >= 1, got {dim}, {gallery_size}")
+    rng = np.random.default_rng(seed)
+    rows = int(min(gallery_size, max(1, budget // (4 * dim))))
+    block = rng.standard_normal((rows, dim), dtype=np.float32)
+    full, rest = divmod(gallery_size, rows)
+    blocks = [block] * full + ([block[:rest]] if rest else [])
+    index = ShardedGalleryIndex(blocks, k=k)
+    queries = list(rng.standard_normal((8, dim), dtype=np.float32))
+
+    def no_extraction(feature: np.ndarray) -> np.ndarray:
+        return feature
+
+    with thread_limit(threads) as used:
+        t0 = time.perf_counter()
+        index.match(queries[0])  # also warms the caches and BLAS
+        once = max(time.perf_counter() - t0, 1e-6)
+        n = int(np.clip(target_seconds / once, min_queries, max_queries))
+        result = time_queries(
+            no_extraction, index.match, queries, num_queries=n, warmup=1, threads=used
+        )
+    return ScalingPoint(
+        dim=int(dim),
+        gallery_size=int(gallery_size),
+        ms_match=result.ms_match,
+        ms_match_p90=result.ms_match_p90,
+        num_queries=n,
+        threads=used,
+        blocks=len(blocks),
+    )
+
+
+def gallery_scaling(
+    dims: Sequence[int],
+    sizes: Sequence[int],
+    *,
+    k: int = 50,
+    threads: int | None = 1,
+    budget: int = DEFAULT_BUDGET,
+    cache_path: Path | str | None = None,
+    refresh: bool = False,
+    log: Callable[[str], None] | None = print,
+) -> list[ScalingPoint]:
+    """:func:`time_gallery_matching` for every (dim, size), cached in a JSON file.
+
+    Cached entries are keyed by the machine (CPU model), numpy version, thread count, k, budget,
+    dim and size, so a re-run on the same machine measures nothing; ``refresh`` re-measures.
+    """
+    if not dims or not sizes:
+        raise ValueError("gallery_scaling needs at least one dimension and one gallery size")
+    threads = available_threads() if threads is None else int(threads)
+    cache: dict = {}
+    cache_path = Path(cache_path) if cache_path is not None else None
+    if cache_path is not None and cache_path.is_file() and not refresh:
+        try:
+            cache = json.loads(cache_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            cache = {}  # a broken cache is only a cache: measure again
+    machine = f"{cpu_model()}|numpy {np.__version__}|threads {threads}|k {k}|budget {budget}"
+    points, changed = [], False
+    for dim in sorted({int(d) for d in dims}):
+        for size in sorted({int(n) for n in sizes}):
+            key = f"{machine}|dim {dim}|n {size}"
+            if key in cache:
+                points.append(ScalingPoint(**cache[key]))
+                continue
+            point = time_gallery_matching(dim, size, k=k, threads=threads, budget=budget)
+            if log is not None:
+                log(f"  matching {dim:>6}-d x {size:>7,} gallery: {point.ms_match:9.3f} ms/query")
+            cache[key] = asdict(point)
+            points.append(point)
+            changed = True
+    if cache_path is not None and changed:
+        from compare.results import atomic_write_text
+
+        atomic_write_text(cache_path, json.dumps(cache, indent=1, sort_keys=True))
+    return points
+
+
+def _cpuinfo() -> list[dict[str, str]]:
+    """/proc/cpuinfo as one dict per logical CPU (empty where the file does not exist)."""
     try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+        text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        pass
+        return []
+    cpus = []
+    for block in text.strip().split("\n\n"):
+        entry = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                entry[key.strip()] = value.strip()
+        if entry:
+            cpus.append(entry)
+    return cpus
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (falls back to :func:`platform.processor`)."""
+    for entry in _cpuinfo():
+        if "model name" in entry:
+            return entry["model name"]
     return platform.processor() or platform.machine()
 
 
-def machine_info(threads: int | None = None) -> dict:
-    """What the numbers were measured on."""
+def physical_cores() -> int | None:
+    """Distinct (socket, core) pairs in /proc/cpuinfo, or None when it does not say."""
+    pairs = {(e.get("physical id"), e.get("core id")) for e in _cpuinfo() if "core id" in e}
+    return len(pairs) or None
+
+
+def machine_info(threads: int | None = None, device: str = "cpu") -> dict:
+    """What the numbers were measured on: CPU model, cores, threads, library versions, device."""
     import numba
     import torch
 
     return {
         "cpu": cpu_model(),
+        "physical_cores": physical_cores(),
         "logical_cores": os.cpu_count(),
         "available_cores": available_threads(),
         "threads": threads if threads is not None else available_threads(),
@@ -218,6 +386,7 @@ def machine_info(threads: int | None = None) -> dict:
         "torch": torch.__version__,
         "numba": numba.__version__,
         "blas_threads_controlled": _BLAS_SET is not None,
-        "device": "cuda" if torch.cuda.is_available() else "cpu",
+        "device": device,
+        "cuda_available": bool(torch.cuda.is_available()),
         "platform": platform.platform(),
     }

@@ -114,9 +114,19 @@ class DeterministicLoader:
         This process's share of each global batch under DistributedDataParallel.
     """
 
-    def __init__(self, images: Tensor, labels: Tensor, *, batch_size: int, seed: int,
-                 augment_config: AugmentConfig | None = None, sampler: str = "random",
-                 instances: int = 4, rank: int = 0, world_size: int = 1) -> None:  # fmt: skip
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int,
+        seed: int,
+        augment_config: AugmentConfig | None = None,
+        sampler: str = "random",
+        instances: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
         if batch_size < 1 or batch_size % world_size:
             raise ValueError(
                 f"batch_size must be a positive multiple of the world size {world_size}, got "
@@ -169,8 +179,9 @@ class DeterministicLoader:
     def batch(self, epoch: int, index: int, order: Tensor | None = None) -> Batch:
         order = self.order(epoch) if order is None else order
         indices = order[index * self.batch_size : (index + 1) * self.batch_size]
-        images = augment(self._normalised[indices], self.augment_config,
-                         _generator(self.seed, 2, epoch, index))  # fmt: skip
+        images = augment(
+            self._normalised[indices], self.augment_config, _generator(self.seed, 2, epoch, index)
+        )
         share = self.batch_size // self.world_size
         part = slice(self.rank * share, (self.rank + 1) * share)
         return Batch(epoch, index, indices[part], images[part], self.labels[indices][part])

@@ -21,8 +21,13 @@ from deep.models import model_complexity
 from deep.train import load_trained
 
 
-def evaluate_run(run_dir: Path | str, *, dataset: ReidDataset | None = None,
-                 num_timed_queries: int = 100, threads: int | None = 1) -> dict:  # fmt: skip
+def evaluate_run(
+    run_dir: Path | str,
+    *,
+    dataset: ReidDataset | None = None,
+    num_timed_queries: int = 100,
+    threads: int | None = 1,
+) -> dict:
     """Evaluate ``run_dir/model.pt``; writes ``summary.json`` and a results row; returns the summary."""
     run_dir = Path(run_dir)
     model, cfg = load_trained(run_dir)
@@ -44,18 +49,30 @@ def evaluate_run(run_dir: Path | str, *, dataset: ReidDataset | None = None,
     def extract_one(image: np.ndarray) -> np.ndarray:
         return model.extract(preprocess_image(image, size))[0].numpy()
 
-    timing = time_queries(extract_one, index.match, query_images,
-                          num_queries=num_timed_queries, threads=threads)  # fmt: skip
+    timing = time_queries(
+        extract_one, index.match, query_images, num_queries=num_timed_queries, threads=threads
+    )
     params, gflops = model_complexity(model, size)
     summary = {
-        "run_dir": str(run_dir), "model": cfg["model"], "variant": cfg["variant"],
-        "seed": cfg["seed"], "dataset": cfg["dataset"], "input_size": list(size),
-        "rank1": official.rank(1), "rank5": official.rank(5), "rank10": official.rank(10),
-        "mAP": official.mAP, "mAP_torchreid": torchreid.mAP,
+        "run_dir": str(run_dir),
+        "model": cfg["model"],
+        "variant": cfg["variant"],
+        "seed": cfg["seed"],
+        "dataset": cfg["dataset"],
+        "input_size": list(size),
+        "rank1": official.rank(1),
+        "rank5": official.rank(5),
+        "rank10": official.rank(10),
+        "mAP": official.mAP,
+        "mAP_torchreid": torchreid.mAP,
         "cosine": {"rank1": cosine.rank(1), "mAP": cosine.mAP},
-        "params": params, "gflops": gflops, "embedding_dim": int(q.shape[1]),
-        "timing": timing.as_dict(), "machine": machine_info(timing.threads), "config": cfg,
-    }  # fmt: skip
+        "params": params,
+        "gflops": gflops,
+        "embedding_dim": int(q.shape[1]),
+        "timing": timing.as_dict(),
+        "machine": machine_info(timing.threads),
+        "config": cfg,
+    }
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     try:
         rel = str(run_dir.resolve().relative_to(REPO_ROOT))
@@ -65,16 +82,29 @@ def evaluate_run(run_dir: Path | str, *, dataset: ReidDataset | None = None,
     if cfg["variant"] == "distilled":
         extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
     row = ResultRow(
-        dataset=cfg["dataset"], pipeline="deep", model=cfg["model"], variant=cfg["variant"],
-        seed=int(cfg["seed"]), input_size=f"{size[0]}x{size[1]}", params=int(params),
-        gflops=float(gflops), embedding_dim=int(q.shape[1]),
-        rank1=100 * official.rank(1), rank5=100 * official.rank(5), rank10=100 * official.rank(10),
-        mAP=100 * official.mAP, mAP_torchreid=100 * torchreid.mAP,
-        ms_extract=timing.ms_extract, ms_match=timing.ms_match, ms_query=timing.ms_query,
-        ms_query_p90=timing.ms_query_p90, threads=timing.threads,
-        device="cuda" if torch.cuda.is_available() else "cpu", run_dir=rel,
+        dataset=cfg["dataset"],
+        pipeline="deep",
+        model=cfg["model"],
+        variant=cfg["variant"],
+        seed=int(cfg["seed"]),
+        input_size=f"{size[0]}x{size[1]}",
+        params=int(params),
+        gflops=float(gflops),
+        embedding_dim=int(q.shape[1]),
+        rank1=100 * official.rank(1),
+        rank5=100 * official.rank(5),
+        rank10=100 * official.rank(10),
+        mAP=100 * official.mAP,
+        mAP_torchreid=100 * torchreid.mAP,
+        ms_extract=timing.ms_extract,
+        ms_match=timing.ms_match,
+        ms_query=timing.ms_query,
+        ms_query_p90=timing.ms_query_p90,
+        threads=timing.threads,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        run_dir=rel,
         extra=extra_json(**extra),
-    )  # fmt: skip
+    )
     upsert_rows(run_dir_for(cfg["dataset"]) / "results.csv", [row])
     print(
         f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}): rank-1 {100 * official.rank(1):.1f}% "

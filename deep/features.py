@@ -13,8 +13,14 @@ from deep.models import ReIDNet
 
 
 @torch.inference_mode()
-def extract_embeddings(model: ReIDNet, records: Sequence[Record], input_size: tuple[int, int],
-                       *, batch_size: int = 128, device: str | torch.device = "cpu") -> np.ndarray:  # fmt: skip
+def extract_embeddings(
+    model: ReIDNet,
+    records: Sequence[Record],
+    input_size: tuple[int, int],
+    *,
+    batch_size: int = 128,
+    device: str | torch.device = "cpu",
+) -> np.ndarray:
     """Test-time embeddings (n, dim) float32 of the images of ``records``."""
     model.eval()
     images = load_records(records, input_size)

@@ -54,8 +54,16 @@ def list_models() -> list[str]:
 class _ResNetBackbone(nn.Module):
     def __init__(self, net: torchvision.models.ResNet) -> None:
         super().__init__()
-        self.body = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                                  net.layer1, net.layer2, net.layer3, net.layer4)  # fmt: skip
+        self.body = nn.Sequential(
+            net.conv1,
+            net.bn1,
+            net.relu,
+            net.maxpool,
+            net.layer1,
+            net.layer2,
+            net.layer3,
+            net.layer4,
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.body(x)
@@ -117,8 +125,15 @@ class ReIDNet(nn.Module):
     embedding_dim : int
     """
 
-    def __init__(self, name: str, backbone: nn.Module, feature_dim: int, num_classes: int,
-                 *, bn_neck: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        backbone: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        *,
+        bn_neck: bool = True,
+    ) -> None:
         super().__init__()
         self.name = name
         self.backbone = backbone

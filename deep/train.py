@@ -119,13 +119,25 @@ class TrainConfig:
             (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
             (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
             (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.optimizer in ("sgd", "adam"), f"optimizer must be sgd or adam: {self.optimizer!r}"),
-            (self.scheduler in ("cosine", "step"), f"scheduler must be cosine or step: {self.scheduler!r}"),
+            (
+                self.optimizer in ("sgd", "adam"),
+                f"optimizer must be sgd or adam: {self.optimizer!r}",
+            ),
+            (
+                self.scheduler in ("cosine", "step"),
+                f"scheduler must be cosine or step: {self.scheduler!r}",
+            ),
             (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
-            (len(self.input_size) == 2 and min(self.input_size) >= 16, "input_size must be HxW >= 16"),
-            (self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda: {self.device!r}"),
-        ]  # fmt: skip
+            (
+                len(self.input_size) == 2 and min(self.input_size) >= 16,
+                "input_size must be HxW >= 16",
+            ),
+            (
+                self.device in ("auto", "cpu", "cuda"),
+                f"device must be auto, cpu or cuda: {self.device!r}",
+            ),
+        ]
         for ok, message in checks:
             if not ok:
                 raise ValueError(message)
@@ -221,26 +233,43 @@ def train(
     num_classes = dataset.num_train_pids
 
     torch.manual_seed(config.seed)
-    model = build_model(config.model, num_classes, pretrained=config.pretrained,
-                        weights=config.weights, bn_neck=config.bn_neck,
-                        last_stride=config.last_stride).to(device)  # fmt: skip
+    model = build_model(
+        config.model,
+        num_classes,
+        pretrained=config.pretrained,
+        weights=config.weights,
+        bn_neck=config.bn_neck,
+        last_stride=config.last_stride,
+    ).to(device)
     feature_kd = None
     if teacher is not None and config.kd_feature_weight > 0:
         if teacher_dim is None:
             raise ValueError("embedding distillation needs the teacher's embedding size")
-        feature_kd = EmbeddingDistillation(model.embedding_dim, teacher_dim,
-                                           kind=config.kd_feature_kind).to(device)  # fmt: skip
+        feature_kd = EmbeddingDistillation(
+            model.embedding_dim, teacher_dim, kind=config.kd_feature_kind
+        ).to(device)
     params = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
     if config.optimizer == "sgd":
-        optimiser = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
-                                    weight_decay=config.weight_decay, nesterov=True)  # fmt: skip
+        optimiser = torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=True,
+        )
     else:
         optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     loader = DeterministicLoader(
-        images, labels, batch_size=config.batch_size, seed=config.seed,
+        images,
+        labels,
+        batch_size=config.batch_size,
+        seed=config.seed,
         augment_config=AugmentConfig(config.flip, config.pad, config.erasing),
-        sampler=config.sampler, instances=config.instances, rank=rank, world_size=world,
-    )  # fmt: skip
+        sampler=config.sampler,
+        instances=config.instances,
+        rank=rank,
+        world_size=world,
+    )
     steps_per_epoch = loader.num_batches(0)
     if steps_per_epoch == 0:
         raise ValueError(
@@ -272,11 +301,17 @@ def train(
         if rank != 0:
             return
         state = {
-            "model_name": config.model, "model": model.state_dict(),
-            "optimizer": optimiser.state_dict(), "scheduler": scheduler.state_dict(),
-            "epoch": epoch, "batch": batch, "step": global_step, "rng": _rng_state(),
-            "config": config.as_dict(), "num_classes": num_classes,
-        }  # fmt: skip
+            "model_name": config.model,
+            "model": model.state_dict(),
+            "optimizer": optimiser.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "batch": batch,
+            "step": global_step,
+            "rng": _rng_state(),
+            "config": config.as_dict(),
+            "num_classes": num_classes,
+        }
         if feature_kd is not None:
             state["feature_kd"] = feature_kd.state_dict()
         save_checkpoint(ckpt_path, state)
@@ -285,8 +320,14 @@ def train(
     net.train()
     for epoch in range(start_epoch, config.epochs):
         first = start_batch if epoch == start_epoch else 0
-        bar = tqdm(total=steps_per_epoch, initial=first, desc=f"{config.model} ep {epoch + 1}/"
-                   f"{config.epochs}", disable=rank != 0, leave=False, unit="batch")  # fmt: skip
+        bar = tqdm(
+            total=steps_per_epoch,
+            initial=first,
+            desc=f"{config.model} ep {epoch + 1}/{config.epochs}",
+            disable=rank != 0,
+            leave=False,
+            unit="batch",
+        )
         seen, correct, loss_sum, t0 = 0, 0, 0.0, time.perf_counter()
         for batch in loader.epoch(epoch, first):
             images_b = batch.images.to(device)
@@ -294,9 +335,14 @@ def train(
             logits, embedding = net(images_b, return_embedding=True)
             if teacher is not None:
                 t_logits, t_embedding = teacher(batch)
-                loss = distillation_loss(logits, t_logits.to(device), labels_b, T=config.kd_T,
-                                         alpha=config.kd_alpha,
-                                         label_smoothing=config.label_smoothing)  # fmt: skip
+                loss = distillation_loss(
+                    logits,
+                    t_logits.to(device),
+                    labels_b,
+                    T=config.kd_T,
+                    alpha=config.kd_alpha,
+                    label_smoothing=config.label_smoothing,
+                )
                 if feature_kd is not None:
                     loss = loss + config.kd_feature_weight * feature_kd(
                         embedding, t_embedding.to(device)
@@ -321,8 +367,11 @@ def train(
             correct += int((logits.argmax(1) == labels_b).sum())
             loss_sum += loss.item() * len(labels_b)
             elapsed = time.perf_counter() - t0
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.2f}",
-                            ips=f"{seen * world / max(elapsed, 1e-9):.0f}")  # fmt: skip
+            bar.set_postfix(
+                loss=f"{loss_sum / seen:.3f}",
+                acc=f"{correct / seen:.2f}",
+                ips=f"{seen * world / max(elapsed, 1e-9):.0f}",
+            )
             bar.update(1)
             done_batches = batch.index + 1
             if config.checkpoint_every and global_step % config.checkpoint_every == 0:
@@ -335,14 +384,26 @@ def train(
         bar.close()
         snapshot(epoch + 1, 0)
         if rank == 0 and seen:
-            log.info("%s epoch %d/%d loss %.4f acc %.3f %.0f img/s lr %.4g", config.model,
-                     epoch + 1, config.epochs, loss_sum / seen, correct / seen,
-                     seen * world / (time.perf_counter() - t0), scheduler.get_last_lr()[0])  # fmt: skip
+            log.info(
+                "%s epoch %d/%d loss %.4f acc %.3f %.0f img/s lr %.4g",
+                config.model,
+                epoch + 1,
+                config.epochs,
+                loss_sum / seen,
+                correct / seen,
+                seen * world / (time.perf_counter() - t0),
+                scheduler.get_last_lr()[0],
+            )
     if rank == 0:
-        save_checkpoint(run_dir / "model.pt", {
-            "model_name": config.model, "model": model.state_dict(), "num_classes": num_classes,
-            "config": config.as_dict(),
-        })  # fmt: skip
+        save_checkpoint(
+            run_dir / "model.pt",
+            {
+                "model_name": config.model,
+                "model": model.state_dict(),
+                "num_classes": num_classes,
+                "config": config.as_dict(),
+            },
+        )
     if world > 1:
         import torch.distributed as dist
 
@@ -359,8 +420,12 @@ def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
     path = Path(run_dir) / "model.pt"
     state = load_checkpoint(path, expected_model=expected_model)
     cfg = state["config"]
-    model = build_model(state["model_name"], state["num_classes"], bn_neck=cfg["bn_neck"],
-                        last_stride=cfg["last_stride"])  # fmt: skip
+    model = build_model(
+        state["model_name"],
+        state["num_classes"],
+        bn_neck=cfg["bn_neck"],
+        last_stride=cfg["last_stride"],
+    )
     model.load_state_dict(state["model"])
     model.eval()
     return model, cfg
@@ -422,9 +487,12 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("Train a re-ID CNN as an identity classifier (make train)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue from the run folder's checkpoint (default: refuse to "
-                        "overwrite a started run)")  # fmt: skip
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the run folder's checkpoint (default: refuse to "
+        "overwrite a started run)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = config_from_args(args)
@@ -432,8 +500,10 @@ def main(argv: list[str] | None = None) -> int:
         config.validate()
         ckpt = config.run_dir() / "checkpoint.pt"
         if ckpt.exists() and not args.resume:
-            raise ValueError(f"{config.run_dir()} already has a checkpoint; pass --resume to "
-                             "continue it or --out to start a new run")  # fmt: skip
+            raise ValueError(
+                f"{config.run_dir()} already has a checkpoint; pass --resume to "
+                "continue it or --out to start a new run"
+            )
         run_dir = train(config)
     except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -24,15 +24,22 @@ def market_root(tmp_path: Path) -> Path:
     root = tmp_path / "market"
     names = {
         "bounding_box_train": [
-            "0002_c1s1_000451_03.jpg", "0002_c2s1_000551_01.jpg", "0007_c1s1_000001_01.jpg",
-            "0007_c3s1_000101_01.jpg", "0010_c2s2_000021_02.jpg", "0010_c4s1_000001_01.jpg",
+            "0002_c1s1_000451_03.jpg",
+            "0002_c2s1_000551_01.jpg",
+            "0007_c1s1_000001_01.jpg",
+            "0007_c3s1_000101_01.jpg",
+            "0010_c2s2_000021_02.jpg",
+            "0010_c4s1_000001_01.jpg",
         ],
         "query": ["0003_c1s1_000001_00.jpg", "0005_c2s1_000002_00.jpg"],
         "bounding_box_test": [
-            "0003_c2s1_000011_01.jpg", "0003_c1s1_000021_01.jpg", "0005_c3s1_000031_01.jpg",
-            "0000_c1s1_000041_01.jpg", "-1_c2s1_000051_01.jpg",
+            "0003_c2s1_000011_01.jpg",
+            "0003_c1s1_000021_01.jpg",
+            "0005_c3s1_000031_01.jpg",
+            "0000_c1s1_000041_01.jpg",
+            "-1_c2s1_000051_01.jpg",
         ],
-    }  # fmt: skip
+    }
     for folder, files in names.items():
         for name in files:
             write_jpeg(root / folder / name, rng)

@@ -15,9 +15,10 @@ def brute_force(dist, q_ids, g_ids, q_cams, g_cams, ap, max_rank):
     for i in range(n_q):
         ranking = sorted(range(dist.shape[1]), key=lambda j: (dist[i, j], j))
         kept = [
-            j for j in ranking
+            j
+            for j in ranking
             if g_ids[j] != -1 and not (g_ids[j] == q_ids[i] and g_cams[j] == q_cams[i])
-        ]  # fmt: skip
+        ]
         matches = [g_ids[j] == q_ids[i] for j in kept]
         n_good = sum(matches)
         valid.append(n_good > 0)

@@ -83,8 +83,9 @@ def test_siltp_codes_through_lomo_counts():
 
 
 def test_hsv_arithmetic_hand_worked():
-    pixels = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [255, 255, 0]]],
-                      dtype=np.uint8)  # fmt: skip
+    pixels = np.array(
+        [[[255, 0, 0], [0, 255, 0], [0, 0, 255], [128, 128, 128], [255, 255, 0]]], dtype=np.uint8
+    )
     qh, qs, qv = oracle.hsv_quantised(pixels)
     # red h=0; green h=1/3 -> floor(8/3)=2; blue h=2/3 -> 5; grey h=s=0; yellow: r and g tie,
     # red wins the tie: h = (1/6)(g - b)/(v - mn) = 1/6 -> 1.

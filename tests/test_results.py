@@ -12,11 +12,26 @@ from compare.results import RESULT_COLUMNS, ResultRow, read_results, upsert_rows
 
 def row(**overrides) -> ResultRow:
     values = dict(
-        dataset="synthetic", pipeline="deep", model="resnet18", variant="baseline", seed=0,
-        input_size="64x32", params=11_000_000, gflops=0.25, embedding_dim=512, rank1=80.0,
-        rank5=90.0, rank10=95.0, mAP=60.0, mAP_torchreid=61.0, ms_extract=5.0, ms_match=0.2,
-        ms_query=5.2, ms_query_p90=6.0, threads=1,
-    )  # fmt: skip
+        dataset="synthetic",
+        pipeline="deep",
+        model="resnet18",
+        variant="baseline",
+        seed=0,
+        input_size="64x32",
+        params=11_000_000,
+        gflops=0.25,
+        embedding_dim=512,
+        rank1=80.0,
+        rank5=90.0,
+        rank10=95.0,
+        mAP=60.0,
+        mAP_torchreid=61.0,
+        ms_extract=5.0,
+        ms_match=0.2,
+        ms_query=5.2,
+        ms_query_p90=6.0,
+        threads=1,
+    )
     values.update(overrides)
     return ResultRow(**values)
 

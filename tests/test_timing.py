@@ -36,8 +36,14 @@ def test_harness_separates_extraction_and_matching():
         time.sleep(0.004)
         return np.zeros(2)
 
-    result = time_queries(slow_extract, lambda f: np.arange(1), [np.zeros((2, 2, 3))],
-                          num_queries=5, warmup=0, threads=1)  # fmt: skip
+    result = time_queries(
+        slow_extract,
+        lambda f: np.arange(1),
+        [np.zeros((2, 2, 3))],
+        num_queries=5,
+        warmup=0,
+        threads=1,
+    )
     assert result.ms_extract >= 4.0 > result.ms_match
 
 
@@ -53,8 +59,13 @@ def test_thread_limit_restores():
 def test_bad_arguments_and_throughput():
     with pytest.raises(ValueError, match="empty"):
         time_queries(lambda i: i, lambda f: f, [], num_queries=1)
-    rate = batch_throughput(lambda b: b.reshape(len(b), -1).sum(1), np.zeros((5, 4, 4, 3)),
-                            batch_size=8, repeats=1, threads=1)  # fmt: skip
+    rate = batch_throughput(
+        lambda b: b.reshape(len(b), -1).sum(1),
+        np.zeros((5, 4, 4, 3)),
+        batch_size=8,
+        repeats=1,
+        threads=1,
+    )
     assert rate > 0
     info = machine_info(1)
     assert info["threads"] == 1 and "cpu" in info and "torch" in info

@@ -1,0 +1,449 @@
+"""numba kernels behind :func:`classical.lomo.lomo` (private; use the functions in ``lomo``).
+
+One call processes a batch, parallel over images (``prange``). Each thread owns a set of work
+buffers allocated once per call (indexed by ``numba.get_thread_id()``), so the per-image work
+allocates nothing. Histograms are small integers (uint8 while a window holds at most 255 pixels).
+
+Max-occurrence counting, the hot spot, is organised around cells: when the window size is a
+multiple of the step (10 = 2 x 5 by default), every window is a k x k grid of step x step cells.
+Each pixel is counted once into its cell's histogram ("band" = one row of cells), a window row's
+column histograms are the sum of k bands, a window is the sum of k columns, and the bin-wise
+running maximum is a vector max. Sums and maxima run over bins laid out contiguously and padded to
+a multiple of 32, so LLVM turns them into byte-wide SIMD. With another window/step ratio a direct
+per-window count is used instead.
+
+Floating-point arithmetic follows ``shared/lomo_xqda_spec.md`` exactly: no fastmath (no FMA
+contraction, no reassociation), the stated evaluation order, and tables holding exactly the values
+the per-pixel formulas would compute (``c / 255.0`` and ``(c / 255.0) * weight``).
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+SIXTH = 1.0 / 6.0
+THIRD = 1.0 / 3.0
+TWO_THIRDS = 2.0 / 3.0
+GREY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
+SILTP_BINS = 81
+#: Bin rows are padded to a multiple of this (bytes) so that vector loops have no scalar tail.
+LANE = 32
+
+_OPTS = {"cache": True, "nogil": True, "error_model": "numpy", "boundscheck": False}
+
+
+def padded(n_bins: int) -> int:
+    """Row stride of a histogram with ``n_bins`` bins."""
+    return -(-n_bins // LANE) * LANE
+
+
+def tables() -> tuple[np.ndarray, np.ndarray]:
+    """``unit[c] = c / 255`` and ``grey[i, c] = (c / 255) * weight_i``, as the formulas compute."""
+    unit = np.arange(256, dtype=np.float64) / 255.0
+    grey = np.stack([unit * w for w in GREY_WEIGHTS])
+    return unit, grey
+
+
+# ---------------------------------------------------------------------------------------------
+# per-pixel maps
+# ---------------------------------------------------------------------------------------------
+@numba.njit(**_OPTS)
+def hsv_quantise(image, unit, bins_h, bins_s, bins_v, qh, qs, qv):  # pragma: no cover
+    """Quantised H, S, V maps of an RGB uint8 image (spec, colour branch steps 1-2)."""
+    height, width = image.shape[0], image.shape[1]
+    for y in range(height):
+        for x in range(width):
+            r = unit[image[y, x, 0]]
+            g = unit[image[y, x, 1]]
+            b = unit[image[y, x, 2]]
+            v = max(r, max(g, b))
+            mn = min(r, min(g, b))
+            if mn == v:
+                hue = 0.0
+                sat = 0.0
+            else:
+                sat = 1.0 - mn / v
+                delta = v - mn
+                if r == v:  # ties: red before green before blue
+                    hue = (SIXTH * (g - b)) / delta
+                elif g == v:
+                    hue = THIRD + (SIXTH * (b - r)) / delta
+                else:
+                    hue = TWO_THIRDS + (SIXTH * (r - g)) / delta
+                if hue < 0.0:
+                    hue += 1.0
+            qh[y, x] = min(int(np.floor(hue * bins_h)), bins_h - 1)
+            qs[y, x] = min(int(np.floor(sat * bins_s)), bins_s - 1)
+            qv[y, x] = min(int(np.floor(v * bins_v)), bins_v - 1)
+
+
+@numba.njit(**_OPTS)
+def joint_codes(qh, qs, qv, height, width, bins_h, bins_s, codes):  # pragma: no cover
+    """code = qV * (bins_s * bins_h) + qS * bins_h + qH (H least significant)."""
+    for y in range(height):
+        for x in range(width):
+            codes[y, x] = (np.uint16(qv[y, x]) * bins_s + qs[y, x]) * bins_h + qh[y, x]
+
+
+@numba.njit(**_OPTS)
+def grey_levels(image, unit, grey_table, grey):  # pragma: no cover
+    """I = round(255 * ((r wr + g wg) + b wb)) / 255, halves away from zero, in float64."""
+    height, width = image.shape[0], image.shape[1]
+    for y in range(height):
+        for x in range(width):
+            scaled = (
+                (grey_table[0, image[y, x, 0]] + grey_table[1, image[y, x, 1]])
+                + grey_table[2, image[y, x, 2]]
+            ) * 255.0
+            level = np.floor(scaled)
+            if scaled - level >= 0.5:
+                level += 1.0
+            grey[y, x] = unit[int(level)]
+
+
+@numba.njit(**_OPTS)
+def pool_quantised(q, height, width):  # pragma: no cover
+    """In-place 2x2 pooling of a quantised map: floor of the block average."""
+    # Output (r, c) reads rows/columns >= (r, c) only, which no earlier output overwrote.
+    for r in range(height // 2):
+        for c in range(width // 2):
+            total = (
+                np.int32(q[2 * r, 2 * c])
+                + np.int32(q[2 * r + 1, 2 * c])
+                + np.int32(q[2 * r, 2 * c + 1])
+                + np.int32(q[2 * r + 1, 2 * c + 1])
+            )
+            q[r, c] = total // 4
+
+
+@numba.njit(**_OPTS)
+def pool_grey(grey, height, width):  # pragma: no cover
+    """In-place 2x2 average pooling of the grey map: ((((r,c) + (r+1,c)) + (r,c+1)) + (r+1,c+1)) / 4."""
+    for r in range(height // 2):
+        for c in range(width // 2):
+            grey[r, c] = (
+                ((grey[2 * r, 2 * c] + grey[2 * r + 1, 2 * c]) + grey[2 * r, 2 * c + 1])
+                + grey[2 * r + 1, 2 * c + 1]
+            ) / 4.0
+
+
+@numba.njit(inline="always", **_OPTS)
+def _trit(neighbour, lo, hi):  # pragma: no cover
+    # 1 if strictly below (1 - tau) I, 2 if strictly above (1 + tau) I, else 0; branch-free.
+    return np.uint16(neighbour < lo) + np.uint16(2) * np.uint16(neighbour > hi)
+
+
+@numba.njit(inline="always", **_OPTS)
+def _siltp_border(row, row_up, row_down, x, width, radius, lo_factor, hi_factor):  # pragma: no cover
+    centre = row[x]
+    lo = lo_factor * centre
+    hi = hi_factor * centre
+    return (
+        _trit(row[min(x + radius, width - 1)], lo, hi)
+        + np.uint16(3) * _trit(row_up[x], lo, hi)
+        + np.uint16(9) * _trit(row[max(x - radius, 0)], lo, hi)
+        + np.uint16(27) * _trit(row_down[x], lo, hi)
+    )
+
+
+@numba.njit(**_OPTS)
+def siltp_codes(grey, height, width, radius, tau, codes):  # pragma: no cover
+    """4-point SILTP codes (0..80), replicated border: t_right + 3 t_up + 9 t_left + 27 t_down."""
+    lo_factor = 1.0 - tau
+    hi_factor = 1.0 + tau
+    inner = max(width - 2 * radius, 0)
+    for y in range(height):
+        row = grey[y]
+        row_up = grey[max(y - radius, 0)]
+        row_down = grey[min(y + radius, height - 1)]
+        out = codes[y]
+        # Border columns: neighbours clamped to the image.
+        for x in range(min(radius, width)):
+            out[x] = _siltp_border(row, row_up, row_down, x, width, radius, lo_factor, hi_factor)
+        for x in range(radius + inner, width):
+            out[x] = _siltp_border(row, row_up, row_down, x, width, radius, lo_factor, hi_factor)
+        # Interior: shifted views, so every index is a plain non-negative loop counter (SIMD).
+        centre_v = row[radius : radius + inner]
+        right_v = row[2 * radius : 2 * radius + inner]
+        left_v = row[0:inner]
+        up_v = row_up[radius : radius + inner]
+        down_v = row_down[radius : radius + inner]
+        out_v = out[radius : radius + inner]
+        for j in range(inner):
+            centre = centre_v[j]
+            lo = lo_factor * centre
+            hi = hi_factor * centre
+            out_v[j] = (
+                _trit(right_v[j], lo, hi)
+                + np.uint16(3) * _trit(up_v[j], lo, hi)
+                + np.uint16(9) * _trit(left_v[j], lo, hi)
+                + np.uint16(27) * _trit(down_v[j], lo, hi)
+            )
+
+
+# ---------------------------------------------------------------------------------------------
+# local maximal occurrence
+# ---------------------------------------------------------------------------------------------
+@numba.njit(**_OPTS)
+def max_occurrence_cells(codes, height, width, block, step, n_bins, bands, columns, window,
+                         rowmax, counts, offset):  # fmt: skip  # pragma: no cover
+    """Row-wise maxima of window histograms via step x step cells (block % step == 0).
+
+    bands (k, cells, stride), columns (cells, stride), window and rowmax (stride,): work buffers.
+    Writes ``n_rows * n_bins`` counts into ``counts[offset:]`` and returns the next offset.
+    """
+    k = block // step
+    stride = rowmax.shape[0]
+    n_rows = (height - block) // step + 1
+    n_cols = (width - block) // step + 1
+    n_cells = n_cols + k - 1
+    for band in range(n_rows + k - 1):
+        hist = bands[band % k]
+        for c in range(n_cells):
+            for b in range(stride):
+                hist[c, b] = 0
+        for y in range(band * step, band * step + step):
+            for c in range(n_cells):
+                for x in range(c * step, c * step + step):
+                    hist[c, codes[y, x]] += 1
+        if band < k - 1:
+            continue
+        # Column histograms of window row i: the k bands it spans.
+        for c in range(n_cells):
+            column = columns[c]
+            first = bands[0, c]
+            for b in range(stride):
+                column[b] = first[b]
+            for s in range(1, k):
+                other = bands[s, c]
+                for b in range(stride):
+                    column[b] = column[b] + other[b]
+        for b in range(stride):
+            rowmax[b] = 0
+        for j in range(n_cols):
+            # Sums are stored back into the (integer) window buffer before the max: keeping
+            # the arithmetic at the buffers' width lets LLVM use byte-wide SIMD.
+            first = columns[j]
+            for b in range(stride):
+                window[b] = first[b]
+            for s in range(1, k):
+                other = columns[j + s]
+                for b in range(stride):
+                    window[b] = window[b] + other[b]
+            for b in range(stride):
+                rowmax[b] = max(rowmax[b], window[b])
+        start = offset + (band - k + 1) * n_bins
+        dst = counts[start : start + n_bins]
+        for b in range(n_bins):
+            dst[b] = rowmax[b]
+    return offset + n_rows * n_bins
+
+
+@numba.njit(**_OPTS)
+def max_occurrence_direct(codes, height, width, block, step, n_bins, window, rowmax, counts,
+                          offset):  # fmt: skip  # pragma: no cover
+    """Row-wise maxima of window histograms, counting every window (any block/step)."""
+    stride = rowmax.shape[0]
+    n_rows = (height - block) // step + 1
+    n_cols = (width - block) // step + 1
+    for i in range(n_rows):
+        for b in range(stride):
+            rowmax[b] = 0
+        for j in range(n_cols):
+            for b in range(stride):
+                window[b] = 0
+            for y in range(i * step, i * step + block):
+                for x in range(j * step, j * step + block):
+                    window[codes[y, x]] += 1
+            for b in range(stride):
+                rowmax[b] = max(rowmax[b], window[b])
+        start = offset + i * n_bins
+        dst = counts[start : start + n_bins]
+        for b in range(n_bins):
+            dst[b] = rowmax[b]
+    return offset + n_rows * n_bins
+
+
+@numba.njit(**_OPTS)
+def max_occurrence(codes, height, width, block, step, n_bins, bands, columns, window, rowmax,
+                   counts, offset):  # fmt: skip  # pragma: no cover
+    if height < block or width < block:
+        return offset
+    if block % step == 0:
+        return max_occurrence_cells(
+            codes,
+            height,
+            width,
+            block,
+            step,
+            n_bins,
+            bands,
+            columns,
+            window,
+            rowmax,
+            counts,
+            offset,
+        )
+    return max_occurrence_direct(
+        codes, height, width, block, step, n_bins, window, rowmax, counts, offset
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# one image, a batch
+# ---------------------------------------------------------------------------------------------
+@numba.njit(**_OPTS)
+def image_counts(image, colour_image, num_scales, block, step, bins_h, bins_s, bins_v, tau,
+                 radii, texture_offsets, unit, grey_table, qh, qs, qv, grey, codes,
+                 bands, columns, window, rowmax, counts):  # fmt: skip  # pragma: no cover
+    """Integer max-occurrence counts of one image into ``counts`` (length d).
+
+    texture_offsets[p, s]: where radius p's scale s starts in ``counts`` (-1: scale skipped).
+    """
+    height, width = image.shape[0], image.shape[1]
+    colour_bins = bins_h * bins_s * bins_v
+    # Colour branch: quantise once, pool the quantised maps between scales.
+    hsv_quantise(colour_image, unit, bins_h, bins_s, bins_v, qh, qs, qv)
+    h, w = height, width
+    offset = 0
+    for scale in range(num_scales):
+        if scale:
+            pool_quantised(qh, h, w)
+            pool_quantised(qs, h, w)
+            pool_quantised(qv, h, w)
+            h, w = h // 2, w // 2
+        joint_codes(qh, qs, qv, h, w, bins_h, bins_s, codes)
+        offset = max_occurrence(
+            codes, h, w, block, step, colour_bins, bands, columns, window, rowmax, counts, offset
+        )
+    # Texture branch: one grey pyramid shared by all radii.
+    grey_levels(image, unit, grey_table, grey)
+    h, w = height, width
+    for scale in range(num_scales):
+        if scale:
+            pool_grey(grey, h, w)
+            h, w = h // 2, w // 2
+        for p in range(radii.shape[0]):
+            start = texture_offsets[p, scale]
+            if start >= 0:
+                siltp_codes(grey, h, w, radii[p], tau, codes)
+                max_occurrence(
+                    codes,
+                    h,
+                    w,
+                    block,
+                    step,
+                    SILTP_BINS,
+                    bands,
+                    columns,
+                    window,
+                    rowmax,
+                    counts,
+                    start,
+                )
+
+
+@numba.njit(parallel=True, **_OPTS)
+def batch_counts(images, colour_images, num_scales, block, step, bins_h, bins_s, bins_v, tau,
+                 radii, texture_offsets, unit, grey_table, qmaps, grey, codes, bands,
+                 columns, window, rowmax, counts):  # fmt: skip  # pragma: no cover
+    """Counts (n, d) of a batch; the work buffers have one slot per thread (first axis)."""
+    for i in numba.prange(images.shape[0]):
+        t = numba.get_thread_id()
+        image_counts(
+            images[i],
+            colour_images[i],
+            num_scales,
+            block,
+            step,
+            bins_h,
+            bins_s,
+            bins_v,
+            tau,
+            radii,
+            texture_offsets,
+            unit,
+            grey_table,
+            qmaps[t, 0],
+            qmaps[t, 1],
+            qmaps[t, 2],
+            grey[t],
+            codes[t],
+            bands[t],
+            columns[t],
+            window[t],
+            rowmax[t],
+            counts[i],
+        )
+
+
+@numba.njit(**_OPTS)
+def log_normalise(counts, bounds, log_table, scaled, out):  # pragma: no cover
+    """out[p] = log(1 + counts[p]) / ||log(1 + counts[p])|| for each part p = [bounds[p], ...).
+
+    ``scaled`` is a work buffer as long as ``log_table``: the division is done once per distinct
+    count value (same operands, hence the same result as dividing every element).
+    """
+    for p in range(bounds.shape[0] - 1):
+        part = counts[bounds[p] : bounds[p + 1]]
+        dst = out[bounds[p] : bounds[p + 1]]
+        n = part.shape[0]
+        if n == 0:
+            continue
+        # Four partial sums break the add latency chain.
+        s0 = s1 = s2 = s3 = 0.0
+        quad = n - n % 4
+        for i in range(0, quad, 4):
+            a = log_table[part[i]]
+            b = log_table[part[i + 1]]
+            c = log_table[part[i + 2]]
+            d = log_table[part[i + 3]]
+            s0 += a * a
+            s1 += b * b
+            s2 += c * c
+            s3 += d * d
+        for i in range(quad, n):
+            a = log_table[part[i]]
+            s0 += a * a
+        norm = np.sqrt((s0 + s1) + (s2 + s3))
+        for c in range(log_table.shape[0]):
+            scaled[c] = log_table[c] / norm
+        for i in range(n):
+            dst[i] = scaled[part[i]]
+
+
+@numba.njit(parallel=True, **_OPTS)
+def batch_features(images, colour_images, num_scales, block, step, bins_h, bins_s, bins_v, tau,
+                   radii, texture_offsets, unit, grey_table, qmaps, grey, codes,
+                   bands, columns, window, rowmax, counts, bounds, log_table, scaled,
+                   out):  # fmt: skip  # pragma: no cover
+    """Normalised features (n, d) of a batch; ``counts`` is a per-thread (threads, d) buffer."""
+    for i in numba.prange(images.shape[0]):
+        t = numba.get_thread_id()
+        image_counts(
+            images[i],
+            colour_images[i],
+            num_scales,
+            block,
+            step,
+            bins_h,
+            bins_s,
+            bins_v,
+            tau,
+            radii,
+            texture_offsets,
+            unit,
+            grey_table,
+            qmaps[t, 0],
+            qmaps[t, 1],
+            qmaps[t, 2],
+            grey[t],
+            codes[t],
+            bands[t],
+            columns[t],
+            window[t],
+            rowmax[t],
+            counts[t],
+        )
+        log_normalise(counts[t], bounds, log_table, scaled[t], out[i])

@@ -1,0 +1,580 @@
+"""Knowledge distillation study: ``make distill`` (``python -m deep.distill run``).
+
+A ResNet-50 teacher, trained once, teaches small students with Hinton soft targets
+(:func:`deep.kd_loss.distillation_loss`). Every student is trained twice per seed with exactly
+the same recipe, epochs, augmentation and seed: alone (``baseline``) and with the teacher
+(``distilled``), so the only difference is the teacher. Results go to the shared table
+``runs/<dataset>/results.csv`` and a table of baseline vs distilled (mean and std over seeds) is
+printed and written to ``runs/<dataset>/distill.md``.
+
+Cost control
+------------
+* Batches are a pure function of (seed, epoch, batch index) (:mod:`deep.data`), so the teacher's
+  logits for a seed are computed once, cached on disk (``runs/<dataset>/deep/teacher_cache``),
+  and shared by all students of that seed; the cache records each batch's sample indices and is
+  checked against them.
+* Finished runs (a ``summary.json`` whose config equals the requested one) are reused, so a
+  re-run with nothing changed takes seconds.
+* Independent runs go to a pool of worker processes, one thread each (``--jobs``).
+
+Commands::
+
+    python -m deep.distill run   --dataset synthetic --profile quick     # the whole study
+    python -m deep.distill train --teacher RUN_DIR --student mobilenet_v1_0.25 --T 4 --alpha 0.9
+    python -m deep.distill sweep --dataset synthetic --student mobilenet_v1_0.25  # T x alpha
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from compare.results import atomic_write_text
+from data.layouts import ReidDataset, load_dataset, validation_split
+from data.paths import run_dir_for
+from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
+from deep.train import TrainConfig, load_trained, train
+
+log = logging.getLogger("deep.distill")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A study size: which students, how many seeds, and the shared training recipe."""
+
+    students: tuple[str, ...]
+    seeds: tuple[int, ...]
+    teacher: str
+    recipe: dict
+    T: float = 4.0
+    alpha: float = 0.9
+
+
+QUICK_RECIPE = dict(
+    input_size=(64, 32),
+    epochs=20,
+    batch_size=16,
+    lr=0.05,
+    optimizer="sgd",
+    scheduler="cosine",
+    warmup_epochs=2,
+    label_smoothing=0.1,
+    erasing=0.0,
+    pad=4,
+    bn_neck=False,
+    threads=1,
+)
+FULL_RECIPE = dict(
+    input_size=(256, 128),
+    epochs=60,
+    batch_size=64,
+    lr=0.05,
+    optimizer="sgd",
+    scheduler="cosine",
+    warmup_epochs=5,
+    label_smoothing=0.1,
+    erasing=0.5,
+    pad=10,
+    bn_neck=True,
+    threads=None,
+)
+PROFILES = {
+    "quick": Profile(
+        students=(
+            "mobilenet_v1_0.25",
+            "mobilenet_v1_0.5",
+            "mobilenet_v1_1.0",
+            "mobilenet_v2_1.0",
+            "resnet18",
+        ),
+        seeds=(0, 1),
+        teacher="resnet50",
+        recipe=QUICK_RECIPE,
+    ),
+    "full": Profile(
+        students=(
+            "mobilenet_v1_0.25",
+            "mobilenet_v1_0.5",
+            "mobilenet_v1_0.75",
+            "mobilenet_v1_1.0",
+            "mobilenet_v2_1.0",
+            "resnet18",
+            "resnet34",
+        ),
+        seeds=(0, 1, 2),
+        teacher="resnet50",
+        recipe=FULL_RECIPE,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Teacher outputs, computed once per (teacher, seed, recipe) and shared by all students
+# ---------------------------------------------------------------------------------------------
+class TeacherSignal:
+    """``teacher(batch) -> (logits, embedding)`` for the training loop, with a disk cache.
+
+    The cache maps (epoch, batch index) to the teacher's logits on that exact augmented batch;
+    it is valid because batches depend only on (seed, epoch, batch index). Embeddings (for the
+    optional feature-level term) are never cached: that path runs the teacher on the fly.
+    """
+
+    def __init__(
+        self,
+        teacher_dir: Path | str,
+        *,
+        cache_path: Path | None = None,
+        need_embedding: bool = False,
+    ) -> None:
+        self.model, self.config = load_trained(teacher_dir)
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+        self.model.eval()
+        self.embedding_dim = self.model.embedding_dim
+        self.need_embedding = need_embedding
+        self.cache_path = cache_path
+        self.cache: dict[str, Tensor] = {}
+        if cache_path is not None and cache_path.exists():
+            self.cache = torch.load(cache_path, map_location="cpu", weights_only=True)
+
+    @torch.no_grad()
+    def __call__(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
+        key = f"{batch.epoch}:{batch.index}"
+        if not self.need_embedding and key in self.cache:
+            cached = self.cache[key]
+            if torch.equal(cached["indices"], batch.sample_indices):
+                return cached["logits"], None
+            log.warning("teacher cache entry %s does not match its batch; recomputing", key)
+        logits, embedding = self.model(batch.images, return_embedding=True)
+        if self.cache_path is not None and not self.need_embedding:
+            self.cache[key] = {"indices": batch.sample_indices.clone(), "logits": logits.clone()}
+        return logits, embedding if self.need_embedding else None
+
+    def save(self) -> None:
+        if self.cache_path is None or not self.cache:
+            return
+        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.cache_path.with_suffix(".tmp")
+        torch.save(self.cache, tmp)
+        tmp.replace(self.cache_path)
+
+
+def precompute_teacher(
+    teacher_dir: Path, config: TrainConfig, cache_path: Path, dataset: ReidDataset | None = None
+) -> Path:
+    """Fill the teacher cache for every batch of ``config``'s schedule (one pass, no training)."""
+    if cache_path.exists():
+        return cache_path
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dataset = dataset or load_dataset(config.dataset, config.data_root)
+    images = load_records(dataset.train, config.input_size)
+    labels = torch.tensor([r.pid for r in dataset.train])
+    loader = DeterministicLoader(
+        images,
+        labels,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment_config=AugmentConfig(config.flip, config.pad, config.erasing),
+        sampler=config.sampler,
+        instances=config.instances,
+    )
+    signal = TeacherSignal(teacher_dir, cache_path=cache_path)
+    for epoch in range(config.epochs):
+        for batch in loader.epoch(epoch):
+            signal(batch)
+    signal.save()
+    return cache_path
+
+
+def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) -> Path:
+    """One cache per (teacher weights, data schedule): the fields that change the batches."""
+    schedule = {
+        k: getattr(config, k)
+        for k in (
+            "seed",
+            "input_size",
+            "epochs",
+            "batch_size",
+            "flip",
+            "pad",
+            "erasing",
+            "sampler",
+            "instances",
+            "dataset",
+            "data_root",
+        )
+    }
+    weights = (Path(teacher_dir) / "model.pt").stat()
+    key = json.dumps(
+        [str(teacher_dir), weights.st_size, weights.st_mtime_ns, schedule],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return run_dir_for(dataset) / "deep" / "teacher_cache" / f"seed{config.seed}_{digest}.pt"
+
+
+# ---------------------------------------------------------------------------------------------
+# One run (in a worker process)
+# ---------------------------------------------------------------------------------------------
+def _finished(config: TrainConfig) -> bool:
+    summary = config.run_dir() / "summary.json"
+    if not summary.exists():
+        return False
+    try:
+        return json.loads(summary.read_text())["config"] == config.as_dict()
+    except (OSError, ValueError, KeyError):
+        return False
+
+
+def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
+    """Train + evaluate one run unless it is already finished with the same config."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    if _finished(config):
+        return f"reused {config.run_dir()}"
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    start = time.perf_counter()
+    run_dir = config.run_dir()
+    if run_dir.exists() and not (run_dir / "checkpoint.pt").exists():
+        pass
+    elif (run_dir / "checkpoint.pt").exists():
+        state = load_checkpoint(run_dir / "checkpoint.pt", expected_model=config.model)
+        if state["config"] != config.as_dict():
+            # A different recipe was run here before: start over rather than mix them.
+            (run_dir / "checkpoint.pt").unlink()
+    signal = None
+    if teacher_dir is not None:
+        cache = _teacher_cache_path(config.dataset, Path(teacher_dir), config)
+        signal = TeacherSignal(
+            teacher_dir,
+            cache_path=cache if cache.exists() else None,
+            need_embedding=config.kd_feature_weight > 0,
+        )
+        _check_teacher_fits(signal, config)
+    train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
+    return f"trained {run_dir} in {time.perf_counter() - start:.0f} s"
+
+
+def _check_teacher_fits(signal: TeacherSignal, config: TrainConfig) -> None:
+    teacher_cfg = signal.config
+    for key in ("dataset", "data_root"):
+        if teacher_cfg.get(key) != getattr(config, key):
+            raise ValueError(
+                f"the teacher was trained on {key}={teacher_cfg.get(key)!r} but the student uses "
+                f"{getattr(config, key)!r}: they must share the training identities"
+            )
+
+
+def _precompute_job(teacher_dir: str, config: TrainConfig) -> str:
+    cache = _teacher_cache_path(config.dataset, Path(teacher_dir), config)
+    start = time.perf_counter()
+    precompute_teacher(Path(teacher_dir), config, cache)
+    return f"teacher outputs for seed {config.seed} cached in {time.perf_counter() - start:.0f} s"
+
+
+# ---------------------------------------------------------------------------------------------
+# The study
+# ---------------------------------------------------------------------------------------------
+def study_configs(
+    profile: Profile,
+    dataset: str,
+    data_root: str | None,
+    *,
+    T: float,
+    alpha: float,
+    students: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
+    base_dir: Path | None = None,
+):
+    base = TrainConfig(dataset=dataset, data_root=data_root, **profile.recipe)
+    base = dataclasses.replace(base, input_size=tuple(base.input_size), kd_T=T, kd_alpha=alpha)
+
+    def out(model: str, variant: str, seed: int) -> str | None:
+        if base_dir is None:
+            return None
+        return str(base_dir / model / f"{variant}_seed{seed}")
+
+    teacher = dataclasses.replace(
+        base,
+        model=profile.teacher,
+        variant="baseline",
+        seed=0,
+        out=out(profile.teacher, "baseline", 0),
+    )
+    runs = []
+    for seed in seeds or profile.seeds:
+        for student in students or profile.students:
+            for variant in ("baseline", "distilled"):
+                runs.append(
+                    dataclasses.replace(
+                        base,
+                        model=student,
+                        variant=variant,
+                        seed=seed,
+                        out=out(student, variant, seed),
+                    )
+                )
+    return teacher, runs
+
+
+def run_study(
+    profile_name: str,
+    dataset: str,
+    data_root: str | None,
+    *,
+    jobs: int = 2,
+    T: float | None = None,
+    alpha: float | None = None,
+) -> pd.DataFrame:
+    profile = PROFILES[profile_name]
+    T = profile.T if T is None else T
+    alpha = profile.alpha if alpha is None else alpha
+    load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
+    teacher, runs = study_configs(profile, dataset, data_root, T=T, alpha=alpha)
+    for r in runs:
+        if r.variant == "distilled":
+            r.teacher = str(teacher.run_dir())
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        teacher_future = pool.submit(run_one, teacher)
+        baseline_futures = [pool.submit(run_one, r) for r in runs if r.variant == "baseline"]
+        print(teacher_future.result(), flush=True)
+        teacher_dir = str(teacher.run_dir())
+        seeds = sorted({r.seed for r in runs})
+        distilled = [r for r in runs if r.variant == "distilled"]
+        caches = [
+            pool.submit(_precompute_job, teacher_dir, next(r for r in distilled if r.seed == s))
+            for s in seeds
+        ]
+        for f in caches:
+            print(f.result(), flush=True)
+        distilled_futures = [pool.submit(run_one, r, teacher_dir) for r in distilled]
+        for f in baseline_futures + distilled_futures:
+            print(f.result(), flush=True)
+    table = summarise(dataset, profile.students, profile.teacher)
+    text = gain_markdown(table)
+    atomic_write_text(run_dir_for(dataset) / "distill.md", text + "\n")
+    print(text)
+    print(f"\nstudy finished in {(time.perf_counter() - start) / 60:.1f} min")
+    return table
+
+
+def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
+    """Baseline vs distilled per student: mean and std over seeds, and the gain."""
+    from compare.results import read_results
+
+    df = read_results(run_dir_for(dataset) / "results.csv")
+    df = df[df.pipeline == "deep"]
+    rows = []
+    for model in [teacher, *students]:
+        sub = df[df.model == model]
+        if sub.empty:
+            continue
+        row = {
+            "model": model,
+            "params_M": sub.params.iloc[0] / 1e6,
+            "ms_query": sub.ms_query.median(),
+        }
+        for variant in ("baseline", "distilled"):
+            v = sub[sub.variant == variant]
+            for metric in ("rank1", "mAP"):
+                row[f"{metric}_{variant}"] = v[metric].mean() if len(v) else np.nan
+                row[f"{metric}_{variant}_std"] = v[metric].std(ddof=1) if len(v) > 1 else np.nan
+            row[f"seeds_{variant}"] = len(v)
+        row["gain_rank1"] = row["rank1_distilled"] - row["rank1_baseline"]
+        row["gain_mAP"] = row["mAP_distilled"] - row["mAP_baseline"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gain_markdown(table: pd.DataFrame) -> str:
+    def pm(mean, std):
+        if pd.isna(mean):
+            return "-"
+        return f"{mean:.1f}" + ("" if pd.isna(std) else f" ± {std:.1f}")
+
+    lines = [
+        "| model | params (M) | ms/query | rank-1 alone | rank-1 distilled | mAP alone | "
+        "mAP distilled | gain rank-1 | gain mAP |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.model} | {r.params_M:.2f} | {r.ms_query:.2f} | "
+            f"{pm(r.rank1_baseline, r.rank1_baseline_std)} | "
+            f"{pm(r.rank1_distilled, r.rank1_distilled_std)} | "
+            f"{pm(r.mAP_baseline, r.mAP_baseline_std)} | {pm(r.mAP_distilled, r.mAP_distilled_std)} | "
+            f"{'-' if pd.isna(r.gain_rank1) else f'{r.gain_rank1:+.1f}'} | "
+            f"{'-' if pd.isna(r.gain_mAP) else f'{r.gain_mAP:+.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# T / alpha sweep on a validation split of the training identities (never on the test split)
+# ---------------------------------------------------------------------------------------------
+def run_sweep(
+    dataset: str,
+    data_root: str | None,
+    *,
+    student: str,
+    profile_name: str = "quick",
+    temperatures=(2.0, 4.0, 8.0),
+    alphas=(0.5, 0.9),
+    jobs: int = 2,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Train teacher and student on 80% of the training ids, evaluate on the other 20%."""
+    profile = PROFILES[profile_name]
+    full = load_dataset(dataset, data_root)
+    val = validation_split(full, val_fraction=0.2, seed=seed)
+    base_dir = run_dir_for(dataset) / "sweep"
+    teacher, _ = study_configs(profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir)
+    teacher = dataclasses.replace(teacher, variant="val_baseline")
+    results = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool.submit(_train_on_split, teacher, val).result()
+        configs = []
+        for T in temperatures:
+            for alpha in (0.0, *alphas) if temperatures[0] == T else alphas:
+                variant = "val_baseline" if alpha == 0.0 else f"val_T{T:g}_a{alpha:g}"
+                configs.append(
+                    dataclasses.replace(
+                        teacher,
+                        model=student,
+                        variant=variant,
+                        seed=seed,
+                        kd_T=T,
+                        kd_alpha=alpha,
+                        out=str(base_dir / student / variant),
+                    )
+                )
+        futures = [
+            pool.submit(
+                _train_on_split, c, val, None if c.kd_alpha == 0 else str(teacher.run_dir())
+            )
+            for c in configs
+        ]
+        for c, f in zip(configs, futures, strict=True):
+            results.append({"student": student, "T": c.kd_T, "alpha": c.kd_alpha, **f.result()})
+    table = pd.DataFrame(results)
+    atomic_write_text(base_dir / f"{student}.csv", table.to_csv(index=False))
+    print(table.to_string(index=False))
+    return table
+
+
+def _train_on_split(
+    config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None
+) -> dict:
+    """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row)."""
+    from compare.evaluation import evaluate
+    from compare.matching import pairwise_sq_euclidean
+    from deep.features import extract_embeddings
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    config = dataclasses.replace(config, evaluate=False)
+    done = config.run_dir() / "model.pt"
+    if not done.exists():
+        signal = TeacherSignal(teacher_dir) if teacher_dir else None
+        train(config, teacher=signal, dataset=split)
+    model, cfg = load_trained(config.run_dir())
+    size = tuple(cfg["input_size"])
+    q = extract_embeddings(model, split.query, size)
+    g = extract_embeddings(model, split.gallery, size)
+    res = evaluate(
+        pairwise_sq_euclidean(q, g),
+        np.array([r.pid for r in split.query]),
+        np.array([r.pid for r in split.gallery]),
+        np.array([r.camid for r in split.query]),
+        np.array([r.camid for r in split.gallery]),
+    )
+    return {"val_rank1": 100 * res.rank1, "val_mAP": 100 * res.mAP}
+
+
+# ---------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Knowledge distillation (make distill)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="teacher + students with and without distillation")
+    p_train = sub.add_parser("train", help="train one student with a trained teacher")
+    p_sweep = sub.add_parser("sweep", help="T x alpha grid on a validation split")
+    for p in (p_run, p_train, p_sweep):
+        p.add_argument("--dataset", default="synthetic")
+        p.add_argument("--data-root", default=None)
+        p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
+        p.add_argument("--T", type=float, default=None)
+        p.add_argument("--alpha", type=float, default=None)
+        p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
+    p_train.add_argument("--teacher", required=True, help="run folder of the trained teacher")
+    p_train.add_argument("--student", required=True)
+    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument(
+        "--feature-weight",
+        type=float,
+        default=0.0,
+        help="weight of the embedding-level term (0 = Hinton KD only)",
+    )
+    p_sweep.add_argument("--student", default="mobilenet_v1_0.25")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        if args.command == "run":
+            run_study(
+                args.profile,
+                args.dataset,
+                args.data_root,
+                jobs=args.jobs,
+                T=args.T,
+                alpha=args.alpha,
+            )
+        elif args.command == "sweep":
+            run_sweep(
+                args.dataset,
+                args.data_root,
+                student=args.student,
+                profile_name=args.profile,
+                jobs=args.jobs,
+            )
+        else:
+            profile = PROFILES[args.profile]
+            teacher_dir = Path(args.teacher)
+            if not (teacher_dir / "model.pt").exists():
+                raise CheckpointError(f"no trained teacher in {teacher_dir} (model.pt missing)")
+            config = TrainConfig(dataset=args.dataset, data_root=args.data_root, **profile.recipe)
+            config = dataclasses.replace(
+                config,
+                model=args.student,
+                variant="distilled",
+                seed=args.seed,
+                input_size=tuple(config.input_size),
+                kd_T=profile.T if args.T is None else args.T,
+                kd_alpha=profile.alpha if args.alpha is None else args.alpha,
+                kd_feature_weight=args.feature_weight,
+                teacher=str(teacher_dir),
+            )
+            print(run_one(config, str(teacher_dir)))
+    except (ValueError, FileNotFoundError, CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
