@@ -324,7 +324,7 @@ def train(
             total=steps_per_epoch,
             initial=first,
             desc=f"{config.model} ep {epoch + 1}/{config.epochs}",
-            disable=rank != 0,
+            disable=rank != 0 or None,  # None: no bar when stderr is not a terminal
             leave=False,
             unit="batch",
         )
@@ -433,10 +433,12 @@ def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
 
 def _add_file_log(path: Path) -> None:
     root = logging.getLogger("deep")
-    if any(
-        isinstance(h, logging.FileHandler) and h.baseFilename == str(path) for h in root.handlers
-    ):
-        return
+    # One log file per run: a worker process running several runs must not write into old ones.
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler)]:
+        if handler.baseFilename == str(Path(path).resolve()):
+            return
+        root.removeHandler(handler)
+        handler.close()
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)

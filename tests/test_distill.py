@@ -1,0 +1,100 @@
+"""Distillation end to end on a tiny dataset: teacher cache soundness, clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from data.layouts import load_dataset
+from data.synthetic import PRESETS, generate
+from deep import distill
+from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.train import TrainConfig, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = generate(tmp_path_factory.mktemp("kd") / "data", config=PRESETS["small"])
+    base = TrainConfig(
+        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
+        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
+        bn_neck=False, erasing=0.0, checkpoint_every=0,
+    )  # fmt: skip
+    out = tmp_path_factory.mktemp("runs")
+    teacher = dataclasses.replace(base, out=str(out / "teacher"))
+    train(teacher)
+    return base, out, load_dataset("market1501", root)
+
+
+def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):
+    base, out, dataset = tiny
+    teacher_dir = out / "teacher"
+    student = dataclasses.replace(base, model="mobilenet_v1_0.5", variant="distilled", seed=3,
+                                  kd_T=4.0, kd_alpha=0.9)  # fmt: skip
+    online = dataclasses.replace(student, out=str(tmp_path / "online"))
+    train(online, teacher=distill.TeacherSignal(teacher_dir), dataset=dataset)
+    cache = tmp_path / "cache.pt"
+    distill.precompute_teacher(teacher_dir, student, cache, dataset=dataset)
+    assert cache.exists()
+    cached_signal = distill.TeacherSignal(teacher_dir, cache_path=cache)
+    assert len(cached_signal.cache) == 2 * (len(dataset.train) // 8)
+    cached = dataclasses.replace(student, out=str(tmp_path / "cached"))
+    train(cached, teacher=cached_signal, dataset=dataset)
+    a = load_checkpoint(tmp_path / "online" / "model.pt")["model"]
+    b = load_checkpoint(tmp_path / "cached" / "model.pt")["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_distillation_changes_training_and_alpha_zero_does_not(tiny, tmp_path):
+    base, out, dataset = tiny
+    signal = distill.TeacherSignal(out / "teacher")
+    runs = {}
+    for name, alpha in [("plain", None), ("alpha0", 0.0), ("kd", 0.9)]:
+        cfg = dataclasses.replace(base, model="mobilenet_v1_0.5", out=str(tmp_path / name),
+                                  kd_alpha=alpha if alpha is not None else 0.9)  # fmt: skip
+        train(cfg, teacher=None if alpha is None else signal, dataset=dataset)
+        runs[name] = load_checkpoint(tmp_path / name / "model.pt")["model"]
+    key = "classifier.weight"
+    torch.testing.assert_close(runs["plain"][key], runs["alpha0"][key], rtol=0, atol=0)
+    assert not torch.equal(runs["plain"][key], runs["kd"][key])
+
+
+def test_feature_distillation_runs(tiny, tmp_path):
+    base, out, dataset = tiny
+    cfg = dataclasses.replace(base, out=str(tmp_path / "feat"), kd_feature_weight=1.0, epochs=1)
+    signal = distill.TeacherSignal(out / "teacher", need_embedding=True)
+    train(cfg, teacher=signal, teacher_dim=signal.embedding_dim, dataset=dataset)
+    assert "feature_kd" in load_checkpoint(tmp_path / "feat" / "checkpoint.pt")
+
+
+def test_missing_and_incompatible_teacher(tiny, tmp_path, capsys):
+    base, out, _ = tiny
+    code = distill.main(["train", "--teacher", str(tmp_path / "nope"), "--student", "resnet18"])
+    assert code == 2 and "no trained teacher" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="mobilenet_v1_0.25"):
+        load_checkpoint(out / "teacher" / "model.pt", expected_model="resnet50")
+    other = dataclasses.replace(base, dataset="synthetic", data_root=None)
+    signal = distill.TeacherSignal(out / "teacher")
+    with pytest.raises(ValueError, match="share the training identities"):
+        distill._check_teacher_fits(signal, other)
+
+
+def test_gain_table():
+    import pandas as pd
+
+    table = pd.DataFrame([{
+        "model": "m", "params_M": 0.2, "ms_query": 3.0, "rank1_baseline": 50.0,
+        "rank1_baseline_std": 1.0, "rank1_distilled": 55.0, "rank1_distilled_std": 2.0,
+        "mAP_baseline": 30.0, "mAP_baseline_std": 0.5, "mAP_distilled": 34.0,
+        "mAP_distilled_std": float("nan"), "gain_rank1": 5.0, "gain_mAP": 4.0,
+    }])  # fmt: skip
+    text = distill.gain_markdown(table)
+    assert "50.0 ± 1.0" in text and "+4.0" in text and "34.0 |" in text
+    assert json.dumps(distill.PROFILES["quick"].recipe, default=str)
