@@ -1,0 +1,116 @@
+"""Training: loss goes down, resume (mid-epoch) is bit-identical, NaN stops cleanly, DDP works."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from data.layouts import load_dataset
+from data.synthetic import PRESETS, generate
+from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.data import AugmentConfig, DeterministicLoader
+from deep.train import TrainConfig, TrainingDiverged, main, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = generate(tmp_path_factory.mktemp("train") / "data", config=PRESETS["small"])
+    config = TrainConfig(
+        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
+        epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
+        bn_neck=False, erasing=0.3, checkpoint_every=0,
+    )  # fmt: skip
+    return config, load_dataset("market1501", root)
+
+
+def _weights(run_dir: Path) -> dict:
+    return load_checkpoint(run_dir / "model.pt")["model"]
+
+
+def test_batches_are_a_pure_function_of_seed_epoch_index():
+    images = torch.randint(0, 255, (20, 3, 16, 8), dtype=torch.uint8)
+    labels = torch.arange(20) % 5
+    a = DeterministicLoader(images, labels, batch_size=4, seed=1, augment_config=AugmentConfig())
+    b = DeterministicLoader(images, labels, batch_size=4, seed=1, augment_config=AugmentConfig())
+    torch.testing.assert_close(a.batch(2, 3).images, b.batch(2, 3).images, rtol=0, atol=0)
+    assert not torch.equal(a.batch(2, 3).images, a.batch(1, 3).images)
+    pk = DeterministicLoader(images, labels, batch_size=8, seed=0, sampler="identity", instances=4)
+    batch = pk.batch(0, 0)
+    assert sorted(torch.bincount(batch.labels).tolist())[-2:] == [4, 4]
+
+
+def test_loss_goes_down(tiny, tmp_path):
+    config, dataset = tiny
+    run = train(dataclasses.replace(config, out=str(tmp_path / "r"), epochs=4), dataset=dataset)
+    log = (run / "train.log").read_text().splitlines()
+    losses = [float(line.split(" loss ")[1].split()[0]) for line in log if " loss " in line]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+
+
+def test_resume_mid_epoch_is_bit_identical(tiny, tmp_path):
+    config, dataset = tiny
+    full = dataclasses.replace(config, out=str(tmp_path / "full"))
+    train(full, dataset=dataset)
+    steps_per_epoch = len(dataset.train) // config.batch_size
+    part = dataclasses.replace(config, out=str(tmp_path / "part"), checkpoint_every=1)
+    train(dataclasses.replace(part, stop_after_steps=steps_per_epoch + 2), dataset=dataset)
+    state = load_checkpoint(tmp_path / "part" / "checkpoint.pt")
+    assert (state["epoch"], state["batch"]) == (1, 2)  # interrupted inside the second epoch
+    assert not (tmp_path / "part" / "model.pt").exists()
+    train(part, dataset=dataset)  # resumes from the checkpoint
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
+
+
+def test_nan_loss_stops_and_keeps_last_checkpoint(tiny, tmp_path):
+    config, dataset = tiny
+    run = dataclasses.replace(config, out=str(tmp_path / "nan"), checkpoint_every=1)
+    train(dataclasses.replace(run, stop_after_steps=2), dataset=dataset)
+    before = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
+
+    def poisoned_teacher(batch):
+        return torch.full((len(batch.labels), dataset.num_train_pids), float("nan")), None
+
+    with pytest.raises(TrainingDiverged, match="last good checkpoint"):
+        train(run, teacher=poisoned_teacher, dataset=dataset)
+    after = load_checkpoint(tmp_path / "nan" / "checkpoint.pt")
+    assert after["step"] == before["step"]
+
+
+def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
+    config, dataset = tiny
+    run = dataclasses.replace(config, out=str(tmp_path / "m"), stop_after_steps=1)
+    train(run, dataset=dataset)
+    with pytest.raises(CheckpointError, match="'mobilenet_v1_0.25'.*'resnet18'"):
+        train(dataclasses.replace(run, model="resnet18"), dataset=dataset)
+    assert main(["--model", "vgg11"]) == 2
+    assert "known models" in capsys.readouterr().err
+    assert main(["--model", "resnet18", "--dataset", "market1501",
+                 "--data-root", str(tmp_path / "missing")]) == 2  # fmt: skip
+    assert str(tmp_path / "missing") in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_ddp_two_gloo_processes(tiny, tmp_path):
+    config, _ = tiny
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+        "-m", "deep.train", "--model", "mobilenet_v1_0.25", "--dataset", "market1501",
+        "--data-root", config.data_root, "--input-size", "32x16", "--epochs", "1",
+        "--batch-size", "8", "--warmup-epochs", "0", "--no-evaluate", "--device", "cpu",
+        "--threads", "1", "--out", str(tmp_path / "ddp"),
+    ]  # fmt: skip
+    result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "ddp" / "model.pt").exists()
+    assert (tmp_path / "ddp" / "train.log").read_text().count("epoch 1/1") == 1  # rank 0 only
