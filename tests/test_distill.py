@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -78,7 +77,7 @@ def test_missing_and_incompatible_teacher(tiny, tmp_path, capsys):
     base, out, _ = tiny
     code = distill.main(["train", "--teacher", str(tmp_path / "nope"), "--student", "resnet18"])
     assert code == 2 and "no trained teacher" in capsys.readouterr().err
-    with pytest.raises(CheckpointError, match="mobilenet_v1_0.25"):
+    with pytest.raises(CheckpointError, match=r"mobilenet_v1_0\.25"):
         load_checkpoint(out / "teacher" / "model.pt", expected_model="resnet50")
     other = dataclasses.replace(base, dataset="synthetic", data_root=None)
     signal = distill.TeacherSignal(out / "teacher")

@@ -1,4 +1,4 @@
-"""The plot and markdown table from a small hand-made results table."""
+"""The plot and markdown tables from a small hand-made results table."""
 
 from __future__ import annotations
 
@@ -7,62 +7,104 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from compare.plot import aggregate, family, plot_tradeoff, results_markdown, short_name
+from compare.plot import (
+    aggregate,
+    distillation_markdown,
+    family,
+    plot_tradeoff,
+    results_markdown,
+    short_name,
+)
 from compare.results import RESULT_COLUMNS
+
+PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def _table() -> pd.DataFrame:
     rows = []
     specs = [
-        ("classical", "lomo_xqda", "classical", 0, 45.0, 30.0, 20.0),
-        ("deep", "resnet50", "baseline", 0, 85.0, 70.0, 40.0),
-        ("deep", "mobilenet_v1_0.25", "baseline", 0, 60.0, 40.0, 3.0),
-        ("deep", "mobilenet_v1_0.25", "baseline", 1, 62.0, 42.0, 3.2),
-        ("deep", "mobilenet_v1_0.25", "distilled", 0, 68.0, 47.0, 3.1),
-        ("deep", "mobilenet_v1_0.25", "distilled", 1, 70.0, 49.0, 3.0),
-        ("deep", "mobilenet_v2_1.0", "baseline", 0, 72.0, 52.0, 8.0),
+        ("classical", "lomo_xqda", "classical", 0, 45.0, 30.0, 20.0, 205),
+        ("deep", "resnet50", "baseline", 0, 85.0, 70.0, 40.0, 2048),
+        ("deep", "mobilenet_v1_0.25", "baseline", 0, 60.0, 40.0, 3.0, 256),
+        ("deep", "mobilenet_v1_0.25", "baseline", 1, 62.0, 42.0, 3.2, 256),
+        ("deep", "mobilenet_v1_0.25", "distilled", 0, 68.0, 47.0, 3.1, 256),
+        ("deep", "mobilenet_v1_0.25", "distilled", 1, 70.0, 49.0, 3.0, 256),
+        ("deep", "mobilenet_v2_1.0", "baseline", 0, 72.0, 52.0, 8.0, 1280),
     ]
-    for pipeline, model, variant, seed, r1, mAP, ms in specs:
+    for pipeline, model, variant, seed, r1, mAP, ms, dim in specs:
         row = {c: 0 for c in RESULT_COLUMNS}
         row.update(
-            dataset="d",
-            pipeline=pipeline,
-            model=model,
-            variant=variant,
-            seed=seed,
-            input_size="64x32",
-            params=1e6,
-            gflops=0.1,
-            embedding_dim=256,
-            rank1=r1,
-            mAP=mAP,
-            mAP_torchreid=mAP + 1,
-            ms_extract=ms - 0.1,
-            ms_match=0.1,
-            ms_query=ms,
-            ms_query_p90=ms * 1.2,
-            threads=1,
-        )
+            dataset="d", pipeline=pipeline, model=model, variant=variant, seed=seed,
+            input_size="64x32", params=1e6, gflops=0.1, embedding_dim=dim, rank1=r1,
+            rank5=r1 + 5, rank10=r1 + 8, mAP=mAP, mAP_torchreid=mAP + 1, ms_extract=ms - 0.1,
+            ms_match=0.1, ms_query=ms, ms_query_p90=ms * 1.2, threads=1, device="cpu",
+        )  # fmt: skip
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def test_plot_and_markdown(tmp_path: Path):
-    agg = plot_tradeoff(_table(), tmp_path / "t.png", tmp_path / "t.svg", title="test")
-    assert (tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (tmp_path / "t.svg").stat().st_size > 1000
+def _scaling() -> pd.DataFrame:
+    rows = [
+        dict(dim=d, gallery_size=n, ms_match=n * d * 1e-6, label=f"{d}-d")
+        for d in (205, 256, 2048)
+        for n in (1000, 10000)
+    ]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("scaling", [None, _scaling()])
+def test_plot_files(tmp_path: Path, scaling):
+    agg = plot_tradeoff(
+        _table(), tmp_path / "out" / "t.png", tmp_path / "t.svg", title="test", scaling=scaling
+    )
+    assert (tmp_path / "out" / "t.png").read_bytes()[:8] == PNG
+    assert (tmp_path / "out" / "t.png").stat().st_size > 20_000
+    svg = (tmp_path / "t.svg").read_text()
+    assert svg.lstrip().startswith("<?xml") and "MNv1 0.25 KD" in svg and "LOMO+XQDA" in svg
     mn = agg[(agg.model == "mobilenet_v1_0.25") & (agg.variant == "distilled")].iloc[0]
     assert mn.rank1 == pytest.approx(69.0) and mn.seeds == 2 and mn.rank1_std > 0
+    assert mn.label == "MNv1 0.25 KD" and mn.family == "MobileNet v1"
+
+
+def test_markdown_aggregates_seeds_and_marks_front():
     text = results_markdown(_table())
-    assert text.count("\n") == 2 + 4  # header, separator, 5 aggregated rows
+    lines = text.splitlines()
+    assert len(lines) == 2 + 5  # header, separator, 5 aggregated points
     assert "69.0 ± 1.4" in text and "LOMO+XQDA" in text
+    # fastest first: the distilled MNv1 0.25 (3.05 ms on average) before its baseline (3.1 ms)
+    assert lines[2].startswith("| MNv1 0.25 | distilled") and lines[2].endswith("| * |")
+    # dominated: the baseline by its distilled version, LOMO+XQDA (20 ms) by MNv2 (8 ms)
+    assert lines[3].startswith("| MNv1 0.25 | baseline") and lines[3].endswith("|  |")
+    lomo = next(line for line in lines if "LOMO+XQDA" in line)
+    assert lomo.endswith("|  |")
+    assert next(line for line in lines if line.startswith("| R50")).endswith("| * |")
+
+
+def test_distillation_markdown():
+    text = distillation_markdown(_table())
+    assert text.count("\n") == 2  # only MobileNet v1 0.25 has both variants
+    assert "| MNv1 0.25 | 64x32 | 2/2 | 61.0 ± 1.4 | 69.0 ± 1.4 | +8.0 |" in text
+    assert distillation_markdown(_table()[lambda d: d.variant != "distilled"]) == ""
 
 
 def test_names_and_families():
     assert family("lomo_xqda") == "classical" and family("resnet18") == "ResNet"
+    assert family("mobilenet_v2_1.0") == "MobileNet v2" and family("vit") == "other"
     assert short_name("mobilenet_v1_0.25") == "MNv1 0.25" and short_name("resnet50") == "R50"
+    assert short_name("mobilenet_v2_1.0") == "MNv2 1.0" and short_name("lomo_xqda") == "LOMO+XQDA"
 
 
-def test_empty_table_is_an_error():
+def test_two_input_sizes_get_distinct_labels():
+    df = _table()
+    extra = df[df.model == "resnet50"].assign(input_size="128x64", ms_query=90.0)
+    agg = aggregate(pd.concat([df, extra]))
+    assert {"R50 64x32", "R50 128x64"} <= set(agg.label)
+
+
+def test_bad_tables_are_clear_errors(tmp_path: Path):
     with pytest.raises(ValueError, match="empty"):
         aggregate(_table().iloc[0:0])
+    with pytest.raises(ValueError, match=r"lacks columns \['mAP'\]"):
+        plot_tradeoff(_table().drop(columns="mAP"), tmp_path / "x.png")
+    with pytest.raises(TypeError, match="DataFrame"):
+        results_markdown([1, 2])

@@ -90,7 +90,7 @@ def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
     config, dataset = tiny
     run = dataclasses.replace(config, out=str(tmp_path / "m"), stop_after_steps=1)
     train(run, dataset=dataset)
-    with pytest.raises(CheckpointError, match="'mobilenet_v1_0.25'.*'resnet18'"):
+    with pytest.raises(CheckpointError, match=r"'mobilenet_v1_0\.25'.*'resnet18'"):
         train(dataclasses.replace(run, model="resnet18"), dataset=dataset)
     assert main(["--model", "vgg11"]) == 2
     assert "known models" in capsys.readouterr().err
