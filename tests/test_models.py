@@ -36,7 +36,7 @@ def test_complexity_is_reported():
 
 
 def test_unknown_model_lists_known_ones():
-    with pytest.raises(ValueError, match="known models: .*resnet50"):
+    with pytest.raises(ValueError, match=r"known models: .*resnet50"):
         build_model("vgg16", 10)
 
 
