@@ -246,6 +246,15 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     """Train + evaluate one run unless it is already finished with the same config."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if _finished(config):
+        # Re-upsert the row: cheap, and restores a row that was lost or deleted from the table.
+        from compare.results import upsert_rows
+        from deep.evaluate import row_from_summary
+
+        summary = json.loads((config.run_dir() / "summary.json").read_text())
+        upsert_rows(
+            run_dir_for(config.dataset) / "results.csv",
+            [row_from_summary(summary, config.run_dir())],
+        )
         return f"reused {config.run_dir()}"
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -419,7 +428,8 @@ def gain_markdown(table: pd.DataFrame) -> str:
             f"| {r.model} | {r.params_M:.2f} | {r.ms_query:.2f} | "
             f"{pm(r.rank1_baseline, r.rank1_baseline_std)} | "
             f"{pm(r.rank1_distilled, r.rank1_distilled_std)} | "
-            f"{pm(r.mAP_baseline, r.mAP_baseline_std)} | {pm(r.mAP_distilled, r.mAP_distilled_std)} | "
+            f"{pm(r.mAP_baseline, r.mAP_baseline_std)} | "
+            f"{pm(r.mAP_distilled, r.mAP_distilled_std)} | "
             f"{'-' if pd.isna(r.gain_rank1) else f'{r.gain_rank1:+.1f}'} | "
             f"{'-' if pd.isna(r.gain_mAP) else f'{r.gain_mAP:+.1f}'} |"
         )

@@ -28,7 +28,7 @@ def evaluate_run(
     num_timed_queries: int = 100,
     threads: int | None = 1,
 ) -> dict:
-    """Evaluate ``run_dir/model.pt``; writes ``summary.json`` and a results row; returns the summary."""
+    """Evaluate ``run_dir/model.pt``; write ``summary.json`` and a results row."""
     run_dir = Path(run_dir)
     model, cfg = load_trained(run_dir)
     dataset = dataset or load_dataset(cfg["dataset"], cfg["data_root"])
@@ -73,7 +73,27 @@ def evaluate_run(
         "machine": machine_info(timing.threads),
         "config": cfg,
     }
+    summary["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    row = row_from_summary(summary, run_dir)
+    upsert_rows(run_dir_for(cfg["dataset"]) / "results.csv", [row])
+    print(
+        f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}): "
+        f"rank-1 {100 * official.rank(1):.1f}% "
+        f"mAP {100 * official.mAP:.1f}%  ms/query {timing.ms_query:.2f} "
+        f"(extract {timing.ms_extract:.2f} + match {timing.ms_match:.3f})"
+    )
+    return summary
+
+
+def row_from_summary(summary: dict, run_dir: Path | str) -> ResultRow:
+    """The results-table row of a finished run, rebuilt from its ``summary.json``.
+
+    Used after evaluation and whenever a finished run is reused, so that a lost or deleted row
+    reappears without retraining.
+    """
+    run_dir = Path(run_dir)
+    cfg = summary["config"]
     try:
         rel = str(run_dir.resolve().relative_to(REPO_ROOT))
     except ValueError:
@@ -81,34 +101,29 @@ def evaluate_run(
     extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
     if cfg["variant"] == "distilled":
         extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
-    row = ResultRow(
+    size = summary["input_size"]
+    timing = summary["timing"]
+    return ResultRow(
         dataset=cfg["dataset"],
         pipeline="deep",
         model=cfg["model"],
         variant=cfg["variant"],
         seed=int(cfg["seed"]),
         input_size=f"{size[0]}x{size[1]}",
-        params=int(params),
-        gflops=float(gflops),
-        embedding_dim=int(q.shape[1]),
-        rank1=100 * official.rank(1),
-        rank5=100 * official.rank(5),
-        rank10=100 * official.rank(10),
-        mAP=100 * official.mAP,
-        mAP_torchreid=100 * torchreid.mAP,
-        ms_extract=timing.ms_extract,
-        ms_match=timing.ms_match,
-        ms_query=timing.ms_query,
-        ms_query_p90=timing.ms_query_p90,
-        threads=timing.threads,
-        device="cuda" if torch.cuda.is_available() else "cpu",
+        params=int(summary["params"]),
+        gflops=float(summary["gflops"]),
+        embedding_dim=int(summary["embedding_dim"]),
+        rank1=100 * summary["rank1"],
+        rank5=100 * summary["rank5"],
+        rank10=100 * summary["rank10"],
+        mAP=100 * summary["mAP"],
+        mAP_torchreid=100 * summary["mAP_torchreid"],
+        ms_extract=timing["ms_extract"],
+        ms_match=timing["ms_match"],
+        ms_query=timing["ms_query"],
+        ms_query_p90=timing["ms_query_p90"],
+        threads=timing["threads"],
+        device=summary.get("device", "cpu"),
         run_dir=rel,
         extra=extra_json(**extra),
     )
-    upsert_rows(run_dir_for(cfg["dataset"]) / "results.csv", [row])
-    print(
-        f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}): rank-1 {100 * official.rank(1):.1f}% "
-        f"mAP {100 * official.mAP:.1f}%  ms/query {timing.ms_query:.2f} "
-        f"(extract {timing.ms_extract:.2f} + match {timing.ms_match:.3f})"
-    )
-    return summary
