@@ -29,7 +29,8 @@ def _check_pair(query: np.ndarray, gallery: np.ndarray) -> tuple[np.ndarray, np.
         )
     if gallery.shape[0] == 0:
         raise ValueError("the gallery is empty")
-    dtype = np.result_type(query.dtype, gallery.dtype, np.float32)
+    # float32 unless a caller passes float64 on purpose (integers, float16 -> float32)
+    dtype = np.float64 if np.float64 in (query.dtype, gallery.dtype) else np.float32
     return query.astype(dtype, copy=False), gallery.astype(dtype, copy=False)
 
 

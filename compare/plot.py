@@ -1,29 +1,58 @@
-"""The trade-off picture: accuracy against milliseconds per query, and its table."""
+"""The trade-off picture: accuracy against milliseconds per query, and its markdown table.
+
+Points are aggregated over seeds (mean, with the standard deviation as error bars on both axes);
+one marker per family (classical, ResNet, MobileNet v1, MobileNet v2), hollow for networks
+trained alone and filled for distilled students, with an arrow from each student's baseline to
+its distilled version; the Pareto front (fastest way to reach a given accuracy) is a step line.
+An optional third panel shows matching time against gallery size for each feature dimension,
+with the extraction time of each network as a horizontal reference: where a curve crosses a
+reference line, matching starts to dominate that pipeline's cost.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import matplotlib
-import matplotlib.ticker
 
-matplotlib.use("Agg")
+matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
 
+FAMILIES = ("classical", "ResNet", "MobileNet v1", "MobileNet v2", "other")
 FAMILY_STYLE = {
-    "classical": dict(marker="s", color="#444444"),
+    "classical": dict(marker="s", color="#4d4d4d"),
     "ResNet": dict(marker="o", color="#1f77b4"),
     "MobileNet v1": dict(marker="^", color="#d62728"),
     "MobileNet v2": dict(marker="D", color="#2ca02c"),
-    "other": dict(marker="x", color="#9467bd"),
+    "other": dict(marker="P", color="#9467bd"),
 }
+#: Columns identifying one point of the plot (seeds are aggregated).
 GROUP = ["pipeline", "model", "variant", "input_size"]
+#: Columns the plot and the table need from a results table.
+NEEDED = (*GROUP, "seed", "rank1", "mAP", "ms_query")
+FRONT_COLOR = "#ff7f0e"
+_MEAN_COLUMNS = (
+    "rank1",
+    "rank5",
+    "rank10",
+    "mAP",
+    "mAP_torchreid",
+    "ms_extract",
+    "ms_match",
+    "ms_query",
+    "ms_query_p90",
+)
 
 
 def family(model: str) -> str:
+    """Family of a model name: classical, ResNet, MobileNet v1, MobileNet v2 or other."""
+    model = model.lower()
     if model.startswith("lomo"):
         return "classical"
     if model.startswith("resnet"):
@@ -36,157 +65,526 @@ def family(model: str) -> str:
 
 
 def short_name(model: str) -> str:
+    """Label for a model: ``lomo_xqda`` -> LOMO+XQDA, ``resnet50`` -> R50, ... -> MNv1 0.25."""
     if model == "lomo_xqda":
         return "LOMO+XQDA"
-    if model.startswith("resnet"):
+    if model.startswith("resnet") and model[len("resnet") :].isdigit():
         return "R" + model[len("resnet") :]
-    if model.startswith("mobilenet_v1_"):
-        return "MNv1 " + model.rsplit("_", 1)[1]
-    if model.startswith("mobilenet_v2_"):
-        return "MNv2 " + model.rsplit("_", 1)[1]
+    for prefix, short in (("mobilenet_v1_", "MNv1 "), ("mobilenet_v2_", "MNv2 ")):
+        if model.startswith(prefix):
+            return short + model[len(prefix) :]
     return model
 
 
-def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std over seeds of accuracy and ms/query per (pipeline, model, variant, size)."""
+def _check(df: pd.DataFrame) -> None:
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"expected a pandas DataFrame of results, got {type(df).__name__}")
+    missing = [c for c in NEEDED if c not in df.columns]
+    if missing:
+        raise ValueError(f"the results table lacks columns {missing}")
     if df.empty:
         raise ValueError("the results table is empty: nothing to plot")
-    stats = df.groupby(GROUP, sort=False).agg(
-        rank1=("rank1", "mean"),
-        rank1_std=("rank1", "std"),
-        mAP=("mAP", "mean"),
-        mAP_std=("mAP", "std"),
-        mAP_torchreid=("mAP_torchreid", "mean"),
-        ms_query=("ms_query", "mean"),
-        ms_query_std=("ms_query", "std"),
-        ms_extract=("ms_extract", "mean"),
-        ms_match=("ms_match", "mean"),
-        params=("params", "first"),
-        gflops=("gflops", "first"),
-        embedding_dim=("embedding_dim", "first"),
-        threads=("threads", "first"),
-        seeds=("seed", "nunique"),
+
+
+def aggregate(df: pd.DataFrame) -> pd.DataFrame:
+    """Mean and standard deviation over seeds per (pipeline, model, variant, input size).
+
+    Returns one row per point with ``<col>`` (mean) and ``<col>_std`` (0 for a single seed) for
+    the accuracy and timing columns present, plus ``seeds`` (number of seeds), ``family``,
+    ``label`` and the first value of params, gflops, embedding_dim and threads.
+    """
+    _check(df)
+    means = [c for c in _MEAN_COLUMNS if c in df.columns]
+    spec: dict[str, tuple[str, str]] = {}
+    for c in means:
+        spec[c] = (c, "mean")
+        spec[f"{c}_std"] = (c, "std")
+    for c in ("params", "gflops", "embedding_dim", "threads", "device"):
+        if c in df.columns:
+            spec[c] = (c, "first")
+    spec["seeds"] = ("seed", "nunique")
+    agg = df.groupby(GROUP, sort=False, dropna=False).agg(**spec).reset_index()
+    agg = agg.fillna({f"{c}_std": 0.0 for c in means})
+    agg["family"] = [family(m) for m in agg.model]
+    sizes_per_model = agg.groupby("model").input_size.nunique()
+    labels = []
+    for r in agg.itertuples():
+        text = short_name(r.model)
+        if sizes_per_model[r.model] > 1:
+            text += f" {r.input_size}"
+        labels.append(text + (" KD" if r.variant == "distilled" else ""))
+    agg["label"] = labels
+    return agg
+
+
+def _log_axis(ax, axis: str = "x", span: float = 10.0) -> None:
+    """Plain-number ticks (1, 2, 5, 10, ...) on a log axis instead of 10^k.
+
+    ``span`` (max / min of the data) below about 5 gets denser ticks.
+    """
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    subs = (1.0, 2.0, 5.0) if span > 5 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    target.set_minor_formatter(NullFormatter())
+
+
+#: Label offsets tried in order (points): right, left, above, below, then diagonals further out.
+_OFFSETS = (
+    (7, -4, "left"),
+    (-7, -4, "right"),
+    (0, 8, "center"),
+    (0, -16, "center"),
+    (7, 6, "left"),
+    (7, -14, "left"),
+    (-7, 6, "right"),
+    (-7, -14, "right"),
+    (12, 14, "left"),
+    (12, -24, "left"),
+    (-12, 14, "right"),
+    (-12, -24, "right"),
+)
+
+
+def _overlap(a, b) -> float:
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _place_labels(ax, labels: list[dict], obstacles: list[tuple[float, float]]) -> None:
+    """Greedy label placement: each label takes the first offset that overlaps least.
+
+    ``labels`` hold x, y, text, color, bold; ``obstacles`` are data points (markers, arrow
+    samples) that labels should not cover. Candidates overlapping earlier labels, markers or
+    leaving the axes are penalised; the earliest candidate wins ties, so labels stay to the
+    right of their point when there is room.
+    """
+    from matplotlib.transforms import Bbox
+
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    to_px = ax.transData.transform
+    scale = fig.dpi / 72.0
+    blocks = [
+        Bbox.from_extents(px - 6 * scale, py - 6 * scale, px + 6 * scale, py + 6 * scale)
+        for px, py in (to_px((x, y)) for x, y in obstacles)
+    ]
+    placed = []
+    for item in labels:
+        best = None
+        for dx, dy, ha in _OFFSETS:
+            text = ax.annotate(
+                item["text"],
+                (item["x"], item["y"]),
+                textcoords="offset points",
+                xytext=(dx, dy),
+                ha=ha,
+                fontsize=8.5,
+                color=item["color"],
+                fontweight="bold" if item["bold"] else "normal",
+                zorder=5,
+            )
+            box = text.get_window_extent(renderer).expanded(1.04, 1.1)
+            score = sum(_overlap(box, b) for b in placed) * 3 + sum(
+                _overlap(box, b) for b in blocks
+            )
+            outside = box.width * box.height - _overlap(box, frame)
+            score += 5 * outside
+            if best is None or score < best[0] - 1e-9:
+                if best is not None:
+                    best[1].remove()
+                best = (score, text, box)
+            else:
+                text.remove()
+            if score == 0:
+                break
+        placed.append(best[2])
+
+
+def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
+    x = agg.ms_query.to_numpy(dtype=float)
+    y = agg[metric].to_numpy(dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    front = np.flatnonzero(ok)[pareto_front(x[ok], y[ok])] if ok.any() else np.array([], int)
+    if len(front):
+        fx, fy = x[front], y[front]
+        right = x[ok].max() * 1.6
+        ax.step(
+            np.append(fx, right),
+            np.append(fy, fy[-1]),
+            where="post",
+            color=FRONT_COLOR,
+            lw=2.2,
+            alpha=0.45,
+            zorder=1,
+            solid_capstyle="round",
+        )
+    # arrows first so the markers sit on top of their ends
+    arrows = []
+    for (_model, _size), sub in agg.groupby(["model", "input_size"], sort=False):
+        base = sub[sub.variant == "baseline"]
+        dist = sub[sub.variant == "distilled"]
+        if len(base) and len(dist):
+            b, d = base.iloc[0], dist.iloc[0]
+            arrows.append(((b.ms_query, b[metric]), (d.ms_query, d[metric])))
+            ax.annotate(
+                "",
+                xy=(d.ms_query, d[metric]),
+                xytext=(b.ms_query, b[metric]),
+                arrowprops=dict(
+                    arrowstyle="-|>",
+                    color=FAMILY_STYLE[b.family]["color"],
+                    lw=1.3,
+                    alpha=0.9,
+                    shrinkA=5,
+                    shrinkB=5,
+                    mutation_scale=12,
+                ),
+                zorder=2,
+            )
+    labels, obstacles = [], []
+    for i, r in enumerate(agg.itertuples()):
+        if not ok[i]:
+            continue
+        style = FAMILY_STYLE[r.family]
+        hollow = r.variant == "baseline"
+        ax.errorbar(
+            r.ms_query,
+            getattr(r, metric),
+            xerr=r.ms_query_std if r.ms_query_std > 0 else None,
+            yerr=getattr(r, f"{metric}_std") or None,
+            fmt=style["marker"],
+            color=style["color"],
+            markersize=8 if r.family != "classical" else 9,
+            markerfacecolor="white" if hollow else style["color"],
+            markeredgewidth=1.6,
+            elinewidth=1.0,
+            capsize=2.5,
+            zorder=4 if i in front else 3,
+        )
+        labels.append(
+            dict(
+                x=r.ms_query,
+                y=getattr(r, metric),
+                text=r.label,
+                color=style["color"],
+                bold=i in front,
+            )
+        )
+        obstacles.append((r.ms_query, getattr(r, metric)))
+    for b, d in arrows:
+        for t in np.linspace(0.25, 0.75, 3):  # keep labels off the arrows' shafts
+            obstacles.append((b[0] ** (1 - t) * d[0] ** t, b[1] + t * (d[1] - b[1])))
+    ax.set_xscale("log")
+    lo, hi = x[ok].min(), x[ok].max()
+    _log_axis(ax, "x", span=hi / lo)
+    ax.set_xlim(lo / 1.5, hi * 2.2)  # room for the labels on the right of the points
+    ylo, yhi = np.nanmin(y[ok]), np.nanmax(y[ok])
+    pad = max(2.0, 0.08 * (yhi - ylo))
+    ax.set_ylim(max(0.0, ylo - pad), min(100.0, yhi + pad) if yhi <= 100 else yhi + pad)
+    ax.set_xlabel("milliseconds per query: extraction + matching (log scale)")
+    ax.set_ylabel(ylabel)
+    ax.grid(True, which="major", alpha=0.3)
+    # front points first: their labels get the best places
+    labels.sort(key=lambda item: not item["bold"])
+    _place_labels(ax, labels, obstacles)
+
+
+def _spread(values: list[float], min_gap: float) -> list[float]:
+    """Shift sorted positions apart so neighbours are at least ``min_gap`` apart (1-D)."""
+    order = np.argsort(values)
+    out = np.asarray(values, dtype=float)[order].copy()
+    for i in range(1, len(out)):
+        out[i] = max(out[i], out[i - 1] + min_gap)
+    # centre the shifted block on the original positions
+    out -= (out - np.asarray(values, dtype=float)[order]).mean() / 2
+    result = np.empty_like(out)
+    result[order] = out
+    return result.tolist()
+
+
+def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
+    dims = sorted(int(d) for d in scaling.dim.unique())
+    # purples: distinct from the family colours of the dashed extraction references
+    ramp = plt.get_cmap("Purples")
+    colors = {d: ramp(0.45 + 0.55 * i / max(1, len(dims) - 1)) for i, d in enumerate(dims)}
+    x_min, x_max = scaling.gallery_size.min(), scaling.gallery_size.max()
+    ends = []
+    for d in dims:
+        sub = scaling[scaling.dim == d].sort_values("gallery_size")
+        ax.plot(sub.gallery_size, sub.ms_match, marker="o", markersize=3, color=colors[d], lw=1.6)
+        label = str(sub.label.iloc[0]) if "label" in sub.columns else f"{d}-d"
+        ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
+    refs = []
+    # extraction time per architecture (baseline and distilled share it): the reference lines
+    for r in agg[agg.variant != "distilled"].drop_duplicates(["model", "input_size"]).itertuples():
+        if np.isfinite(r.ms_extract) and r.ms_extract > 0:
+            color = FAMILY_STYLE[r.family]["color"]
+            ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
+            dim = "" if pd.isna(r.embedding_dim) else f", {int(r.embedding_dim)}-d"
+            refs.append((float(r.ms_extract), f"extract {short_name(r.model)}{dim}", color))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
+    # room for the reference labels on the left and the curve labels on the right
+    ax.set_xlim(x_min / 4.5, x_max * 3.2)
+    sizes = sorted(int(n) for n in scaling.gallery_size.unique())
+    ax.set_xticks(sizes, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    positive = scaling.ms_match[scaling.ms_match > 0]
+    values = [v for v, _, _ in refs] + positive.tolist()
+    lo, hi = min(values), max(values)
+    ax.set_ylim(lo / 1.6, hi * 1.6)
+    # labels: curve names at their right end, reference names at the left, spread in log space
+    span = np.log10(hi * 1.6) - np.log10(lo / 1.6)
+    if ends:  # curve names right of the last point, joined to it by a thin leader line
+        ys = _spread([np.log10(v) for v, _, _ in ends], 0.045 * span)
+        for (v, text, color), y in zip(ends, ys, strict=True):
+            ax.annotate(
+                text,
+                (x_max, v),
+                xytext=(x_max * 1.25, 10**y),
+                textcoords="data",
+                ha="left",
+                va="center",
+                fontsize=7.5,
+                color=color,
+                arrowprops=dict(arrowstyle="-", lw=0.6, color=color, shrinkA=1, shrinkB=2),
+            )
+    if refs:  # reference names in the left margin, before the smallest gallery
+        ys = _spread([np.log10(v) for v, _, _ in refs], 0.045 * span)
+        for (v, text, color), y in zip(refs, ys, strict=True):
+            ax.annotate(
+                text,
+                (x_min / 1.1, v),
+                xytext=(x_min / 1.25, 10**y),
+                textcoords="data",
+                ha="right",
+                va="center",
+                fontsize=7.5,
+                color=color,
+                bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none"),
+                arrowprops=dict(arrowstyle="-", lw=0.6, color=color, shrinkA=1, shrinkB=0),
+            )
+    ax.set_xlabel("gallery size (items, log scale)")
+    ax.set_ylabel("ms per query (log scale)")
+    ax.set_title(
+        "Matching one query (GEMV + top-50) vs gallery size, random features of each "
+        "pipeline's dimension; dashed: feature extraction per query",
+        fontsize=10,
     )
-    return stats.reset_index().fillna({"rank1_std": 0.0, "mAP_std": 0.0, "ms_query_std": 0.0})
+    ax.grid(True, which="major", alpha=0.3)
 
 
 def plot_tradeoff(
-    df: pd.DataFrame,
+    results_df: pd.DataFrame,
     out_png: Path | str,
     out_svg: Path | str | None = None,
     *,
     title: str = "Speed/accuracy trade-off",
+    scaling: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Two panels (rank-1, mAP) against ms/query on a log axis; returns the aggregated table."""
-    agg = aggregate(df)
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.2), sharex=True)
-    for ax, metric, label in ((axes[0], "rank1", "rank-1 (%)"), (axes[1], "mAP", "mAP (%)")):
-        seen = set()
-        for _, r in agg.iterrows():
-            fam = family(r.model)
-            style = FAMILY_STYLE[fam]
-            distilled = r.variant == "distilled"
-            ax.errorbar(
-                r.ms_query,
-                r[metric],
-                xerr=r.ms_query_std or None,
-                yerr=r[f"{metric}_std"] or None,
-                marker=style["marker"],
-                color=style["color"],
-                markersize=8,
-                markerfacecolor=style["color"] if distilled or fam == "classical" else "white",
-                linestyle="none",
-                capsize=3,
-                zorder=3,
-                label=fam if fam not in seen else None,
-            )
-            seen.add(fam)
-            text = short_name(r.model) + (" (KD)" if distilled else "")
-            ax.annotate(
-                text,
-                (r.ms_query, r[metric]),
-                textcoords="offset points",
-                xytext=(6, 4),
-                fontsize=8,
-                color=style["color"],
-            )
-        # Arrows from each student's baseline to its distilled version.
-        for (model, size), sub in agg.groupby(["model", "input_size"]):
-            base = sub[sub.variant == "baseline"]
-            dist = sub[sub.variant == "distilled"]
-            if len(base) and len(dist):
-                b, d = base.iloc[0], dist.iloc[0]
-                ax.annotate(
-                    "",
-                    xy=(d.ms_query, d[metric]),
-                    xytext=(b.ms_query, b[metric]),
-                    arrowprops=dict(
-                        arrowstyle="->",
-                        color=FAMILY_STYLE[family(model)]["color"],
-                        lw=1.2,
-                        alpha=0.8,
-                    ),
-                    zorder=2,
-                )
-        front = pareto_front(agg.ms_query.to_numpy(), agg[metric].to_numpy())
-        if len(front):
-            xs, ys = agg.ms_query.to_numpy()[front], agg[metric].to_numpy()[front]
-            ax.step(
-                xs,
-                ys,
-                where="post",
-                color="#ff7f0e",
-                lw=1.5,
-                alpha=0.7,
-                zorder=1,
-                label="Pareto front",
-            )
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(
-            matplotlib.ticker.FuncFormatter(
-                lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "25" else ""
+    """Draw rank-1 and mAP against ms/query (log) and save it as PNG (and SVG).
+
+    Parameters
+    ----------
+    results_df : DataFrame
+        Rows of a results table (:data:`compare.results.RESULT_COLUMNS`; at least
+        :data:`NEEDED`), one per seed.
+    out_png, out_svg : path
+        Output files (folders are created); ``out_svg=None`` skips the SVG.
+    title : str
+        Figure title.
+    scaling : DataFrame, optional
+        Columns ``dim``, ``gallery_size``, ``ms_match``: adds the gallery-size scaling panel.
+
+    Returns
+    -------
+    DataFrame
+        The aggregated points (:func:`aggregate`).
+    """
+    agg = aggregate(results_df)
+    with_scaling = scaling is not None and len(scaling) > 0
+    # the layout is fixed before drawing: label placement works in display coordinates
+    if with_scaling:
+        fig = plt.figure(figsize=(14, 10.5))
+        grid = fig.add_gridspec(
+            2,
+            2,
+            height_ratios=(1.25, 1.0),
+            hspace=0.3,
+            wspace=0.14,
+            top=0.895,
+            bottom=0.055,
+            left=0.055,
+            right=0.985,
+        )
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+        scale_ax = fig.add_subplot(grid[1, :])
+    else:
+        fig = plt.figure(figsize=(14, 6))
+        grid = fig.add_gridspec(1, 2, wspace=0.14, top=0.82, bottom=0.1, left=0.055, right=0.985)
+        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
+    _accuracy_panel(axes[0], agg, "rank1", "rank-1 (%)")
+    _accuracy_panel(axes[1], agg, "mAP", "mAP (%)")
+    axes[0].set_title("Rank-1", fontsize=11)
+    axes[1].set_title("mAP (Market-1501 official)", fontsize=11)
+    if with_scaling:
+        _scaling_panel(scale_ax, scaling, agg)
+
+    present = [f for f in FAMILIES if f in set(agg.family)]
+    handles = [
+        Line2D(
+            [],
+            [],
+            ls="none",
+            marker=FAMILY_STYLE[f]["marker"],
+            color=FAMILY_STYLE[f]["color"],
+            markersize=8,
+            label=f,
+        )
+        for f in present
+    ]
+    variants = set(agg.variant)
+    grey = dict(ls="none", marker="o", color="#555555", markersize=8)
+    if "baseline" in variants:
+        handles.append(Line2D([], [], markerfacecolor="white", label="trained alone", **grey))
+    if "distilled" in variants:
+        handles.append(Line2D([], [], label="distilled (KD)", **grey))
+    if {"baseline", "distilled"} <= variants:
+        handles.append(
+            Line2D(
+                [],
+                [],
+                color="#555555",
+                marker=r"$\rightarrow$",
+                ls="none",
+                markersize=14,
+                label="alone → distilled",
             )
         )
-        ax.margins(x=0.12, y=0.08)
-        ax.set_xlabel("milliseconds per query (extraction + matching, log scale)")
-        ax.set_ylabel(label)
-        ax.grid(True, which="both", alpha=0.3)
-    handles, labels = axes[0].get_legend_handles_labels()
     handles.append(
-        plt.Line2D([], [], marker="o", color="grey", markerfacecolor="white", linestyle="none")
+        Line2D([], [], color=FRONT_COLOR, lw=2.2, alpha=0.6, label="Pareto front (bold labels)")
     )
-    labels.append("hollow: trained alone, filled: distilled")
-    fig.legend(handles, labels, fontsize=9, loc="lower center", ncol=len(labels), frameon=False)
-    fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(
+        handles=handles,
+        loc="upper center",
+        ncol=len(handles),
+        fontsize=9,
+        frameon=False,
+        bbox_to_anchor=(0.5, 0.955 if with_scaling else 0.915),
+        handletextpad=0.3,
+        columnspacing=1.2,
+    )
+    seeds = int(agg.seeds.max())
+    threads = sorted({int(t) for t in agg.threads.dropna()}) if "threads" in agg else []
+    sub = (
+        f"mean over {seeds} seeds, error bars = std over seeds; " if seeds > 1 else "1 seed; "
+    ) + f"CPU, {'/'.join(map(str, threads)) or '?'} thread(s), batch size 1"
+    top = 0.995 if with_scaling else 0.99
+    fig.suptitle(title, fontsize=13, y=top, va="top")
+    fig.text(
+        0.5,
+        top - (0.028 if with_scaling else 0.05),
+        sub,
+        ha="center",
+        va="top",
+        fontsize=9,
+        color="#444444",
+    )
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=130)
+    fig.savefig(out_png, dpi=110)
     if out_svg is not None:
+        Path(out_svg).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_svg)
     plt.close(fig)
     return agg
 
 
+def _pm(mean: float, std: float, digits: int = 1) -> str:
+    if not np.isfinite(mean):
+        return "-"
+    return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std > 0 else "")
+
+
 def results_markdown(df: pd.DataFrame) -> str:
-    """Markdown table aggregated over seeds (mean ± std), fastest first."""
-    agg = aggregate(df).sort_values("ms_query")
+    """Markdown table of the results aggregated over seeds (mean ± std), fastest first.
 
-    def pm(mean: float, std: float, digits: int = 1) -> str:
-        return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std > 0 else "")
+    ``*`` marks points on the mAP Pareto front (no other point is both faster and better).
+    """
+    agg = aggregate(df).sort_values(["ms_query", "model"], kind="stable").reset_index(drop=True)
+    ok = np.isfinite(agg.ms_query.to_numpy(float)) & np.isfinite(agg.mAP.to_numpy(float))
+    front = set(np.flatnonzero(ok)[pareto_front(agg.ms_query[ok], agg.mAP[ok])].tolist())
 
-    lines = [
-        "| pipeline | model | variant | input | params (M) | GFLOPs | dim | rank-1 (%) | mAP (%) | "
-        "ms extract | ms match | ms/query | seeds |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, r in agg.iterrows():
-        gflops = "-" if pd.isna(r.gflops) else f"{r.gflops:.3f}"
+    def cell(r, col: str, digits: int = 1) -> str:
+        if col not in agg.columns:
+            return "-"
+        return _pm(getattr(r, col), getattr(r, f"{col}_std", 0.0), digits)
+
+    head = (
+        "| model | variant | input | params (M) | GFLOPs | dim | seeds | rank-1 | rank-5 | "
+        "rank-10 | mAP | mAP (torchreid) | ms extract | ms match | ms/query | p90 | "
+        "threads | Pareto |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for i, r in enumerate(agg.itertuples()):
+        params = getattr(r, "params", np.nan)
+        gflops = getattr(r, "gflops", np.nan)
+        dim = getattr(r, "embedding_dim", np.nan)
+        threads = getattr(r, "threads", np.nan)
         lines.append(
-            f"| {r.pipeline} | {short_name(r.model)} | {r.variant} | {r.input_size} | "
-            f"{r.params / 1e6:.2f} | {gflops} | {int(r.embedding_dim)} | {pm(r.rank1, r.rank1_std)} | "
-            f"{pm(r.mAP, r.mAP_std)} | {r.ms_extract:.2f} | {r.ms_match:.3f} | "
-            f"{pm(r.ms_query, r.ms_query_std, 2)} | {int(r.seeds)} |"
+            "| "
+            + " | ".join(
+                [
+                    short_name(r.model),
+                    r.variant,
+                    str(r.input_size),
+                    "-" if pd.isna(params) else f"{float(params) / 1e6:.2f}",
+                    "-" if pd.isna(gflops) else f"{float(gflops):.3f}",
+                    "-" if pd.isna(dim) else str(int(dim)),
+                    str(int(r.seeds)),
+                    cell(r, "rank1"),
+                    cell(r, "rank5"),
+                    cell(r, "rank10"),
+                    cell(r, "mAP"),
+                    cell(r, "mAP_torchreid"),
+                    cell(r, "ms_extract", 2),
+                    cell(r, "ms_match", 3),
+                    cell(r, "ms_query", 2),
+                    cell(r, "ms_query_p90", 2),
+                    "-" if pd.isna(threads) else str(int(threads)),
+                    "*" if i in front else "",
+                ]
+            )
+            + " |"
         )
     return "\n".join(lines)
+
+
+def distillation_markdown(df: pd.DataFrame) -> str:
+    """Baseline vs distilled per student (mean ± std over seeds) and the gain; '' if none."""
+    agg = aggregate(df)
+    lines = []
+    for (model, size), sub in agg.groupby(["model", "input_size"], sort=False):
+        base = sub[sub.variant == "baseline"]
+        dist = sub[sub.variant == "distilled"]
+        if not (len(base) and len(dist)):
+            continue
+        b, d = base.iloc[0], dist.iloc[0]
+        lines.append(
+            f"| {short_name(model)} | {size} | {int(b.seeds)}/{int(d.seeds)} | "
+            f"{_pm(b.rank1, b.rank1_std)} | {_pm(d.rank1, d.rank1_std)} | "
+            f"{d.rank1 - b.rank1:+.1f} | {_pm(b.mAP, b.mAP_std)} | {_pm(d.mAP, d.mAP_std)} | "
+            f"{d.mAP - b.mAP:+.1f} |"
+        )
+    if not lines:
+        return ""
+    head = (
+        "| student | input | seeds (base/KD) | rank-1 alone | rank-1 KD | gain | mAP alone | "
+        "mAP KD | gain |"
+    )
+    return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *lines])

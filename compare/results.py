@@ -8,11 +8,13 @@ Accuracy columns are percentages (0-100); times are milliseconds.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -87,6 +89,12 @@ def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
@@ -95,6 +103,8 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        # mkstemp creates 0600 files; give the result the permissions a plain open() would
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -118,20 +128,69 @@ def read_results(path: Path | str) -> pd.DataFrame:
     return df
 
 
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``.<name>-lock`` next to ``path`` (no-op without fcntl).
+
+    Parallel training jobs upsert into the same table: the lock makes each read-modify-write
+    whole, so no job's rows are lost to another job's concurrent rewrite.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path.with_name(f".{path.name}-lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upsert_rows(path: Path | str, rows: list[ResultRow]) -> pd.DataFrame:
-    """Add ``rows`` to the table at ``path``, replacing rows with the same key; atomic."""
+    """Add ``rows`` to the table at ``path``, replacing rows with the same key; atomic.
+
+    The key is :data:`KEY_COLUMNS` (dataset, pipeline, model, variant, seed, input size). The
+    table is rewritten through a temporary file and a rename, under a lock file, so concurrent
+    writers neither corrupt it nor lose each other's rows. Returns the new table.
+    """
     path = Path(path)
     if not rows:
         raise ValueError("upsert_rows needs at least one row")
+    bad = [type(r).__name__ for r in rows if not isinstance(r, ResultRow)]
+    if bad:
+        raise TypeError(f"upsert_rows takes ResultRow objects, got {sorted(set(bad))}")
     new = pd.DataFrame([asdict(r) for r in rows], columns=list(RESULT_COLUMNS))
-    if path.exists():
-        old = read_results(path)
-        keys = new[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
-        old_keys = old[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
-        old = old[~old_keys.isin(set(keys))]
-        table = pd.concat([old[list(RESULT_COLUMNS)], new], ignore_index=True)
-    else:
-        table = new
-    table = table.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
-    atomic_write_text(path, table.to_csv(index=False))
+    new_keys = _keys(new)
+    if new_keys.duplicated().any():
+        raise ValueError(
+            f"rows with the same key passed twice: {sorted(new_keys[new_keys.duplicated()])}"
+        )
+    with _exclusive(path):
+        old = _read_for_update(path)
+        if old is not None:
+            old = old[~_keys(old).isin(set(new_keys))]
+            table = pd.concat([old[list(RESULT_COLUMNS)], new], ignore_index=True)
+        else:
+            table = new
+        table = table.sort_values(list(KEY_COLUMNS), kind="stable").reset_index(drop=True)
+        atomic_write_text(path, table.to_csv(index=False))
     return table
+
+
+def _keys(df: pd.DataFrame) -> pd.Series:
+    return df[list(KEY_COLUMNS)].astype(str).agg("|".join, axis=1)
+
+
+def _read_for_update(path: Path) -> pd.DataFrame | None:
+    """The current table, None when there is none yet (missing, or only a header)."""
+    if not path.exists():
+        return None
+    try:
+        return read_results(path)
+    except ValueError as err:
+        if "no rows" in str(err):
+            return None
+        raise

@@ -305,14 +305,15 @@ def gallery_scaling(
     """:func:`time_gallery_matching` for every (dim, size), cached in a JSON file.
 
     Cached entries are keyed by the machine (CPU model), numpy version, thread count, k, budget,
-    dim and size, so a re-run on the same machine measures nothing; ``refresh`` re-measures.
+    dim and size, so a re-run on the same machine measures nothing; ``refresh`` re-measures the
+    requested points (and keeps the other cached ones).
     """
     if not dims or not sizes:
         raise ValueError("gallery_scaling needs at least one dimension and one gallery size")
     threads = available_threads() if threads is None else int(threads)
     cache: dict = {}
     cache_path = Path(cache_path) if cache_path is not None else None
-    if cache_path is not None and cache_path.is_file() and not refresh:
+    if cache_path is not None and cache_path.is_file():
         try:
             cache = json.loads(cache_path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -322,9 +323,12 @@ def gallery_scaling(
     for dim in sorted({int(d) for d in dims}):
         for size in sorted({int(n) for n in sizes}):
             key = f"{machine}|dim {dim}|n {size}"
-            if key in cache:
-                points.append(ScalingPoint(**cache[key]))
-                continue
+            if key in cache and not refresh:
+                try:
+                    points.append(ScalingPoint(**cache[key]))
+                    continue
+                except TypeError:  # written by another version: measure again
+                    pass
             point = time_gallery_matching(dim, size, k=k, threads=threads, budget=budget)
             if log is not None:
                 log(f"  matching {dim:>6}-d x {size:>7,} gallery: {point.ms_match:9.3f} ms/query")

@@ -34,11 +34,27 @@ def _table() -> pd.DataFrame:
     for pipeline, model, variant, seed, r1, mAP, ms, dim in specs:
         row = {c: 0 for c in RESULT_COLUMNS}
         row.update(
-            dataset="d", pipeline=pipeline, model=model, variant=variant, seed=seed,
-            input_size="64x32", params=1e6, gflops=0.1, embedding_dim=dim, rank1=r1,
-            rank5=r1 + 5, rank10=r1 + 8, mAP=mAP, mAP_torchreid=mAP + 1, ms_extract=ms - 0.1,
-            ms_match=0.1, ms_query=ms, ms_query_p90=ms * 1.2, threads=1, device="cpu",
-        )  # fmt: skip
+            dataset="d",
+            pipeline=pipeline,
+            model=model,
+            variant=variant,
+            seed=seed,
+            input_size="64x32",
+            params=1e6,
+            gflops=0.1,
+            embedding_dim=dim,
+            rank1=r1,
+            rank5=r1 + 5,
+            rank10=r1 + 8,
+            mAP=mAP,
+            mAP_torchreid=mAP + 1,
+            ms_extract=ms - 0.1,
+            ms_match=0.1,
+            ms_query=ms,
+            ms_query_p90=ms * 1.2,
+            threads=1,
+            device="cpu",
+        )
         rows.append(row)
     return pd.DataFrame(rows)
 

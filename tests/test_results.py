@@ -7,7 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from compare.results import RESULT_COLUMNS, ResultRow, read_results, upsert_rows
+from compare.results import (
+    RESULT_COLUMNS,
+    ResultRow,
+    git_commit,
+    now_iso,
+    read_results,
+    upsert_rows,
+)
 
 
 def row(**overrides) -> ResultRow:
@@ -45,6 +52,9 @@ def test_upsert_replaces_same_key(tmp_path: Path):
     assert df.loc[df.seed == 0, "rank1"].item() == 85.0
     assert list(df.columns) == list(RESULT_COLUMNS)
     assert not list(tmp_path.glob(".results.csv.*"))  # no temporary file left behind
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")  # same permissions as a file written the ordinary way
+    assert path.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
 
 
 def test_read_results_errors(tmp_path: Path):
@@ -64,3 +74,47 @@ def test_read_results_errors(tmp_path: Path):
         read_results(header_only)
     with pytest.raises(ValueError, match="at least one"):
         upsert_rows(tmp_path / "x.csv", [])
+
+
+def _upsert_seeds(path: str, seeds: list[int]) -> None:
+    for seed in seeds:
+        upsert_rows(path, [row(seed=seed, git_commit="x", date="d")])
+
+
+def test_concurrent_upserts_lose_no_rows(tmp_path: Path):
+    import multiprocessing
+
+    path = tmp_path / "results.csv"
+    ctx = multiprocessing.get_context("fork")
+    procs = [
+        ctx.Process(target=_upsert_seeds, args=(str(path), list(range(i * 6, i * 6 + 6))))
+        for i in range(3)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    assert sorted(read_results(path).seed) == list(range(18))
+
+
+def test_upsert_onto_header_only_table_and_bad_rows(tmp_path: Path):
+    path = tmp_path / "results.csv"
+    path.write_text(",".join(RESULT_COLUMNS) + "\n")
+    assert len(upsert_rows(path, [row()])) == 1
+    with pytest.raises(ValueError, match="same key passed twice"):
+        upsert_rows(path, [row(), row(rank1=1.0)])
+    with pytest.raises(TypeError, match="ResultRow"):
+        upsert_rows(path, [{"dataset": "x"}])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("dataset,rank1\nx,1\n")
+    with pytest.raises(ValueError, match=r"bad\.csv lacks columns"):
+        upsert_rows(bad, [row()])
+
+
+def test_git_commit_and_dates(tmp_path: Path):
+    assert git_commit(tmp_path) == "unknown"  # not a repository: no crash
+    assert git_commit() != ""
+    stamp = now_iso()
+    assert stamp[:4].isdigit() and "T" in stamp and stamp.endswith("+00:00")
+    assert row().git_commit and row().date

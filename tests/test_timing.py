@@ -139,6 +139,11 @@ def test_gallery_scaling_is_cached(tmp_path, monkeypatch):
     assert again == first
     with pytest.raises(AssertionError, match="measured again"):
         gallery_scaling([4], [100], k=3, cache_path=cache, refresh=True, log=None)
-    cache.write_text("{broken")  # a broken cache is re-measured, not an error
     monkeypatch.undo()
+    # refreshing some points keeps the others
+    gallery_scaling([4], [100], k=3, cache_path=cache, refresh=True, log=None)
+    monkeypatch.setattr(timing, "time_gallery_matching", no_measuring)
+    assert len(gallery_scaling([4, 8], [100, 200], k=3, cache_path=cache, log=None)) == 4
+    monkeypatch.undo()
+    cache.write_text("{broken")  # a broken cache is re-measured, not an error
     assert len(gallery_scaling([4], [100], k=3, cache_path=cache, log=None)) == 1

@@ -1,59 +1,148 @@
-"""compare.tradeoff: report from an existing results table, scaling measurement."""
+"""compare.tradeoff: what runs, the report from an existing table, caches, clear errors."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from compare import tradeoff
 from compare.results import upsert_rows
 from tests.test_plot import _table
 from tests.test_results import row
 
+PNG = b"\x89PNG\r\n\x1a\n"
 
-def _small(monkeypatch, tmp_path: Path) -> None:
+
+@pytest.fixture
+def runs(tmp_path: Path, monkeypatch) -> Path:
+    """Results under tmp_path, tiny scaling galleries, no real subprocesses."""
     monkeypatch.setattr(tradeoff, "run_dir_for", lambda name: tmp_path / name)
+    monkeypatch.setattr(tradeoff, "RUNS_DIR", tmp_path)
     monkeypatch.setattr(tradeoff, "GALLERY_SIZES", (100, 1000))
-    monkeypatch.setattr(tradeoff, "SCALING_QUERIES", 3)
+    monkeypatch.setattr(tradeoff, "CNN_DIMS", (32,))
+    monkeypatch.setattr(tradeoff, "LOMO_DIM", 64)
+    return tmp_path
 
 
-def test_report_from_existing_table(tmp_path: Path, monkeypatch):
-    _small(monkeypatch, tmp_path)
-    out = tmp_path / "d"
-    out.mkdir()
-    _table().to_csv(out / "results.csv", index=False)
-    assert tradeoff.main(["--dataset", "d", "--skip-runs"]) == 0
-    for name in ("tradeoff.png", "tradeoff.svg", "tradeoff.md", "scaling.csv"):
-        assert (out / name).stat().st_size > 0
+def _write(runs: Path, df: pd.DataFrame, name: str = "d") -> Path:
+    out = runs / name
+    out.mkdir(parents=True, exist_ok=True)
+    df.to_csv(out / "results.csv", index=False)
+    return out
+
+
+def test_report_from_existing_table(runs: Path, monkeypatch):
+    df = _table().assign(extra='{"feature_dim": 64}')
+    out = _write(runs, df)
+    assert tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput"]) == 0
+    assert (out / "tradeoff.png").read_bytes()[:8] == PNG
+    assert (out / "tradeoff.svg").stat().st_size > 1000
     text = (out / "tradeoff.md").read_text()
-    assert "LOMO+XQDA" in text and "Machine" in text and "1,000 gallery" in text
-    # A second report reuses the cached scaling table.
-    stamp = (out / "scaling.csv").stat().st_mtime_ns
-    tradeoff.build_report("d")
-    assert (out / "scaling.csv").stat().st_mtime_ns == stamp
+    for needle in (
+        "LOMO+XQDA",
+        "## Machine",
+        "| 1,000 |",
+        "64-d (raw LOMO)",
+        "205-d (XQDA)",
+        "256-d (MNv1 0.25)",
+        "Where matching starts to dominate",
+        "students alone vs taught",
+    ):
+        assert needle in text, needle
+    # a second report measures nothing: every scaling point comes from the cache
+    monkeypatch.setattr(
+        "compare.timing.time_gallery_matching",
+        lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured again")),
+    )
+    cached = tradeoff.scaling_table(tradeoff.scaling_dims(df), threads=1)
+    assert len(cached) == 6 * 2 and (cached.ms_match > 0).all()
 
 
-def test_matching_scaling_grows_with_gallery():
-    table = tradeoff.matching_scaling({"x": 64}, sizes=(100, 50_000), queries=5)
-    small, large = table.ms_match.tolist()
-    assert 0 < small < large
+def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(tradeoff, "_run", lambda args: calls.append(args[0]))
+    expected = {
+        ("mobilenet_v1_0.25", v, s, "64x32") for v in ("baseline", "distilled") for s in (0, 1)
+    }
+    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: expected)
+    assert tradeoff.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
+    assert calls == ["classical.pipeline", "deep.distill"]
+    df = _table()
+    assert tradeoff.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
+    assert tradeoff.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
+    assert tradeoff.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
+    assert tradeoff.missing_runs(df, "other", "quick") == ["classical", "deep"]
+    _write(runs, df)
+    calls.clear()
+    assert tradeoff.ensure_runs("d", None, "quick", None) == [] and calls == []
 
 
-def test_scaling_skips_galleries_too_large(monkeypatch):
-    monkeypatch.setattr(tradeoff, "SCALING_MEMORY", 1000)
-    table = tradeoff.matching_scaling({"x": 64}, sizes=(100,), queries=2)
-    assert pd.isna(table.ms_match.iloc[0]) and "skipped" in table.note.iloc[0]
+def test_missing_runs_without_a_known_profile(monkeypatch):
+    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
+    df = _table()
+    assert tradeoff.missing_runs(df, "d", "quick") == []
+    assert tradeoff.missing_runs(df[df.variant != "distilled"], "d", "quick") == ["deep"]
 
 
-def test_missing_results_is_a_clear_error(tmp_path: Path, monkeypatch, capsys):
-    _small(monkeypatch, tmp_path)
+def test_failed_pipeline_is_a_clear_error(runs: Path, monkeypatch, capsys):
+    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
+    monkeypatch.setattr(tradeoff.sys, "executable", "false")  # every subprocess fails
+    assert tradeoff.main(["--dataset", "d"]) == 2
+    assert "classical.pipeline" in capsys.readouterr().err
+
+
+def test_crossover_interpolates_in_log_space():
+    table = pd.DataFrame(
+        dict(dim=[8, 8, 8], gallery_size=[1000, 10000, 100000], ms_match=[0.1, 1.0, 10.0])
+    )
+    assert tradeoff.crossover(table, 8, 3.1622776) == pytest.approx(31622.776, rel=1e-4)
+    assert tradeoff.crossover(table, 8, 0.05) == 0.0
+    assert tradeoff.crossover(table, 8, 50.0) is None
+    assert tradeoff.crossover(table, 16, 1.0) is None
+
+
+def test_scaling_dims_from_rows():
+    df = _table().assign(extra='{"feature_dim": 26960, "xqda_dim": 205}')
+    dims = tradeoff.scaling_dims(df)
+    assert dims[26960] == "26960-d (raw LOMO)" and dims[205] == "205-d (XQDA)"
+    assert dims[2048] == "2048-d (R50)" and dims[1280] == "1280-d (MNv2 1.0)"
+    assert dims[512] == "512-d"
+
+
+def test_clear_errors(runs: Path, capsys):
     assert tradeoff.main(["--dataset", "nothing", "--skip-runs"]) == 2
     assert "not found" in capsys.readouterr().err
+    upsert_rows(runs / "e" / "results.csv", [row(dataset="other")])
+    assert tradeoff.main(["--dataset", "e", "--skip-runs"]) == 2
+    assert "no rows for dataset 'e'" in capsys.readouterr().err
+    (runs / "f").mkdir()
+    (runs / "f" / "results.csv").write_text("dataset,rank1\nf,1\n")
+    assert tradeoff.main(["--dataset", "f", "--skip-runs"]) == 2
+    assert "lacks columns" in capsys.readouterr().err
 
 
-def test_report_from_upserted_rows(tmp_path: Path, monkeypatch):
-    _small(monkeypatch, tmp_path)
-    upsert_rows(tmp_path / "e" / "results.csv", [row(dataset="e"), row(dataset="e", seed=1)])
-    assert tradeoff.build_report("e") == tmp_path / "e"
-    assert "CNN 512-d" in (tmp_path / "e" / "tradeoff.md").read_text()
+def test_throughput_table_caches_and_reports_failures(runs: Path, monkeypatch):
+    import numpy as np
+
+    calls = []
+
+    def fake_one(row, images, threads):
+        calls.append(row.model)
+        if row.model == "resnet50":
+            raise FileNotFoundError("no checkpoint")
+        return 100.0
+
+    monkeypatch.setattr(tradeoff, "_throughput_one", fake_one)
+    monkeypatch.setattr(tradeoff, "_throughput_images", lambda d, r: np.zeros((2, 8, 4, 3)))
+    table = tradeoff.throughput_table(_table(), "d", None, threads=1)
+    assert sorted(calls) == sorted(set(_table().model))  # one measurement per architecture
+    r50 = table[table.model == "resnet50"].iloc[0]
+    assert np.isnan(r50.images_per_s) and "no checkpoint" in r50.note
+    assert (table[table.model != "resnet50"].images_per_s == 100.0).all()
+    text = tradeoff.throughput_markdown(table)
+    assert "| R50 | 64x32 | - (not measured: no checkpoint) |" in text
+    calls.clear()
+    tradeoff.throughput_table(_table(), "d", None, threads=1)
+    assert calls == []  # cached
