@@ -127,3 +127,30 @@ def row_from_summary(summary: dict, run_dir: Path | str) -> ResultRow:
         run_dir=rel,
         extra=extra_json(**extra),
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m deep.evaluate RUN_DIR...``: (re-)evaluate and re-time finished runs.
+
+    Useful to re-time every model on a quiet machine after a study whose runs were timed while
+    other jobs shared the CPU; accuracy is deterministic and comes out unchanged.
+    """
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding model.pt")
+    parser.add_argument("--threads", type=int, default=1, help="threads for timing")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    for run_dir in args.run_dirs:
+        if not (run_dir / "model.pt").exists():
+            print(f"error: no model.pt in {run_dir}", file=sys.stderr)
+            return 2
+    for run_dir in args.run_dirs:
+        evaluate_run(run_dir, threads=args.threads)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
