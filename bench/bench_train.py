@@ -18,9 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.timing import cpu_model  # noqa: E402
-from data.paths import RUNS_DIR  # noqa: E402
-from deep.models import build_model, list_models  # noqa: E402
+from compare.timing import cpu_model
+from data.paths import RUNS_DIR
+from deep.models import build_model, list_models
 
 
 def throughput(name: str, size: tuple[int, int], batch: int, steps: int) -> float:
