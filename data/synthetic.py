@@ -14,75 +14,106 @@ What makes it a re-ID problem rather than a colour-matching one:
 * every camera has its own illumination (colour cast, gain, gamma), preferred viewpoint
   (front / back / side: the print is only visible from the front, the backpack from the back),
   background clutter, scale, blur, noise and JPEG quality; boxes jitter, some are partly occluded
-  or badly cropped.
+  or badly cropped; arms and legs swing differently in every image.
 
 One ``difficulty`` knob (0..1) scales all nuisances; each is also exposed on its own in
 :class:`SyntheticConfig`. Generation is deterministic: every identity, camera and image draws
 from its own generator seeded by ``(seed, kind, id, camera, index)``, so the same seed and config
-give byte-identical files.
+give byte-identical files. The drawing itself lives in :mod:`data._synth_draw`.
 
 Usage::
 
     python -m data.synthetic --out datasets/synthetic --seed 0 [--preset small|default|large]
+    python -m data.synthetic --preset large --difficulty 0.7 --dry-run      # counts only
     python -m data.synthetic --contact-sheet docs/synthetic_contact_sheet.png
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import logging
+import numbers
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from data._synth_draw import (
+    PALETTE,
+    draw_camera,
+    draw_identity,
+    junk_image,
+    person_image,
+)
+
 log = logging.getLogger(__name__)
 
 #: Bumped whenever the drawing changes, so cached datasets are regenerated.
 GENERATOR_VERSION = 3
 MANIFEST = "synthetic_manifest.json"
+SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
-# A shared garment palette (RGB): colour alone cannot identify a person.
-PALETTE = np.array(
-    [
-        (200, 30, 35),
-        (30, 60, 160),
-        (35, 120, 50),
-        (230, 200, 40),
-        (240, 240, 235),
-        (25, 25, 28),
-        (120, 120, 125),
-        (110, 70, 40),
-        (230, 120, 30),
-        (120, 50, 140),
-        (100, 170, 220),
-        (230, 150, 170),
-        (60, 90, 60),
-        (190, 170, 130),
-    ],
-    dtype=np.float32,
+_KNOBS = (
+    "illumination",
+    "viewpoint_change",
+    "occlusion",
+    "bad_crop",
+    "blur",
+    "noise",
+    "clutter",
+    "min_jpeg_quality",
 )
-HAIR = np.array(
-    [(20, 15, 10), (70, 45, 25), (160, 120, 60), (120, 120, 120), (40, 25, 20)], np.float32
-)
-SKIN = np.array([(240, 200, 170), (210, 160, 120), (160, 110, 75), (100, 65, 45)], np.float32)
-SHOES = np.array([(20, 20, 20), (235, 235, 235), (110, 70, 40), (60, 60, 120)], np.float32)
-TEXTURES = ("plain", "hstripes", "vstripes", "checks", "print")
+_PROBABILITIES = ("viewpoint_change", "occlusion", "bad_crop")
 
 
 @dataclass(frozen=True)
 class SyntheticConfig:
     """Sizes and difficulty knobs of the synthetic dataset.
 
-    Nuisance knobs left at ``None`` follow ``difficulty`` (0 = clean, 1 = hard).
+    Nuisance knobs left at ``None`` follow ``difficulty`` (0 = clean, 1 = hard); see
+    :meth:`knob` for the mapping.
+
+    Attributes
+    ----------
+    num_train_ids, num_test_ids : int
+        Disjoint training and test identities (test ids give the queries and the gallery).
+    num_cameras : int
+        Cameras (1..9, one digit in Market-1501 names).
+    min_cameras_per_id, max_cameras_per_id : int
+        Each identity appears in a random number of cameras in this range (at least 2, so that
+        every query has a cross-camera match).
+    min_images_per_camera, max_images_per_camera : int
+        Images of one identity in one camera (test ids get one more: the query).
+    num_distractors, num_junk : int
+        Gallery-only boxes: other people (id 0000) and false detections (id -1).
+    height, width : int
+        Crop size in pixels.
+    palette_size : int
+        Garment colours are shared: identities draw from the first ``palette_size`` of 16 colours.
+    difficulty : float
+        0..1, scales every nuisance knob below that is left at ``None``.
+    illumination : float or None
+        Spread of the per-camera colour cast, gain and gamma.
+    viewpoint_change : float or None
+        Probability that an image is not seen from its camera's usual viewpoint.
+    occlusion, bad_crop : float or None
+        Probability of an occluder (pole, car, other person) / of a shifted box (head or feet cut).
+    blur, noise : float or None
+        Maximum Gaussian blur sigma (pixels) / maximum pixel noise std (0-255 scale) of a camera.
+    clutter : float or None
+        Background clutter density (expected objects per background is ``6 * clutter``).
+    min_jpeg_quality : int or None
+        Cameras encode with a JPEG quality between this and 95.
     """
 
     num_train_ids: int = 150
@@ -96,14 +127,15 @@ class SyntheticConfig:
     num_junk: int = 100
     height: int = 128
     width: int = 64
+    palette_size: int = 14
     difficulty: float = 0.5
-    illumination: float | None = None  # colour cast / gain / gamma spread between cameras
-    viewpoint_change: float | None = None  # probability a view differs from the camera's usual one
-    occlusion: float | None = None  # probability of an occluder
-    bad_crop: float | None = None  # probability of a badly cropped box
-    blur: float | None = None  # maximum Gaussian blur sigma (pixels)
-    noise: float | None = None  # maximum pixel noise std (0-255 scale)
-    clutter: float | None = None  # background clutter density
+    illumination: float | None = None
+    viewpoint_change: float | None = None
+    occlusion: float | None = None
+    bad_crop: float | None = None
+    blur: float | None = None
+    noise: float | None = None
+    clutter: float | None = None
     min_jpeg_quality: int | None = None
 
     def knob(self, name: str) -> float:
@@ -126,39 +158,75 @@ class SyntheticConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the first bad field."""
-        positive = ["num_train_ids", "num_test_ids", "num_cameras", "height", "width"]
-        for name in positive:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if value is None and field.name in _KNOBS:
+                continue
+            wanted = numbers.Real if field.type.startswith("float") else numbers.Integral
+            if not isinstance(value, wanted) or isinstance(value, bool):
+                kind = "a number" if wanted is numbers.Real else "an integer"
+                raise ValueError(f"{field.name} must be {kind}, got {value!r}")
+        for name in ("num_test_ids", "num_cameras", "height", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ["num_distractors", "num_junk"]:
+        for name in ("num_distractors", "num_junk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_train_ids < 2:
             raise ValueError(f"num_train_ids must be >= 2, got {self.num_train_ids}")
         if self.num_train_ids + self.num_test_ids + self.num_distractors > 9999:
-            raise ValueError("ids are 4-digit in Market-1501 names: at most 9999 identities")
-        if not 2 <= self.min_cameras_per_id <= self.max_cameras_per_id <= self.num_cameras:
             raise ValueError(
-                "need 2 <= min_cameras_per_id <= max_cameras_per_id <= num_cameras, got "
-                f"{self.min_cameras_per_id}, {self.max_cameras_per_id}, {self.num_cameras}"
+                "ids are 4-digit in Market-1501 names: num_train_ids + num_test_ids + "
+                "num_distractors must be <= 9999"
             )
         if self.num_cameras > 9:
             raise ValueError(
                 f"num_cameras must be <= 9 (one digit in names), got {self.num_cameras}"
             )
+        if not 2 <= self.min_cameras_per_id <= self.max_cameras_per_id <= self.num_cameras:
+            raise ValueError(
+                "need 2 <= min_cameras_per_id <= max_cameras_per_id <= num_cameras, got "
+                f"{self.min_cameras_per_id}, {self.max_cameras_per_id}, {self.num_cameras}"
+            )
         if not 1 <= self.min_images_per_camera <= self.max_images_per_camera:
-            raise ValueError("need 1 <= min_images_per_camera <= max_images_per_camera")
-        if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError(f"difficulty must be in [0, 1], got {self.difficulty}")
+            raise ValueError(
+                "need 1 <= min_images_per_camera <= max_images_per_camera, got "
+                f"{self.min_images_per_camera}, {self.max_images_per_camera}"
+            )
+        most = (
+            (self.num_train_ids + self.num_test_ids)
+            * self.max_cameras_per_id
+            * (self.max_images_per_camera + 1)
+            + self.num_distractors
+            + self.num_junk
+        )
+        if most > 999_999:
+            raise ValueError(f"frame numbers are 6-digit: at most 999999 images, up to {most}")
         if self.height < 32 or self.width < 16:
             raise ValueError(f"image size must be at least 32x16, got {self.height}x{self.width}")
+        if not 2 <= self.palette_size <= len(PALETTE):
+            raise ValueError(
+                f"palette_size must be in [2, {len(PALETTE)}], got {self.palette_size}"
+            )
+        if not 0.0 <= self.difficulty <= 1.0:
+            raise ValueError(f"difficulty must be in [0, 1], got {self.difficulty}")
+        for name in _KNOBS:
+            value = self.knob(name)
+            if name in _PROBABILITIES and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} is a probability: must be in [0, 1], got {value}")
+            if name == "min_jpeg_quality" and not 10 <= value <= 95:
+                raise ValueError(f"min_jpeg_quality must be in [10, 95], got {value}")
+            if value < 0:
+                raise ValueError(f"{name} must be >= 0, got {value}")
 
 
 PRESETS: dict[str, SyntheticConfig] = {
+    # For tests: a couple of hundred images, generated in about a second.
     "small": SyntheticConfig(
         num_train_ids=12, num_test_ids=10, num_distractors=6, num_junk=4, max_images_per_camera=2
     ),
     "default": SyntheticConfig(),
+    # Market-1501-sized identity counts (751 training ids), fewer images per identity.
     "large": SyntheticConfig(
         num_train_ids=751,
         num_test_ids=750,
@@ -169,496 +237,62 @@ PRESETS: dict[str, SyntheticConfig] = {
 }
 
 
+def _check_seed(seed: int) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
 # ---------------------------------------------------------------------------------------------
-# Appearance
+# Planning: which images exist, in which split (cheap: no drawing)
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Identity:
-    """The persistent look of one person."""
+class PlannedImage:
+    """One image of the dataset before it is drawn.
 
-    height: float  # fraction of the box height the person spans
-    width: float  # shoulder width as a fraction of the box width
-    leg_ratio: float  # legs / (legs + torso)
-    upper: np.ndarray
-    lower: np.ndarray
-    texture: str
-    texture_colour: np.ndarray
-    texture_period: int
-    long_sleeves: bool
-    skirt: bool
-    hair: np.ndarray
-    long_hair: bool
-    skin: np.ndarray
-    shoes: np.ndarray
-    bag: str  # "none", "backpack", "left", "right"
-    bag_colour: np.ndarray
-
-
-def draw_identity(rng: np.random.Generator) -> Identity:
-    upper_i = int(rng.integers(len(PALETTE)))
-    lower_i = int(rng.integers(len(PALETTE)))
-    tex_i = int(rng.integers(len(PALETTE) - 1))
-    tex_i += tex_i >= upper_i  # a texture colour different from the garment
-    return Identity(
-        height=float(rng.uniform(0.78, 0.92)),
-        width=float(rng.uniform(0.42, 0.62)),
-        leg_ratio=float(rng.uniform(0.47, 0.58)),
-        upper=PALETTE[upper_i],
-        lower=PALETTE[lower_i],
-        texture=TEXTURES[int(rng.choice(len(TEXTURES), p=[0.3, 0.2, 0.15, 0.15, 0.2]))],
-        texture_colour=PALETTE[tex_i],
-        texture_period=int(rng.integers(4, 9)),
-        long_sleeves=bool(rng.random() < 0.6),
-        skirt=bool(rng.random() < 0.2),
-        hair=HAIR[int(rng.integers(len(HAIR)))],
-        long_hair=bool(rng.random() < 0.35),
-        skin=SKIN[int(rng.integers(len(SKIN)))],
-        shoes=SHOES[int(rng.integers(len(SHOES)))],
-        bag=("none", "backpack", "left", "right")[int(rng.choice(4, p=[0.45, 0.25, 0.15, 0.15]))],
-        bag_colour=PALETTE[int(rng.integers(len(PALETTE)))],
-    )
-
-
-@dataclass(frozen=True)
-class Camera:
-    """How one camera sees everybody."""
-
-    gain: np.ndarray  # per-channel colour cast
-    gamma: float
-    brightness: float
-    usual_view: str  # "front", "back", "side"
-    background: np.ndarray
-    scale: float
-    blur: float
-    noise: float
-    jpeg_quality: int
-
-
-def draw_camera(rng: np.random.Generator, config: SyntheticConfig) -> Camera:
-    illum = config.knob("illumination")
-    return Camera(
-        gain=np.clip(1.0 + rng.normal(0.0, 0.35 * illum, 3), 0.55, 1.5).astype(np.float32),
-        gamma=float(np.exp(rng.normal(0.0, 0.35 * illum))),
-        brightness=float(np.exp(rng.normal(0.0, 0.3 * illum))),
-        usual_view=("front", "back", "side")[int(rng.integers(3))],
-        # Urban, mostly desaturated scenes: a grey level plus a weak tint.
-        background=(rng.uniform(60, 190) + rng.normal(0, 25, 3)).clip(20, 235).astype(np.float32),
-        scale=float(rng.uniform(0.88, 1.0)),
-        blur=float(rng.uniform(0.0, config.knob("blur"))),
-        noise=float(rng.uniform(0.3, 1.0) * config.knob("noise")),
-        jpeg_quality=int(rng.uniform(config.knob("min_jpeg_quality"), 95)),
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-# Drawing (at 2x resolution, then area-downsampled for anti-aliasing)
-# ---------------------------------------------------------------------------------------------
-SUPER = 2
-
-
-def _c(colour: np.ndarray) -> tuple[float, float, float]:
-    return (float(colour[0]), float(colour[1]), float(colour[2]))
-
-
-def _background(
-    rng: np.random.Generator, cam: Camera, h: int, w: int, clutter: float
-) -> np.ndarray:
-    base = cam.background * rng.uniform(0.85, 1.15, 3)
-    ramp = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(1.0, 1.2), h, dtype=np.float32)
-    canvas = np.empty((h, w, 3), np.float32)
-    canvas[:] = base[None, None, :] * ramp[:, None, None]
-    # Ground: a floor band with its own tone.
-    floor = int(h * rng.uniform(0.7, 0.85))
-    canvas[floor:] *= rng.uniform(0.7, 1.1)
-    for _ in range(int(rng.poisson(6 * clutter))):
-        colour = rng.uniform(20, 235, 3)
-        x0, y0 = int(rng.integers(0, w)), int(rng.integers(0, h))
-        kind = rng.integers(3)
-        if kind == 0:
-            cv2.rectangle(
-                canvas,
-                (x0, y0),
-                (x0 + int(rng.integers(6, w // 2)), y0 + int(rng.integers(6, h // 3))),
-                _c(colour),
-                -1,
-            )
-        elif kind == 1:
-            cv2.line(
-                canvas,
-                (x0, 0),
-                (x0 + int(rng.integers(-10, 10)), h),
-                _c(colour),
-                int(rng.integers(2, 8)),
-            )
-        else:
-            cv2.circle(canvas, (x0, y0), int(rng.integers(4, 18)), _c(colour), -1)
-    return canvas
-
-
-def _texture(
-    ident: Identity, mask: np.ndarray, view: str, box: tuple[int, int, int, int], canvas: np.ndarray
-) -> None:
-    """Fill the garment mask with the identity's texture (the print only from the front)."""
-    x0, y0, x1, y1 = box
-    period = ident.texture_period * SUPER
-    ys, xs = np.mgrid[0 : canvas.shape[0], 0 : canvas.shape[1]]
-    if ident.texture == "hstripes":
-        pattern = ((ys - y0) // period) % 2 == 1
-    elif ident.texture == "vstripes":
-        pattern = ((xs - x0) // period) % 2 == 1
-    elif ident.texture == "checks":
-        pattern = (((ys - y0) // period) + ((xs - x0) // period)) % 2 == 1
-    elif ident.texture == "print" and view == "front":
-        cx, cy = (x0 + x1) // 2, y0 + (y1 - y0) * 2 // 5
-        r = max(2, (x1 - x0) // 5)
-        pattern = (np.abs(xs - cx) < r) & (np.abs(ys - cy) < r)
-    else:
-        return
-    canvas[mask & pattern] = ident.texture_colour
-
-
-def render_person(
-    ident: Identity, cam: Camera, rng: np.random.Generator, config: SyntheticConfig, view: str
-) -> np.ndarray:
-    """One RGB float32 crop (height x width) of ``ident`` as seen by ``cam``."""
-    h, w = config.height * SUPER, config.width * SUPER
-    canvas = _background(rng, cam, h, w, config.knob("clutter"))
-    scale = cam.scale * rng.uniform(0.94, 1.04)
-    person_h = ident.height * h * scale
-    top = (h - person_h) / 2 + rng.normal(0, 0.03 * h)
-    cx = w / 2 + rng.normal(0, 0.04 * w)
-    side = view == "side"
-    shoulder = ident.width * w * scale * (0.62 if side else 1.0)
-    head_r = person_h * 0.075
-    head_cy = top + head_r
-    neck = head_cy + head_r
-    body = person_h - 2 * head_r
-    waist = neck + body * (1 - ident.leg_ratio)
-    feet = top + person_h
-    hip = shoulder * 0.8
-
-    # Legs (trousers or skirt + bare legs), with a stride that varies per image.
-    stride = rng.uniform(-0.18, 0.18) * shoulder
-    leg_w = max(3, int(hip * 0.36))
-    for sign in (-1, 1):
-        x_top = cx + sign * hip * 0.25
-        x_bot = x_top + sign * stride
-        leg_colour = ident.skin if ident.skirt else ident.lower
-        cv2.line(
-            canvas,
-            (int(x_top), int(waist)),
-            (int(x_bot), int(feet - head_r * 0.5)),
-            _c(leg_colour),
-            leg_w,
-        )
-        cv2.ellipse(
-            canvas,
-            (int(x_bot + sign * leg_w * 0.3), int(feet - head_r * 0.35)),
-            (int(leg_w * 0.8), int(head_r * 0.4)),
-            0,
-            0,
-            360,
-            _c(ident.shoes),
-            -1,
-        )
-    if ident.skirt:
-        skirt_bottom = waist + (feet - waist) * 0.5
-        pts = np.array(
-            [
-                [cx - hip / 2, waist],
-                [cx + hip / 2, waist],
-                [cx + hip * 0.75, skirt_bottom],
-                [cx - hip * 0.75, skirt_bottom],
-            ],
-            np.int32,
-        )
-        cv2.fillPoly(canvas, [pts], _c(ident.lower))
-
-    # Backpack behind the torso when seen from the front / side.
-    if ident.bag == "backpack" and view != "back":
-        off = shoulder * (0.45 if side else 0.0)
-        cv2.rectangle(
-            canvas,
-            (int(cx - shoulder * 0.45 - off), int(neck + body * 0.05)),
-            (int(cx + shoulder * 0.45 - off), int(waist)),
-            _c(ident.bag_colour),
-            -1,
-        )
-
-    # Torso with texture.
-    torso_mask = np.zeros((h, w), np.uint8)
-    pts = np.array(
-        [
-            [cx - shoulder / 2, neck],
-            [cx + shoulder / 2, neck],
-            [cx + hip / 2, waist + body * 0.04],
-            [cx - hip / 2, waist + body * 0.04],
-        ],
-        np.int32,
-    )
-    cv2.fillPoly(torso_mask, [pts], 1)
-    mask = torso_mask.astype(bool)
-    canvas[mask] = ident.upper
-    _texture(
-        ident,
-        mask,
-        view,
-        (int(cx - shoulder / 2), int(neck), int(cx + shoulder / 2), int(waist)),
-        canvas,
-    )
-
-    # Arms: sleeves in the garment colour, hands in skin tone; swing varies per image.
-    arm_w = max(3, int(shoulder * 0.2))
-    for sign in (-1, 1) if not side else (1,):
-        swing = rng.uniform(-0.25, 0.25) * body
-        x_sh = cx + sign * (shoulder / 2 - arm_w / 2) * (0.2 if side else 1.0)
-        x_hand = x_sh + sign * shoulder * 0.12 + swing * (0.6 if side else 0.15)
-        y_hand = waist + body * 0.05
-        elbow = ((x_sh + x_hand) / 2, (neck + y_hand) / 2)
-        sleeve_end = (x_hand, y_hand) if ident.long_sleeves else elbow
-        cv2.line(
-            canvas,
-            (int(x_sh), int(neck + arm_w / 2)),
-            (int(sleeve_end[0]), int(sleeve_end[1])),
-            _c(ident.upper),
-            arm_w,
-        )
-        if not ident.long_sleeves:
-            cv2.line(
-                canvas,
-                (int(elbow[0]), int(elbow[1])),
-                (int(x_hand), int(y_hand)),
-                _c(ident.skin),
-                max(2, arm_w - 2),
-            )
-        cv2.circle(canvas, (int(x_hand), int(y_hand)), max(2, arm_w // 2), _c(ident.skin), -1)
-
-    # Shoulder bag and its strap; backpack on the back view.
-    if ident.bag in ("left", "right"):
-        sign = -1 if ident.bag == "left" else 1
-        if view == "back":
-            sign = -sign
-        bx = cx + sign * (shoulder / 2 + arm_w * 0.4)
-        cv2.line(
-            canvas,
-            (int(cx - sign * shoulder * 0.3), int(neck)),
-            (int(bx), int(waist - body * 0.05)),
-            _c(ident.bag_colour * 0.7),
-            max(2, arm_w // 3),
-        )
-        cv2.rectangle(
-            canvas,
-            (int(bx - arm_w), int(waist - body * 0.1)),
-            (int(bx + arm_w), int(waist + body * 0.12)),
-            _c(ident.bag_colour),
-            -1,
-        )
-    if ident.bag == "backpack" and view == "back":
-        cv2.rectangle(
-            canvas,
-            (int(cx - shoulder * 0.35), int(neck + body * 0.08)),
-            (int(cx + shoulder * 0.35), int(waist - body * 0.05)),
-            _c(ident.bag_colour),
-            -1,
-        )
-
-    # Head: skin face from the front/side, hair from the back; long hair falls on the shoulders.
-    cv2.ellipse(
-        canvas,
-        (int(cx), int(head_cy)),
-        (int(head_r * 0.85), int(head_r)),
-        0,
-        0,
-        360,
-        _c(ident.skin),
-        -1,
-    )
-    hair_h = head_r * (2.6 if ident.long_hair else 1.0)
-    if view == "back":
-        cv2.ellipse(
-            canvas,
-            (int(cx), int(head_cy + (hair_h - head_r) / 2)),
-            (int(head_r * 0.95), int(hair_h / 2 + head_r / 2)),
-            0,
-            0,
-            360,
-            _c(ident.hair),
-            -1,
-        )
-    else:
-        cv2.ellipse(
-            canvas,
-            (int(cx), int(head_cy - head_r * 0.2)),
-            (int(head_r * 0.95), int(head_r * 0.9)),
-            0,
-            180,
-            360,
-            _c(ident.hair),
-            -1,
-        )
-        if ident.long_hair:
-            for sign in (-1, 1):
-                cv2.line(
-                    canvas,
-                    (int(cx + sign * head_r * 0.8), int(head_cy)),
-                    (int(cx + sign * head_r * 0.9), int(head_cy + hair_h * 0.7)),
-                    _c(ident.hair),
-                    max(2, int(head_r * 0.35)),
-                )
-
-    # Occluders: a pole, a car-like block at the bottom, or another pedestrian's shoulder.
-    if rng.random() < config.knob("occlusion"):
-        colour = _c(rng.uniform(20, 235, 3))
-        kind = rng.integers(3)
-        if kind == 0:
-            x = int(rng.uniform(0.1, 0.9) * w)
-            cv2.rectangle(canvas, (x, 0), (x + int(rng.uniform(0.08, 0.18) * w), h), colour, -1)
-        elif kind == 1:
-            y = int(rng.uniform(0.6, 0.8) * h)
-            cv2.rectangle(canvas, (0, y), (w, h), colour, -1)
-        else:
-            x = int(rng.choice([-0.1, 0.9]) * w)
-            cv2.ellipse(
-                canvas, (x, int(h * 0.55)), (int(w * 0.25), int(h * 0.35)), 0, 0, 360, colour, -1
-            )
-
-    # Badly cropped boxes: the detector cut the head or the feet, or drifted sideways.
-    if rng.random() < config.knob("bad_crop"):
-        dy = int(rng.uniform(0.1, 0.25) * h) * int(rng.choice([-1, 1]))
-        dx = int(rng.uniform(-0.2, 0.2) * w)
-        canvas = cv2.warpAffine(
-            canvas, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE
-        )
-    return canvas
-
-
-def apply_camera(
-    canvas: np.ndarray, cam: Camera, rng: np.random.Generator, config: SyntheticConfig
-) -> np.ndarray:
-    """Illumination, blur, noise and downsampling to the final uint8 crop."""
-    image = canvas / 255.0
-    image = image * cam.gain[None, None, :] * cam.brightness * rng.uniform(0.9, 1.1)
-    image = np.clip(image, 0.0, 1.0) ** cam.gamma
-    image = cv2.resize(image * 255.0, (config.width, config.height), interpolation=cv2.INTER_AREA)
-    sigma = cam.blur * rng.uniform(0.5, 1.0)
-    if sigma > 0.3:
-        image = cv2.GaussianBlur(image, (0, 0), sigma)
-    image = image + rng.normal(0.0, cam.noise, image.shape).astype(np.float32)
-    return np.clip(image + 0.5, 0, 255).astype(np.uint8)
-
-
-def _encode(image_rgb: np.ndarray, quality: int) -> bytes:
-    ok, buf = cv2.imencode(
-        ".jpg", cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-    )
-    if not ok:
-        raise RuntimeError("OpenCV could not encode a JPEG")
-    return buf.tobytes()
-
-
-# ---------------------------------------------------------------------------------------------
-# Dataset
-# ---------------------------------------------------------------------------------------------
-def _view(rng: np.random.Generator, cam: Camera, config: SyntheticConfig) -> str:
-    if rng.random() < config.knob("viewpoint_change"):
-        return ("front", "back", "side")[int(rng.integers(3))]
-    return cam.usual_view
-
-
-def _name(pid: int, cam: int, frame: int, rng: np.random.Generator) -> str:
-    pid_part = "-1" if pid == -1 else f"{pid:04d}"
-    sequence, box = int(rng.integers(1, 7)), int(rng.integers(1, 9))
-    return f"{pid_part}_c{cam + 1}s{sequence}_{frame:06d}_{box:02d}.jpg"
-
-
-def _person_image(
-    seed: int, pid: int, ident: Identity, cam_id: int, cam: Camera, k: int, config: SyntheticConfig
-) -> tuple[bytes, np.random.Generator]:
-    rng = np.random.default_rng([seed, 2, pid, cam_id, k])
-    view = _view(rng, cam, config)
-    canvas = render_person(ident, cam, rng, config, view)
-    image = apply_camera(canvas, cam, rng, config)
-    quality = int(rng.uniform(cam.jpeg_quality - 5, cam.jpeg_quality + 5))
-    return _encode(image, min(max(quality, 10), 98)), rng
-
-
-def _junk_image(
-    seed: int, j: int, cams: list[Camera], config: SyntheticConfig
-) -> tuple[bytes, int, np.random.Generator]:
-    """A false detection: background only, or a fragment of a body at the border."""
-    rng = np.random.default_rng([seed, 4, j])
-    cam_id = int(rng.integers(config.num_cameras))
-    cam = cams[cam_id]
-    h, w = config.height * SUPER, config.width * SUPER
-    canvas = _background(rng, cam, h, w, min(1.0, config.knob("clutter") + 0.5))
-    if rng.random() < 0.5:
-        ident = draw_identity(np.random.default_rng([seed, 5, j]))
-        person = render_person(ident, cam, rng, config, "front")
-        cut = int(rng.uniform(0.5, 0.8) * h)
-        canvas[: h - cut] = person[cut:]
-    return _encode(apply_camera(canvas, cam, rng, config), cam.jpeg_quality), cam_id, rng
-
-
-def generate(out_dir: Path | str, *, seed: int = 0, config: SyntheticConfig | None = None) -> Path:
-    """Write the synthetic dataset to ``out_dir`` (replaced atomically) and return it.
-
-    The folder is written next to ``out_dir`` under a temporary name and renamed when complete,
-    with a manifest (config, seed, counts, generator version) written last.
+    Attributes
+    ----------
+    split : str
+        ``"train"``, ``"query"`` or ``"gallery"``.
+    kind : str
+        ``"person"`` (train or test identity), ``"distractor"`` (id 0000) or ``"junk"`` (id -1).
+    number : int
+        The identity number that seeds the drawing (person ids are 1..num_train_ids for training,
+        then the test ids; distractors continue after them), or the junk box number.
+    camera : int
+        0-based camera, or -1 for junk (drawn together with the image).
+    k : int
+        Index of the image among this identity's images in this camera (0 is the query).
     """
-    config = config or SyntheticConfig()
-    config.validate()
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
-        counts = _write_all(tmp, seed, config)
-        manifest = {
-            "generator_version": GENERATOR_VERSION,
-            "seed": seed,
-            "config": dataclasses.asdict(config),
-            "counts": counts,
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info(
-        "synthetic dataset written to %s in %.1f s: %s",
-        out_dir,
-        time.perf_counter() - start,
-        counts,
-    )
-    return out_dir
+
+    split: str
+    kind: str
+    number: int
+    camera: int
+    k: int
+
+    @property
+    def pid(self) -> int:
+        """The id written in the file name."""
+        return {"person": self.number, "distractor": 0, "junk": -1}[self.kind]
 
 
-def _write_all(root: Path, seed: int, config: SyntheticConfig) -> dict[str, int]:
-    folders = {s: root / s for s in ("bounding_box_train", "query", "bounding_box_test")}
-    for folder in folders.values():
-        folder.mkdir()
-    cams = [
-        draw_camera(np.random.default_rng([seed, 3, c]), config) for c in range(config.num_cameras)
-    ]
-    counts = {
-        "train_images": 0,
-        "train_ids": config.num_train_ids,
-        "query": 0,
-        "gallery": 0,
-        "test_ids": config.num_test_ids,
-        "distractors": 0,
-        "junk": 0,
-    }
-    frame = 0
-    # Ids 1..num_train for training, then test ids; distractors get id 0000 in names.
+def plan(config: SyntheticConfig, seed: int = 0) -> list[PlannedImage]:
+    """Every image of the dataset, in file-writing order (the order sets the frame numbers).
+
+    Parameters
+    ----------
+    config : SyntheticConfig
+    seed : int
+
+    Returns
+    -------
+    list of PlannedImage
+    """
+    items: list[PlannedImage] = []
     total_people = config.num_train_ids + config.num_test_ids
     for pid in range(1, total_people + 1):
         id_rng = np.random.default_rng([seed, 1, pid])
-        ident = draw_identity(id_rng)
+        draw_identity(id_rng, config.palette_size)  # the identity's first draws: keep in step
         n_cams = int(id_rng.integers(config.min_cameras_per_id, config.max_cameras_per_id + 1))
         cam_ids = sorted(
             int(c) for c in id_rng.choice(config.num_cameras, size=n_cams, replace=False)
@@ -671,63 +305,323 @@ def _write_all(root: Path, seed: int, config: SyntheticConfig) -> dict[str, int]
             if not is_train:
                 n_images += 1  # one more for the query, so the gallery keeps as many as training
             for k in range(n_images):
-                data, rng = _person_image(seed, pid, ident, cam_id, cams[cam_id], k, config)
-                frame += 1
-                if is_train:
-                    folder, key = folders["bounding_box_train"], "train_images"
-                elif k == 0:
-                    folder, key = folders["query"], "query"
-                else:
-                    folder, key = folders["bounding_box_test"], "gallery"
-                (folder / _name(pid, cam_id, frame, rng)).write_bytes(data)
-                counts[key] += 1
+                split = "train" if is_train else ("query" if k == 0 else "gallery")
+                items.append(PlannedImage(split, "person", pid, cam_id, k))
     for d in range(config.num_distractors):
         # Other people who never appear as queries: id 0000, one image each.
         pid = total_people + 1 + d
-        ident = draw_identity(np.random.default_rng([seed, 1, pid]))
         cam_id = int(np.random.default_rng([seed, 6, pid]).integers(config.num_cameras))
-        data, rng = _person_image(seed, pid, ident, cam_id, cams[cam_id], 0, config)
-        frame += 1
-        (folders["bounding_box_test"] / _name(0, cam_id, frame, rng)).write_bytes(data)
-        counts["distractors"] += 1
-        counts["gallery"] += 1
-    for j in range(config.num_junk):
-        data, cam_id, rng = _junk_image(seed, j, cams, config)
-        frame += 1
-        (folders["bounding_box_test"] / _name(-1, cam_id, frame, rng)).write_bytes(data)
-        counts["junk"] += 1
-        counts["gallery"] += 1
-    return counts
+        items.append(PlannedImage("gallery", "distractor", pid, cam_id, 0))
+    items.extend(PlannedImage("gallery", "junk", j, -1, 0) for j in range(config.num_junk))
+    return items
+
+
+def _counts(config: SyntheticConfig, items: list[PlannedImage]) -> dict[str, int]:
+    def count(split: str | None = None, kind: str | None = None) -> int:
+        return sum(
+            (split is None or it.split == split) and (kind is None or it.kind == kind)
+            for it in items
+        )
+
+    return {
+        "train_images": count("train"),
+        "train_ids": config.num_train_ids,
+        "query": count("query"),
+        "gallery": count("gallery"),
+        "test_ids": config.num_test_ids,
+        "distractors": count(kind="distractor"),
+        "junk": count(kind="junk"),
+    }
+
+
+def count_images(config: SyntheticConfig | None = None, seed: int = 0) -> dict[str, int]:
+    """Image counts of the dataset ``generate`` would write, without drawing anything.
+
+    Returns
+    -------
+    dict
+        ``train_images``, ``train_ids``, ``query``, ``gallery`` (distractors and junk included),
+        ``test_ids``, ``distractors``, ``junk``.
+    """
+    config = config or SyntheticConfig()
+    config.validate()
+    _check_seed(seed)
+    return _counts(config, plan(config, seed))
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------------
+def _name(pid: int, cam: int, frame: int, rng: np.random.Generator) -> str:
+    pid_part = "-1" if pid == -1 else f"{pid:04d}"
+    sequence, box = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+    return f"{pid_part}_c{cam + 1}s{sequence}_{frame:06d}_{box:02d}.jpg"
+
+
+def _write_all(root: Path, seed: int, config: SyntheticConfig) -> dict[str, int]:
+    folders = {split: root / name for split, name in SPLIT_DIRS.items()}
+    for folder in folders.values():
+        folder.mkdir()
+    cams = [
+        draw_camera(np.random.default_rng([seed, 3, c]), config) for c in range(config.num_cameras)
+    ]
+    items = plan(config, seed)
+    ident, ident_number = None, None
+    for frame, item in enumerate(items, start=1):
+        if item.kind == "junk":
+            data, cam_id, rng = junk_image(seed, item.number, cams, config)
+        else:
+            if item.number != ident_number:  # items of one identity are consecutive
+                rng_id = np.random.default_rng([seed, 1, item.number])
+                ident, ident_number = draw_identity(rng_id, config.palette_size), item.number
+            cam_id = item.camera
+            data, rng = person_image(seed, item.number, ident, cam_id, cams[cam_id], item.k, config)
+        (folders[item.split] / _name(item.pid, cam_id, frame, rng)).write_bytes(data)
+    return _counts(config, items)
+
+
+def _is_default(seed: int, config: SyntheticConfig) -> bool:
+    return seed == 0 and config == SyntheticConfig()
+
+
+@contextlib.contextmanager
+def _folder_lock(out_dir: Path) -> Iterator[None]:
+    """Serialise generators (and checks) of one folder across processes: parallel jobs of a
+    study may all ask for the dataset at once."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no cross-process lock, generation is still atomic
+        yield
+        return
+    lock_path = out_dir.parent / f".{out_dir.name}.lock"
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _check_replaceable(out_dir: Path) -> None:
+    """Refuse to delete a folder that this generator did not write."""
+    if not out_dir.exists():
+        return
+    if not out_dir.is_dir():
+        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output folder")
+    if (out_dir / MANIFEST).is_file():
+        return  # ours (possibly an older version or other settings)
+    found = [p for p in out_dir.rglob("*") if p.is_file()]
+    if found:
+        shown = ", ".join(str(p.relative_to(out_dir)) for p in found[:3])
+        raise FileExistsError(
+            f"{out_dir} exists but has no {MANIFEST}, so it was not written by the synthetic "
+            f"generator ({len(found)} files, e.g. {shown}); refusing to delete it. Choose a new "
+            "or empty folder, or remove it yourself."
+        )
+
+
+def _generate_locked(out_dir: Path, seed: int, config: SyntheticConfig) -> Path:
+    _check_replaceable(out_dir)
+    start = time.perf_counter()
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the dataset is an ordinary folder
+        counts = _write_all(tmp, seed, config)
+        manifest = {
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "config": dataclasses.asdict(config),
+            "default_settings": _is_default(seed, config),
+            "counts": counts,
+        }
+        # The manifest is written last: a folder with a manifest is complete.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        if out_dir.exists():
+            # Move the old folder aside first, so readers never see a half-deleted dataset.
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+            os.replace(out_dir, old)
+            try:
+                os.replace(tmp, out_dir)
+            except OSError:
+                os.replace(old, out_dir)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info(
+        "synthetic dataset written to %s in %.1f s: %s",
+        out_dir,
+        time.perf_counter() - start,
+        counts,
+    )
+    return out_dir
+
+
+def generate(out_dir: Path | str, *, seed: int = 0, config: SyntheticConfig | None = None) -> Path:
+    """Write the synthetic dataset to ``out_dir`` (replacing an older one) and return it.
+
+    The images are written to a temporary folder next to ``out_dir``, the manifest (generator
+    version, seed, config, counts) last, and the folder is then renamed into place.
+
+    Parameters
+    ----------
+    out_dir : path
+        Output folder. An existing folder is replaced only if it is empty or holds a dataset
+        written by this generator (it has a manifest).
+    seed : int
+        Non-negative seed; the same seed and config give byte-identical files.
+    config : SyntheticConfig, optional
+        Sizes and difficulty (default: ``SyntheticConfig()``).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir``.
+
+    Raises
+    ------
+    ValueError
+        Bad seed or config (the message names the field).
+    FileExistsError
+        ``out_dir`` exists and was not written by this generator.
+    """
+    config = config or SyntheticConfig()
+    _check_seed(seed)
+    config.validate()
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(out_dir):
+        return _generate_locked(out_dir, int(seed), config)
 
 
 def read_manifest(root: Path | str) -> dict | None:
     """The manifest of a generated folder, or None if it is missing or unreadable."""
     try:
-        return json.loads((Path(root) / MANIFEST).read_text())
+        manifest = json.loads((Path(root) / MANIFEST).read_text())
     except (OSError, ValueError):
         return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _config_from_manifest(manifest: dict) -> SyntheticConfig | None:
+    names = {f.name for f in dataclasses.fields(SyntheticConfig)}
+    saved = manifest.get("config")
+    if not isinstance(saved, dict):
+        return None
+    try:
+        config = SyntheticConfig(**{k: v for k, v in saved.items() if k in names})
+        config.validate()
+    except (TypeError, ValueError):
+        return None
+    return config
+
+
+def _is_complete(root: Path, manifest: dict) -> bool:
+    """All files the manifest counts are there (someone may have deleted or added images)."""
+    counts = manifest.get("counts") or {}
+    expected = {
+        "train": counts.get("train_images"),
+        "query": counts.get("query"),
+        "gallery": counts.get("gallery"),
+    }
+    for split, name in SPLIT_DIRS.items():
+        try:
+            with os.scandir(root / name) as entries:
+                found = sum(entry.name.endswith(".jpg") for entry in entries)
+        except OSError:
+            return False
+        if found != expected[split]:
+            return False
+    return True
+
+
+def _matches(manifest: dict | None, seed: int, config: SyntheticConfig) -> bool:
+    if manifest is None or manifest.get("generator_version") != GENERATOR_VERSION:
+        return False
+    if manifest.get("seed") != seed:
+        return False
+    saved = manifest.get("config")
+    if not isinstance(saved, dict):
+        return False
+    # A field added after the folder was written takes its default, which reproduces the old
+    # drawing (drawing changes bump GENERATOR_VERSION instead).
+    return all(
+        saved.get(f.name, f.default) == getattr(config, f.name)
+        for f in dataclasses.fields(SyntheticConfig)
+    )
 
 
 def ensure_synthetic(
-    root: Path | str | None = None, *, seed: int = 0, config: SyntheticConfig | None = None
+    root: Path | str | None = None,
+    *,
+    seed: int | None = None,
+    config: SyntheticConfig | None = None,
 ) -> Path:
-    """Generate the dataset at ``root`` unless a complete one with the same settings is there."""
-    from data.paths import DATASETS_DIR
+    """Return ``root`` holding a complete synthetic dataset, generating it only if needed.
 
-    root = Path(root) if root is not None else DATASETS_DIR / "synthetic"
-    config = config or SyntheticConfig()
-    manifest = read_manifest(root)
-    wanted = {
-        "generator_version": GENERATOR_VERSION,
-        "seed": seed,
-        "config": dataclasses.asdict(config),
-    }
-    if manifest is not None and all(manifest.get(k) == v for k, v in wanted.items()):
+    Parameters
+    ----------
+    root : path, optional
+        Dataset folder (default ``datasets/synthetic`` under the repository, see
+        :mod:`data.paths`).
+    seed, config : optional
+        The wanted settings. A folder is reused when its manifest shows the current generator
+        version, these settings and all its images. When both are left out, a dataset that was
+        generated on purpose with other settings (``python -m data.synthetic --difficulty 0.7
+        --out DIR``) is reused as it is (regenerated with its own settings if the generator
+        changed); otherwise the default settings (seed 0, ``SyntheticConfig()``) are wanted.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Raises
+    ------
+    FileExistsError
+        ``root`` exists, is not complete, and was not written by this generator.
+    """
+    if root is None:
+        from data.paths import DATASETS_DIR
+
+        root = DATASETS_DIR / "synthetic"
+    root = Path(root)
+    if seed is not None:
+        _check_seed(seed)
+    if config is not None:
+        config.validate()
+
+    def wanted(manifest: dict | None) -> tuple[int, SyntheticConfig]:
+        # Settings chosen on purpose (not the defaults) are kept when none are asked for.
+        custom = manifest is not None and not manifest.get("default_settings", True)
+        if seed is None and config is None and custom:
+            saved_config = _config_from_manifest(manifest)
+            saved_seed = manifest.get("seed")
+            if saved_config is not None and isinstance(saved_seed, int) and saved_seed >= 0:
+                return saved_seed, saved_config
+        return (0 if seed is None else int(seed)), (config or SyntheticConfig())
+
+    def up_to_date() -> tuple[bool, int, SyntheticConfig]:
+        manifest = read_manifest(root)
+        want_seed, want_config = wanted(manifest)
+        ok = _matches(manifest, want_seed, want_config) and _is_complete(root, manifest)
+        return ok, want_seed, want_config
+
+    if up_to_date()[0]:
         return root
-    if root.exists() and manifest is None and any(root.iterdir()):
-        log.warning("%s exists without a complete synthetic manifest: regenerating it", root)
-    print(f"generating the synthetic dataset into {root} (seed {seed}) ...", file=sys.stderr)
-    return generate(root, seed=seed, config=config)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with _folder_lock(root):
+        ok, want_seed, want_config = up_to_date()  # another process may have just written it
+        if ok:
+            return root
+        if root.exists():
+            log.warning("%s is incomplete or has other settings: regenerating it", root)
+        print(
+            f"generating the synthetic dataset into {root} (seed {want_seed}) ...", file=sys.stderr
+        )
+        return _generate_locked(root, want_seed, want_config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -741,8 +635,26 @@ def contact_sheet(
     num_ids: int = 8,
     per_camera: int = 1,
 ) -> Path:
-    """A PNG grid: one row per identity, its images across cameras (labelled c1..c6)."""
+    """A PNG grid: one row per identity, its images in every camera (labelled c1..c6).
+
+    Parameters
+    ----------
+    out_png : path
+        Written atomically; a 256-colour PNG keeps it small enough to commit.
+    seed, config
+        As for :func:`generate`; identities 1..num_ids are drawn.
+    num_ids, per_camera : int
+        Rows, and images per camera in each row.
+
+    Returns
+    -------
+    pathlib.Path
+    """
     config = config or SyntheticConfig()
+    _check_seed(seed)
+    config.validate()
+    if num_ids < 1 or per_camera < 1:
+        raise ValueError(f"num_ids and per_camera must be >= 1, got {num_ids}, {per_camera}")
     cams = [
         draw_camera(np.random.default_rng([seed, 3, c]), config) for c in range(config.num_cameras)
     ]
@@ -751,10 +663,10 @@ def contact_sheet(
     cols = config.num_cameras * per_camera
     sheet = np.full((num_ids * (h + label_h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for row, pid in enumerate(range(1, num_ids + 1)):
-        ident = draw_identity(np.random.default_rng([seed, 1, pid]))
+        ident = draw_identity(np.random.default_rng([seed, 1, pid]), config.palette_size)
         for cam_id in range(config.num_cameras):
             for k in range(per_camera):
-                data, _ = _person_image(seed, pid, ident, cam_id, cams[cam_id], k, config)
+                data, _ = person_image(seed, pid, ident, cam_id, cams[cam_id], k, config)
                 img = cv2.cvtColor(
                     cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
                 )
@@ -773,39 +685,44 @@ def contact_sheet(
                 )
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
-    # A 256-colour palette keeps the committed PNG small (about 150 kB instead of 800 kB).
     from PIL import Image  # pillow comes with matplotlib
 
+    # A 256-colour palette keeps the committed PNG small (about 150 kB instead of 800 kB).
     palette = Image.fromarray(sheet).quantize(colors=256, dither=Image.Dither.NONE)
-    palette.save(out_png, optimize=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".tmp", dir=out_png.parent)
+    os.close(fd)
+    try:
+        palette.save(tmp, format="PNG", optimize=True)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private
+        os.replace(tmp, out_png)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return out_png
 
 
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    """``python -m data.synthetic``: write (or check) the dataset, count it, or draw a sheet."""
+    parser = argparse.ArgumentParser(
+        prog="python -m data.synthetic", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--out", type=Path, help="output folder (default: datasets/synthetic)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default="default", help=f"one of {sorted(PRESETS)}")
     for field in dataclasses.fields(SyntheticConfig):
         flag = "--" + field.name.replace("_", "-")
-        kind = (
-            float
-            if field.name
-            in {
-                "difficulty",
-                "illumination",
-                "viewpoint_change",
-                "occlusion",
-                "bad_crop",
-                "blur",
-                "noise",
-                "clutter",
-            }
-            else int
-        )
+        kind = float if field.type.startswith("float") else int
         parser.add_argument(flag, type=kind, default=None, help=f"override {field.name}")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="print the image counts, write nothing"
+    )
     parser.add_argument("--contact-sheet", type=Path, help="write a contact sheet PNG and exit")
-    parser.add_argument("--force", action="store_true", help="regenerate even if up to date")
+    parser.add_argument(
+        "--force", action="store_true", help="regenerate even if the folder is up to date"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.preset not in PRESETS:
@@ -817,23 +734,31 @@ def main(argv: list[str] | None = None) -> int:
     }
     config = dataclasses.replace(PRESETS[args.preset], **overrides)
     try:
+        _check_seed(args.seed)
         config.validate()
     except ValueError as err:
         parser.error(str(err))
+    if args.dry_run:
+        print(json.dumps(count_images(config, args.seed), indent=2))
+        return 0
     if args.contact_sheet:
         sheet = contact_sheet(args.contact_sheet, seed=args.seed, config=config)
         print(f"contact sheet written to {sheet}")
         return 0
-    from data.paths import DATASETS_DIR
+    if args.out is None:
+        from data.paths import DATASETS_DIR
 
-    out = args.out or DATASETS_DIR / "synthetic"
+        args.out = DATASETS_DIR / "synthetic"
     start = time.perf_counter()
-    if args.force:
-        generate(out, seed=args.seed, config=config)
-    else:
-        ensure_synthetic(out, seed=args.seed, config=config)
-    counts = read_manifest(out)["counts"]
-    print(f"synthetic dataset ready at {out} ({time.perf_counter() - start:.1f} s): {counts}")
+    try:
+        if args.force:
+            generate(args.out, seed=args.seed, config=config)
+        else:
+            ensure_synthetic(args.out, seed=args.seed, config=config)
+    except FileExistsError as err:
+        parser.error(str(err))
+    counts = read_manifest(args.out)["counts"]
+    print(f"synthetic dataset ready at {args.out} ({time.perf_counter() - start:.1f} s): {counts}")
     return 0
 
 
