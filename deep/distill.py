@@ -350,27 +350,43 @@ def run_study(
     jobs: int = 2,
     T: float | None = None,
     alpha: float | None = None,
+    students: tuple[str, ...] | None = None,
+    seeds: tuple[int, ...] | None = None,
 ) -> pd.DataFrame:
+    """Teacher, then every student alone and distilled for every seed; prints the gain table.
+
+    ``students`` / ``seeds`` restrict the profile (to fit a time budget, say).
+    """
     profile = PROFILES[profile_name]
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
     load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
-    teacher, runs = study_configs(profile, dataset, data_root, T=T, alpha=alpha)
+    teacher, runs = study_configs(
+        profile, dataset, data_root, T=T, alpha=alpha, students=students, seeds=seeds
+    )
+    teacher_dir = str(teacher.run_dir())
     for r in runs:
         if r.variant == "distilled":
-            r.teacher = str(teacher.run_dir())
+            r.teacher = teacher_dir
+    baselines = [r for r in runs if r.variant == "baseline"]
+    distilled = [r for r in runs if r.variant == "distilled"]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        teacher_future = pool.submit(run_one, teacher)
-        baseline_futures = [pool.submit(run_one, r) for r in runs if r.variant == "baseline"]
-        print(teacher_future.result(), flush=True)
-        teacher_dir = str(teacher.run_dir())
-        seeds = sorted({r.seed for r in runs})
-        distilled = [r for r in runs if r.variant == "distilled"]
-        caches = [
-            pool.submit(_precompute_job, teacher_dir, next(r for r in distilled if r.seed == s))
-            for s in seeds
-        ]
+
+        def submit_caches():
+            first = {r.seed: r for r in reversed(distilled)}
+            return [pool.submit(_precompute_job, teacher_dir, first[s]) for s in sorted(first)]
+
+        if _finished(teacher):
+            # The teacher's outputs gate every distilled run: compute them before the baselines.
+            print(run_one(teacher), flush=True)
+            caches = submit_caches()
+            baseline_futures = [pool.submit(run_one, r) for r in baselines]
+        else:
+            teacher_future = pool.submit(run_one, teacher)
+            baseline_futures = [pool.submit(run_one, r) for r in baselines]
+            print(teacher_future.result(), flush=True)
+            caches = submit_caches()
         for f in caches:
             print(f.result(), flush=True)
         distilled_futures = [pool.submit(run_one, r, teacher_dir) for r in distilled]
@@ -542,6 +558,8 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the embedding-level term (0 = Hinton KD only)",
     )
     p_sweep.add_argument("--student", default="mobilenet_v1_0.25")
+    p_run.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
+    p_run.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
@@ -553,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
                 jobs=args.jobs,
                 T=args.T,
                 alpha=args.alpha,
+                students=tuple(args.students) if args.students else None,
+                seeds=tuple(args.seeds) if args.seeds else None,
             )
         elif args.command == "sweep":
             run_sweep(
