@@ -44,7 +44,9 @@ def hsv_quantised(image: np.ndarray, bins=(8, 8, 8)) -> tuple[np.ndarray, np.nda
 def grey_image(image: np.ndarray) -> np.ndarray:
     """Grey level I in [0, 1] (float64), rounded through uint8 as the reference does."""
     rgb = image.astype(np.float64) / 255.0
-    y = (rgb[..., 0] * GREY_WEIGHTS[0] + rgb[..., 1] * GREY_WEIGHTS[1]) + rgb[..., 2] * GREY_WEIGHTS[2]
+    y = (rgb[..., 0] * GREY_WEIGHTS[0] + rgb[..., 1] * GREY_WEIGHTS[1]) + rgb[
+        ..., 2
+    ] * GREY_WEIGHTS[2]
     scaled = y * 255.0
     floor = np.floor(scaled)
     rounded = np.where(scaled - floor >= 0.5, floor + 1.0, floor)  # halves away from zero
@@ -104,7 +106,9 @@ def pool_grey(grey: np.ndarray) -> np.ndarray:
     """2x2 average pooling (last two axes), summed (r,c), (r+1,c), (r,c+1), (r+1,c+1), / 4."""
     h, w = (grey.shape[-2] // 2) * 2, (grey.shape[-1] // 2) * 2
     g = grey[..., :h, :w]
-    return (((g[..., 0::2, 0::2] + g[..., 1::2, 0::2]) + g[..., 0::2, 1::2]) + g[..., 1::2, 1::2]) / 4
+    return (
+        ((g[..., 0::2, 0::2] + g[..., 1::2, 0::2]) + g[..., 0::2, 1::2]) + g[..., 1::2, 1::2]
+    ) / 4
 
 
 def lomo_counts(

@@ -1,0 +1,14 @@
+"""Classical re-ID pipeline: LOMO features (numba), MSRCR Retinex and the XQDA metric.
+
+``classical.lomo.lomo`` / ``LOMO`` describe RGB uint8 images (26,960-d at 128x48), ``XQDA``
+learns a projection and metric from labelled features, ``msrcr`` is the Retinex pre-processing
+of LOMO's colour branch; ``python -m classical.pipeline`` runs LOMO + XQDA end to end
+(``make lomo-xqda``). (The ``lomo`` function is not re-exported here: the name belongs to the
+``classical.lomo`` module.)
+"""
+
+from classical.lomo import LOMO
+from classical.retinex import msrcr
+from classical.xqda import XQDA
+
+__all__ = ["LOMO", "XQDA", "msrcr"]

@@ -119,7 +119,10 @@ def pool_quantised(q, height, width):  # pragma: no cover
 
 @numba.njit(**_OPTS)
 def pool_grey(grey, height, width):  # pragma: no cover
-    """In-place 2x2 average pooling of the grey map: ((((r,c) + (r+1,c)) + (r,c+1)) + (r+1,c+1)) / 4."""
+    """In-place 2x2 average pooling of the grey map.
+
+    Summed in the order (r, c), (r+1, c), (r, c+1), (r+1, c+1), then divided by 4 (no floor).
+    """
     for r in range(height // 2):
         for c in range(width // 2):
             grey[r, c] = (
@@ -135,7 +138,9 @@ def _trit(neighbour, lo, hi):  # pragma: no cover
 
 
 @numba.njit(inline="always", **_OPTS)
-def _siltp_border(row, row_up, row_down, x, width, radius, lo_factor, hi_factor):  # pragma: no cover
+def _siltp_border(
+    row, row_up, row_down, x, width, radius, lo_factor, hi_factor
+):  # pragma: no cover
     centre = row[x]
     lo = lo_factor * centre
     hi = hi_factor * centre
@@ -186,23 +191,29 @@ def siltp_codes(grey, height, width, radius, tau, codes):  # pragma: no cover
 # local maximal occurrence
 # ---------------------------------------------------------------------------------------------
 @numba.njit(**_OPTS)
-def max_occurrence_cells(codes, height, width, block, step, n_bins, bands, columns, window,
-                         rowmax, counts, offset):  # fmt: skip  # pragma: no cover
+def max_occurrence_cells(
+    codes, height, width, block, step, n_bins, bands, columns, window, rowmax, counts, offset
+):  # pragma: no cover
     """Row-wise maxima of window histograms via step x step cells (block % step == 0).
 
-    bands (k, cells, stride), columns (cells, stride), window and rowmax (stride,): work buffers.
-    Writes ``n_rows * n_bins`` counts into ``counts[offset:]`` and returns the next offset.
+    Work buffers: bands (k, cells, stride), columns (cells, stride), window (cells * stride,)
+    and rowmax (stride,). Writes ``n_rows * n_bins`` counts into ``counts[offset:]`` and returns
+    the next offset. Sums run over whole rows of cells as flat arrays (one long SIMD loop each).
     """
     k = block // step
     stride = rowmax.shape[0]
     n_rows = (height - block) // step + 1
     n_cols = (width - block) // step + 1
     n_cells = n_cols + k - 1
+    span = n_cells * stride
+    wspan = n_cols * stride
+    col_flat = columns.reshape(-1)[:span]
+    win = window[:wspan]
     for band in range(n_rows + k - 1):
         hist = bands[band % k]
-        for c in range(n_cells):
-            for b in range(stride):
-                hist[c, b] = 0
+        hist_flat = hist.reshape(-1)[:span]
+        for i in range(span):
+            hist_flat[i] = 0
         for y in range(band * step, band * step + step):
             for c in range(n_cells):
                 for x in range(c * step, c * step + step):
@@ -210,29 +221,27 @@ def max_occurrence_cells(codes, height, width, block, step, n_bins, bands, colum
         if band < k - 1:
             continue
         # Column histograms of window row i: the k bands it spans.
-        for c in range(n_cells):
-            column = columns[c]
-            first = bands[0, c]
-            for b in range(stride):
-                column[b] = first[b]
-            for s in range(1, k):
-                other = bands[s, c]
-                for b in range(stride):
-                    column[b] = column[b] + other[b]
+        first = bands[0].reshape(-1)[:span]
+        for i in range(span):
+            col_flat[i] = first[i]
+        for s in range(1, k):
+            other = bands[s].reshape(-1)[:span]
+            for i in range(span):
+                col_flat[i] = col_flat[i] + other[i]
+        # Window j = columns j .. j + k - 1: k shifted copies of the flat column array. The sums
+        # are stored at the buffers' integer width, which keeps the SIMD byte-wide.
+        for i in range(wspan):
+            win[i] = col_flat[i]
+        for s in range(1, k):
+            shifted = col_flat[s * stride : s * stride + wspan]
+            for i in range(wspan):
+                win[i] = win[i] + shifted[i]
         for b in range(stride):
-            rowmax[b] = 0
-        for j in range(n_cols):
-            # Sums are stored back into the (integer) window buffer before the max: keeping
-            # the arithmetic at the buffers' width lets LLVM use byte-wide SIMD.
-            first = columns[j]
+            rowmax[b] = win[b]
+        for j in range(1, n_cols):
+            win_j = win[j * stride : (j + 1) * stride]
             for b in range(stride):
-                window[b] = first[b]
-            for s in range(1, k):
-                other = columns[j + s]
-                for b in range(stride):
-                    window[b] = window[b] + other[b]
-            for b in range(stride):
-                rowmax[b] = max(rowmax[b], window[b])
+                rowmax[b] = max(rowmax[b], win_j[b])
         start = offset + (band - k + 1) * n_bins
         dst = counts[start : start + n_bins]
         for b in range(n_bins):
@@ -241,10 +250,12 @@ def max_occurrence_cells(codes, height, width, block, step, n_bins, bands, colum
 
 
 @numba.njit(**_OPTS)
-def max_occurrence_direct(codes, height, width, block, step, n_bins, window, rowmax, counts,
-                          offset):  # fmt: skip  # pragma: no cover
+def max_occurrence_direct(
+    codes, height, width, block, step, n_bins, window, rowmax, counts, offset
+):  # pragma: no cover
     """Row-wise maxima of window histograms, counting every window (any block/step)."""
     stride = rowmax.shape[0]
+    window = window[:stride]
     n_rows = (height - block) // step + 1
     n_cols = (width - block) // step + 1
     for i in range(n_rows):
@@ -266,8 +277,9 @@ def max_occurrence_direct(codes, height, width, block, step, n_bins, window, row
 
 
 @numba.njit(**_OPTS)
-def max_occurrence(codes, height, width, block, step, n_bins, bands, columns, window, rowmax,
-                   counts, offset):  # fmt: skip  # pragma: no cover
+def max_occurrence(
+    codes, height, width, block, step, n_bins, bands, columns, window, rowmax, counts, offset
+):  # pragma: no cover
     if height < block or width < block:
         return offset
     if block % step == 0:
@@ -294,9 +306,31 @@ def max_occurrence(codes, height, width, block, step, n_bins, bands, columns, wi
 # one image, a batch
 # ---------------------------------------------------------------------------------------------
 @numba.njit(**_OPTS)
-def image_counts(image, colour_image, num_scales, block, step, bins_h, bins_s, bins_v, tau,
-                 radii, texture_offsets, unit, grey_table, qh, qs, qv, grey, codes,
-                 bands, columns, window, rowmax, counts):  # fmt: skip  # pragma: no cover
+def image_counts(
+    image,
+    colour_image,
+    num_scales,
+    block,
+    step,
+    bins_h,
+    bins_s,
+    bins_v,
+    tau,
+    radii,
+    texture_offsets,
+    unit,
+    grey_table,
+    qh,
+    qs,
+    qv,
+    grey,
+    codes,
+    bands,
+    columns,
+    window,
+    rowmax,
+    counts,
+):  # pragma: no cover
     """Integer max-occurrence counts of one image into ``counts`` (length d).
 
     texture_offsets[p, s]: where radius p's scale s starts in ``counts`` (-1: scale skipped).
@@ -344,40 +378,6 @@ def image_counts(image, colour_image, num_scales, block, step, bins_h, bins_s, b
                 )
 
 
-@numba.njit(parallel=True, **_OPTS)
-def batch_counts(images, colour_images, num_scales, block, step, bins_h, bins_s, bins_v, tau,
-                 radii, texture_offsets, unit, grey_table, qmaps, grey, codes, bands,
-                 columns, window, rowmax, counts):  # fmt: skip  # pragma: no cover
-    """Counts (n, d) of a batch; the work buffers have one slot per thread (first axis)."""
-    for i in numba.prange(images.shape[0]):
-        t = numba.get_thread_id()
-        image_counts(
-            images[i],
-            colour_images[i],
-            num_scales,
-            block,
-            step,
-            bins_h,
-            bins_s,
-            bins_v,
-            tau,
-            radii,
-            texture_offsets,
-            unit,
-            grey_table,
-            qmaps[t, 0],
-            qmaps[t, 1],
-            qmaps[t, 2],
-            grey[t],
-            codes[t],
-            bands[t],
-            columns[t],
-            window[t],
-            rowmax[t],
-            counts[i],
-        )
-
-
 @numba.njit(**_OPTS)
 def log_normalise(counts, bounds, log_table, scaled, out):  # pragma: no cover
     """out[p] = log(1 + counts[p]) / ||log(1 + counts[p])|| for each part p = [bounds[p], ...).
@@ -414,13 +414,43 @@ def log_normalise(counts, bounds, log_table, scaled, out):  # pragma: no cover
 
 
 @numba.njit(parallel=True, **_OPTS)
-def batch_features(images, colour_images, num_scales, block, step, bins_h, bins_s, bins_v, tau,
-                   radii, texture_offsets, unit, grey_table, qmaps, grey, codes,
-                   bands, columns, window, rowmax, counts, bounds, log_table, scaled,
-                   out):  # fmt: skip  # pragma: no cover
-    """Normalised features (n, d) of a batch; ``counts`` is a per-thread (threads, d) buffer."""
+def batch_lomo(
+    images,
+    colour_images,
+    num_scales,
+    block,
+    step,
+    bins_h,
+    bins_s,
+    bins_v,
+    tau,
+    radii,
+    texture_offsets,
+    unit,
+    grey_table,
+    qmaps,
+    grey,
+    codes,
+    bands,
+    columns,
+    window,
+    rowmax,
+    counts,
+    counts_per_image,
+    bounds,
+    log_table,
+    scaled,
+    out,
+):  # pragma: no cover
+    """LOMO of a batch, parallel over images; work buffers have one slot per thread.
+
+    ``counts`` is (threads, d) scratch, or (n, d) to keep every image's raw counts
+    (``counts_per_image``). Normalised features go to ``out`` (n, d) unless it has 0 rows.
+    One kernel serves both uses, so each output dtype is compiled once.
+    """
     for i in numba.prange(images.shape[0]):
         t = numba.get_thread_id()
+        slot = np.int64(i) if counts_per_image else np.int64(t)
         image_counts(
             images[i],
             colour_images[i],
@@ -444,6 +474,7 @@ def batch_features(images, colour_images, num_scales, block, step, bins_h, bins_
             columns[t],
             window[t],
             rowmax[t],
-            counts[t],
+            counts[slot],
         )
-        log_normalise(counts[t], bounds, log_table, scaled[t], out[i])
+        if out.shape[0] > 0:
+            log_normalise(counts[slot], bounds, log_table, scaled[t], out[i])

@@ -1,87 +1,195 @@
-"""LOMO features of a whole dataset split, streamed to a cached float32 memmap.
+"""LOMO features of a dataset split, streamed to a cached float32 memmap.
 
-Features are written chunk by chunk into ``<cache>/<key>/features.f32`` (a raw float32 memmap)
-with a tqdm bar; the key hashes the LOMO parameters, the image size and the file list (paths,
-sizes, modification times), so a changed image or parameter means a new cache entry, and an
-unchanged one is reused in milliseconds. The metadata file is written last and atomically: a
-folder without it is an interrupted extraction and is redone.
+``extract_split(records, cache_dir, size=..., params=...)`` returns an (n, d) float32 memmap of the
+LOMO features of ``records`` (in their order). The cache entry ``<cache_dir>/<key>/`` holds
+``features.f32`` (raw float32, row-major) and ``meta.json``; the key hashes the LOMO parameters,
+the image size, a feature-format version and the file list (paths, sizes and modification
+times), so a changed image, file list or parameter means a new entry and an unchanged one is
+reused in milliseconds.
+
+Writing is atomic: features are streamed chunk by chunk (with a tqdm bar) into a temporary
+folder next to the entry, which is renamed into place only when complete. An interrupted run
+leaves no entry behind (its temporary folder is ignored and cleaned up by the next run), and two
+processes extracting the same entry at once both end up reading one complete copy.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
-from collections.abc import Sequence
+import tempfile
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
-from classical.lomo import layout, lomo
-from compare.results import atomic_write_text
+from classical.lomo import DEFAULT_PARAMS, layout, lomo
 from data.images import load_image
 from data.layouts import Record
 
-CHUNK = 256
+#: Bump when the feature computation changes in a way the parameters do not capture.
+FEATURE_VERSION = 2
+#: Images decoded and described per chunk (bounds memory: ~9 MB of pixels at 128x48).
+CHUNK = 512
+#: Temporary folders older than this (seconds) are considered abandoned and removed.
+STALE_SECONDS = 24 * 3600
+
+_LAYOUT_KEYS = ("num_scales", "block_size", "block_step", "hsv_bins", "radii")
+
+
+def _describe(value) -> object:
+    """JSON-able, stable description of a parameter value (callables by qualified name)."""
+    if callable(value):
+        return f"{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, tuple | list):
+        return [_describe(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def lomo_params(params: dict | None = None) -> dict:
+    """The full LOMO parameter set (defaults filled in), without ``dtype`` (always float32)."""
+    params = dict(params or {})
+    params.pop("dtype", None)
+    unknown = set(params) - set(DEFAULT_PARAMS)
+    if unknown:
+        raise ValueError(f"unknown LOMO parameters: {sorted(unknown)}")
+    return {**DEFAULT_PARAMS, **params}
 
 
 def cache_key(records: Sequence[Record], size: tuple[int, int], params: dict) -> str:
+    """Hash of (format version, image size, LOMO parameters, file paths + sizes + mtimes)."""
     digest = hashlib.sha256()
-    digest.update(
-        json.dumps({"size": size, "params": params}, sort_keys=True, default=str).encode()
-    )
-    for r in records:
-        stat = r.path.stat()
-        digest.update(f"{r.path}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
-    return digest.hexdigest()[:20]
+    header = {
+        "version": FEATURE_VERSION,
+        "size": list(size),
+        "params": {k: _describe(v) for k, v in sorted(params.items())},
+    }
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for record in records:
+        path = Path(record.path)
+        try:
+            stat = path.stat()
+        except OSError as err:
+            raise FileNotFoundError(f"image file not found: {path}") from err
+        digest.update(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()[:24]
+
+
+def _open(folder: Path, shape: tuple[int, int]) -> np.memmap | None:
+    meta_path = folder / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError):
+        return None
+    data = folder / "features.f32"
+    if tuple(meta.get("shape", ())) != shape or not data.is_file():
+        return None
+    if data.stat().st_size != shape[0] * shape[1] * 4:
+        return None
+    return np.memmap(data, dtype=np.float32, mode="r", shape=shape)
+
+
+def _clean_stale(cache_dir: Path) -> None:
+    now = time.time()
+    for tmp in cache_dir.glob(".tmp-*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(tmp, ignore_errors=True)
+        except OSError:
+            pass
 
 
 def extract_split(
     records: Sequence[Record],
-    cache_dir: Path,
+    cache_dir: Path | str,
     *,
     size: tuple[int, int] = (128, 48),
     params: dict | None = None,
     desc: str = "LOMO",
-) -> np.ndarray:
-    """LOMO features (n, d) float32 of ``records``, read from / written to ``cache_dir``.
+    chunk: int = CHUNK,
+    loader: Callable[[Path, tuple[int, int]], np.ndarray] = load_image,
+    progress: bool = True,
+) -> np.memmap:
+    """LOMO features (n, d) float32 of ``records``, from or into the cache.
 
-    Returns a read-only memmap: large galleries never need to fit in memory twice.
+    Parameters
+    ----------
+    records : sequence of Record
+        Images to describe (``record.path`` is read), in output order.
+    cache_dir : path
+        Root of the cache (e.g. ``runs/<dataset>/cache/lomo``).
+    size : (height, width)
+        Images are resized to this before LOMO (the paper's 128x48 by default).
+    params : dict
+        Keyword arguments of :func:`classical.lomo.lomo` (defaults filled in).
+    desc, progress : str, bool
+        tqdm label; set ``progress=False`` to hide the bar.
+    chunk : int
+        Images per LOMO call.
+    loader : callable
+        ``loader(path, size) -> (h, w, 3) uint8``; :func:`data.images.load_image` by default.
+
+    Returns
+    -------
+    numpy.memmap
+        Read-only (n, d) float32.
     """
-    params = dict(params or {})
-    params.pop("dtype", None)
-    if not records:
-        raise ValueError(f"no records to extract ({desc})")
+    if len(records) == 0:
+        raise ValueError(f"no images to describe ({desc})")
+    if chunk < 1:
+        raise ValueError(f"chunk must be >= 1, got {chunk}")
+    params = lomo_params(params)
+    cache_dir = Path(cache_dir)
     key = cache_key(records, size, params)
-    folder = Path(cache_dir) / key
-    meta_path = folder / "meta.json"
-    dim = layout(
-        size[0],
-        size[1],
-        **{
-            k: v
-            for k, v in params.items()
-            if k in ("num_scales", "block_size", "block_step", "hsv_bins", "radii")
-        },
-    ).dim
+    folder = cache_dir / key
+    dim = layout(size[0], size[1], **{k: params[k] for k in _LAYOUT_KEYS}).dim
     shape = (len(records), dim)
-    if meta_path.exists():
-        meta = json.loads(meta_path.read_text())
-        if tuple(meta["shape"]) == shape:
-            return np.memmap(folder / "features.f32", dtype=np.float32, mode="r", shape=shape)
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    out = np.memmap(folder / "features.f32", dtype=np.float32, mode="w+", shape=shape)
-    with tqdm(total=len(records), desc=desc, unit="img", leave=False) as bar:
-        for start in range(0, len(records), CHUNK):
-            chunk = records[start : start + CHUNK]
-            images = np.stack([load_image(r.path, size) for r in chunk])
-            out[start : start + len(chunk)] = lomo(images, dtype=np.float32, **params)
-            bar.update(len(chunk))
-    out.flush()
-    del out
-    meta = {"shape": list(shape), "size": list(size), "params": params, "count": len(records)}
-    atomic_write_text(meta_path, json.dumps(meta, indent=2, default=str))
-    return np.memmap(folder / "features.f32", dtype=np.float32, mode="r", shape=shape)
+    cached = _open(folder, shape)
+    if cached is not None:
+        return cached
+
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
+    try:
+        out = np.memmap(tmp / "features.f32", dtype=np.float32, mode="w+", shape=shape)
+        start_time = time.perf_counter()
+        with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
+            for start in range(0, len(records), chunk):
+                batch = records[start : start + chunk]
+                images = np.stack([loader(r.path, size) for r in batch])
+                out[start : start + len(batch)] = lomo(images, dtype=np.float32, **params)
+                bar.update(len(batch))
+        out.flush()
+        del out
+        meta = {
+            "shape": list(shape),
+            "size": list(size),
+            "params": {k: _describe(v) for k, v in params.items()},
+            "version": FEATURE_VERSION,
+            "count": len(records),
+            "first": str(records[0].path),
+            "last": str(records[-1].path),
+            "seconds": round(time.perf_counter() - start_time, 3),
+        }
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+        try:
+            os.replace(tmp, folder)  # atomic: the entry appears complete or not at all
+        except OSError:
+            # Another process finished the same entry first (or a broken one is in the way).
+            if _open(folder, shape) is None:
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    opened = _open(folder, shape)
+    if opened is None:  # pragma: no cover - only if the cache folder vanished under us
+        raise RuntimeError(f"LOMO cache entry {folder} could not be read back")
+    return opened

@@ -19,6 +19,7 @@ once per call, integer (uint8) histograms and SIMD-friendly cell sums; see
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +100,11 @@ def _windows(size: int, block: int, step: int) -> int:
     return 0 if size < block else (size - block) // step + 1
 
 
+@functools.lru_cache(maxsize=64)
+def _layout_cached(height, width, num_scales, block_size, block_step, hsv_bins, radii):
+    return _layout(height, width, num_scales, block_size, block_step, hsv_bins, radii)
+
+
 def layout(
     height: int,
     width: int,
@@ -110,6 +116,12 @@ def layout(
     radii: tuple[int, ...] = (3, 5),
 ) -> LomoLayout:
     """Feature layout (and dimension, ``.dim``) for images of ``height x width``."""
+    return _layout_cached(int(height), int(width), int(num_scales), int(block_size),
+                          int(block_step), tuple(int(b) for b in hsv_bins),
+                          tuple(int(r) for r in radii))  # fmt: skip
+
+
+def _layout(height, width, num_scales, block_size, block_step, hsv_bins, radii) -> LomoLayout:
     rows, texture = [], []
     h, w = height, width
     for scale in range(num_scales):
@@ -216,6 +228,17 @@ def _apply_retinex(images: np.ndarray, retinex: RetinexArg) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 # kernels' plumbing
 # ---------------------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _tables() -> tuple[np.ndarray, np.ndarray]:
+    return kernels.tables()
+
+
+@functools.lru_cache(maxsize=8)
+def _log_table(max_count: int) -> np.ndarray:
+    """log(1 + c) for every possible count c (the same values as np.log(counts + 1.0))."""
+    return np.log(np.arange(max_count + 1, dtype=np.float64) + 1.0)
+
+
 class _Workspace:
     """Per-thread work buffers for a batch of ``height x width`` images (one slot per thread)."""
 
@@ -230,7 +253,7 @@ class _Workspace:
         self.codes = np.empty((slots, height, width), dtype=np.uint16)
         self.bands = np.zeros((slots, k, cells, stride), dtype=self.count_dtype)
         self.columns = np.zeros((slots, cells, stride), dtype=self.count_dtype)
-        self.window = np.zeros((slots, stride), dtype=self.count_dtype)
+        self.window = np.zeros((slots, cells * stride), dtype=self.count_dtype)
         self.rowmax = np.zeros((slots, stride), dtype=self.count_dtype)
         self.slots = slots
 
@@ -246,11 +269,24 @@ class _Workspace:
         )
 
 
-def _prepare(images, retinex, num_scales, block_size, block_step, hsv_bins, tau, radii, num_points):
+def _run(
+    images,
+    retinex,
+    num_scales,
+    block_size,
+    block_step,
+    hsv_bins,
+    tau,
+    radii,
+    num_points,
+    dtype,
+    keep_counts,
+):
+    """Validate, then run the batch kernel: (features or None, counts or None)."""
     _check_params(num_scales, block_size, block_step, hsv_bins, tau, radii, num_points)
     images = _check_images(images, block_size)
     colour_images = _apply_retinex(images, retinex)
-    height, width = images.shape[1:3]
+    n, height, width = images.shape[:3]
     lay = layout(
         height,
         width,
@@ -261,8 +297,12 @@ def _prepare(images, retinex, num_scales, block_size, block_step, hsv_bins, tau,
         radii=radii,
     )
     work = _Workspace(height, width, block_size, block_step, lay.colour_bins)
-    unit, grey_table = kernels.tables()
-    args = (
+    unit, grey_table = _tables()
+    counts = np.empty((n if keep_counts else work.slots, lay.dim), dtype=work.count_dtype)
+    log_table = _log_table(block_size * block_size)
+    scaled = np.empty((work.slots, log_table.shape[0]), dtype=np.float64)
+    out = np.empty((0 if keep_counts else n, lay.dim), dtype=dtype)
+    kernels.batch_lomo(
         images,
         colour_images,
         int(num_scales),
@@ -277,8 +317,14 @@ def _prepare(images, retinex, num_scales, block_size, block_step, hsv_bins, tau,
         unit,
         grey_table,
         *work.common(),
+        counts,
+        bool(keep_counts),
+        lay.part_bounds,
+        log_table,
+        scaled,
+        out,
     )
-    return lay, work, args
+    return (None, counts) if keep_counts else (out, None)
 
 
 def lomo_counts(
@@ -297,11 +343,19 @@ def lomo_counts(
 
     Same parameters and layout as :func:`lomo`; useful to compare with other implementations.
     """
-    lay, work, args = _prepare(
-        images, retinex, num_scales, block_size, block_step, hsv_bins, tau, radii, num_points
+    _, counts = _run(
+        images,
+        retinex,
+        num_scales,
+        block_size,
+        block_step,
+        hsv_bins,
+        tau,
+        radii,
+        num_points,
+        np.float64,
+        keep_counts=True,
     )
-    counts = np.empty((args[0].shape[0], lay.dim), dtype=work.count_dtype)
-    kernels.batch_counts(*args, counts)
     return counts.astype(np.int32)
 
 
@@ -346,15 +400,20 @@ def lomo(
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype must be float32 or float64, got {dtype}")
-    lay, work, args = _prepare(
-        images, retinex, num_scales, block_size, block_step, hsv_bins, tau, radii, num_points
+    features, _ = _run(
+        images,
+        retinex,
+        num_scales,
+        block_size,
+        block_step,
+        hsv_bins,
+        tau,
+        radii,
+        num_points,
+        dtype,
+        keep_counts=False,
     )
-    counts = np.empty((work.slots, lay.dim), dtype=work.count_dtype)
-    log_table = np.log(np.arange(block_size * block_size + 1, dtype=np.float64) + 1.0)
-    out = np.empty((args[0].shape[0], lay.dim), dtype=dtype)
-    scaled = np.empty((work.slots, log_table.shape[0]), dtype=np.float64)
-    kernels.batch_features(*args, counts, lay.part_bounds, log_table, scaled, out)
-    return out
+    return features
 
 
 class LOMO:

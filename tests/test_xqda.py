@@ -73,7 +73,9 @@ def test_fit_views_matches_brute_force(d):
     Xq = rng.normal(size=(4, d))
     expected = explicit_distances(W, M, Xq, Xg)
     np.testing.assert_allclose(model.pairwise_distances(Xq, Xg), expected, rtol=1e-8, atol=1e-9)
-    assert model.n_intra_pairs_ == sum(int(np.sum(yp == k)) * int(np.sum(yg == k)) for k in np.unique(yg))
+    assert model.n_intra_pairs_ == sum(
+        int(np.sum(yp == k)) * int(np.sum(yg == k)) for k in np.unique(yg)
+    )
 
 
 @pytest.mark.parametrize("d", [6, 50])  # direct and QR branch with three cameras
@@ -83,6 +85,10 @@ def test_multi_camera_fit_matches_explicit_pairs(d):
     W, M, s, dim, _, _ = brute_force(X, y, cams)
     model = XQDA().fit(X, y, cams)
     assert model.n_components_ == dim
+    pairs = [(i, j) for i in range(len(y)) for j in range(i) if cams[i] != cams[j]]
+    n_intra = sum(y[i] == y[j] for i, j in pairs)
+    assert (model.n_intra_pairs_, model.n_extra_pairs_) == (n_intra, len(pairs) - n_intra)
+    assert xqda_module._pair_counts(y, cams) == (n_intra, len(pairs))
     np.testing.assert_allclose(model.spectrum_, s[: len(model.spectrum_)], rtol=1e-8, atol=1e-10)
     Xq = rng.normal(size=(3, d))
     np.testing.assert_allclose(
@@ -96,8 +102,9 @@ def test_fit_with_two_cameras_equals_fit_views():
     a = XQDA().fit_views(Xg, Xp, yg, yp)
     X = np.concatenate([Xg, Xp])
     b = XQDA().fit(X, np.concatenate([yg, yp]), np.r_[np.full(len(yg), 4), np.full(len(yp), 7)])
-    np.testing.assert_allclose(a.pairwise_distances(Xg, Xp), b.pairwise_distances(Xg, Xp),
-                               rtol=1e-12, atol=1e-12)  # fmt: skip
+    np.testing.assert_allclose(
+        a.pairwise_distances(Xg, Xp), b.pairwise_distances(Xg, Xp), rtol=1e-12, atol=1e-12
+    )
     np.testing.assert_allclose(a.spectrum_, b.spectrum_, rtol=1e-12)
 
 
@@ -120,8 +127,27 @@ def test_memory_lean_route_matches_the_direct_one(monkeypatch, d, solver):
     kept = lean.spectrum_.size
     np.testing.assert_allclose(lean.spectrum_, exact.spectrum_[:kept], rtol=1e-8)
     assert np.all(exact.spectrum_[kept:] <= 1)
-    np.testing.assert_allclose(lean.pairwise_distances(X[:5], X), exact.pairwise_distances(X[:5], X),
-                               rtol=1e-7, atol=1e-9)  # fmt: skip
+    np.testing.assert_allclose(
+        lean.pairwise_distances(X[:5], X), exact.pairwise_distances(X[:5], X), rtol=1e-7, atol=1e-9
+    )
+
+
+def test_large_route_falls_back_to_qr_for_duplicate_samples(monkeypatch):
+    """Duplicate rows make the Gram matrix singular: the QR reduction takes over."""
+    rng = np.random.default_rng(11)
+    X, y, cams = _multi_camera(rng, n=30, d=50, n_ids=6)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    X[1] = X[0]
+    exact = XQDA().fit(X, y, cams)
+    assert exact.reduction_ == "qr"
+    monkeypatch.setattr(xqda_module, "LARGE_PROBLEM", 0)
+    lean = XQDA().fit(X, y, cams)
+    assert lean.reduction_ == "qr"
+    np.testing.assert_allclose(
+        lean.pairwise_distances(X[:4], X), exact.pairwise_distances(X[:4], X), rtol=1e-7, atol=1e-9
+    )
+    X[1] += 1e-3 * rng.normal(size=50)  # no longer singular: the Gram route
+    assert lean.fit(X, y, cams).reduction_ == "gram-cholesky"
 
 
 def test_eig_solver_is_the_generalised_eigenproblem():
@@ -199,8 +225,9 @@ def test_float32_and_memmap_inputs(tmp_path):
     ro = np.memmap(path, dtype=np.float32, mode="r", shape=X.shape)
     a = XQDA().fit(ro, y, cams)
     b = XQDA().fit(X.astype(np.float32).astype(np.float64), y, cams)
-    np.testing.assert_allclose(a.pairwise_distances(ro, ro), b.pairwise_distances(X, X),
-                               rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        a.pairwise_distances(ro, ro), b.pairwise_distances(X, X), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
