@@ -55,6 +55,7 @@ bench: $(STAMP)
 	@mkdir -p runs/bench
 	$(PY) bench/bench_lomo.py
 	$(PY) bench/bench_xqda.py
+	$(PY) bench/bench_evaluation.py
 	$(PY) bench/bench_matching.py
 	$(PY) bench/bench_train.py
 
