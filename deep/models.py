@@ -71,11 +71,7 @@ class _ResNetBackbone(nn.Module):
 
 def _resnet(depth: int):
     def builder(last_stride: int = 1) -> tuple[nn.Module, int]:
-        # Zero-initialised last BN of each residual branch (Goyal et al. 2017): every block
-        # starts as the identity. From scratch on small re-ID sets this is what lets ResNet-50
-        # train at all (measured: 24% vs 98% training accuracy after 18 epochs at 64x32).
-        # Pretrained weights, when given, overwrite it.
-        net = getattr(torchvision.models, f"resnet{depth}")(weights=None, zero_init_residual=True)
+        net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         if last_stride == 1:
             # Re-ID practice (Luo et al. 2019): keep layer4 at stride 16 for a larger final map.
             block = net.layer4[0]

@@ -56,16 +56,3 @@ def test_local_weights_are_loaded(tmp_path):
     torch.save(reference.state_dict(), path)
     model = build_model("resnet18", 10, weights=path)
     torch.testing.assert_close(model.backbone.body[0].weight, reference.conv1.weight)
-
-
-@pytest.mark.parametrize("name", ["resnet18", "resnet50"])
-def test_resnets_from_scratch_start_with_identity_residual_branches(name):
-    body = build_model(name, 10).backbone.body
-    blocks = [b for layer in body[4:8] for b in layer]
-    last_bns = [b.bn3 if hasattr(b, "bn3") else b.bn2 for b in blocks]
-    assert all(torch.count_nonzero(bn.weight) == 0 for bn in last_bns)
-    block = blocks[1]  # no downsample: with a zero residual branch it is relu(x)
-    x = torch.randn(2, block.conv1.in_channels, 8, 4)
-    block.eval()
-    with torch.no_grad():
-        torch.testing.assert_close(block(x), torch.relu(x))
