@@ -219,9 +219,8 @@ def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) ->
             "data_root",
         )
     }
-    weights = (Path(teacher_dir) / "model.pt").stat()
     key = json.dumps(
-        [str(teacher_dir), weights.st_size, weights.st_mtime_ns, schedule],
+        [_weights_fingerprint(teacher_dir), schedule],
         sort_keys=True,
         default=str,
     )
@@ -232,12 +231,31 @@ def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) ->
 # ---------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ---------------------------------------------------------------------------------------------
-def _finished(config: TrainConfig) -> bool:
+def _weights_fingerprint(run_dir: Path | str) -> str:
+    """Content hash of a finished run's weights (a retrained teacher gets a new one)."""
+    digest = hashlib.sha256()
+    with open(Path(run_dir) / "model.pt", "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _teacher_record(config: TrainConfig) -> Path:
+    return config.run_dir() / "teacher.json"
+
+
+def _finished(config: TrainConfig, teacher_dir: str | None = None) -> bool:
+    """True when the run's summary holds this exact config (and, if distilled, this teacher)."""
     summary = config.run_dir() / "summary.json"
     if not summary.exists():
         return False
     try:
-        return json.loads(summary.read_text())["config"] == config.as_dict()
+        if json.loads(summary.read_text())["config"] != config.as_dict():
+            return False
+        if teacher_dir is None:
+            return True
+        recorded = json.loads(_teacher_record(config).read_text())["fingerprint"]
+        return recorded == _weights_fingerprint(teacher_dir)
     except (OSError, ValueError, KeyError):
         return False
 
@@ -245,7 +263,7 @@ def _finished(config: TrainConfig) -> bool:
 def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     """Train + evaluate one run unless it is already finished with the same config."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if _finished(config):
+    if _finished(config, teacher_dir):
         # Re-upsert the row: cheap, and restores a row that was lost or deleted from the table.
         from compare.results import upsert_rows
         from deep.evaluate import row_from_summary
@@ -269,6 +287,17 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
             (run_dir / "checkpoint.pt").unlink()
     signal = None
     if teacher_dir is not None:
+        # Which teacher this student learns from: a retrained teacher invalidates the run
+        # (its partial checkpoint too), even though the student's own config is unchanged.
+        fingerprint = _weights_fingerprint(teacher_dir)
+        record = _teacher_record(config)
+        if record.exists() and json.loads(record.read_text()).get("fingerprint") != fingerprint:
+            for stale in ("checkpoint.pt", "summary.json", "model.pt"):
+                (run_dir / stale).unlink(missing_ok=True)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            record, json.dumps({"teacher": str(teacher_dir), "fingerprint": fingerprint})
+        )
         cache = _teacher_cache_path(config.dataset, Path(teacher_dir), config)
         signal = TeacherSignal(
             teacher_dir,

@@ -85,6 +85,27 @@ def test_missing_and_incompatible_teacher(tiny, tmp_path, capsys):
         distill._check_teacher_fits(signal, other)
 
 
+def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
+    import shutil
+
+    base, out, _ = tiny
+    teacher_dir = tmp_path / "teacher"
+    shutil.copytree(out / "teacher", teacher_dir)
+    student = dataclasses.replace(base, variant="distilled", out=str(tmp_path / "student"))
+    run_dir = student.run_dir()
+    run_dir.mkdir(parents=True)
+    (run_dir / "summary.json").write_text(json.dumps({"config": student.as_dict()}))
+    assert distill._finished(student)
+    assert not distill._finished(student, str(teacher_dir))  # no record of its teacher
+    record = {"fingerprint": distill._weights_fingerprint(teacher_dir)}
+    distill._teacher_record(student).write_text(json.dumps(record))
+    assert distill._finished(student, str(teacher_dir))
+    state = load_checkpoint(teacher_dir / "model.pt")
+    state["model"]["classifier.weight"] += 1  # "retrained" teacher
+    torch.save(state, teacher_dir / "model.pt")
+    assert not distill._finished(student, str(teacher_dir))
+
+
 def test_gain_table():
     import pandas as pd
 
