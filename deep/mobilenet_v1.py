@@ -62,7 +62,7 @@ class MobileNetV1(nn.Module):
             raise ValueError(f"width must be > 0, got {width}")
 
         def channels(c: int) -> int:
-            return max(8, int(round(c * width)))
+            return max(8, round(c * width))
 
         layers: list[nn.Module] = [_conv_bn(3, channels(32), 3, 2)]
         inp = channels(32)

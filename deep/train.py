@@ -273,7 +273,8 @@ def train(
     steps_per_epoch = loader.num_batches(0)
     if steps_per_epoch == 0:
         raise ValueError(
-            f"the training set ({len(labels)} images) is smaller than one batch ({config.batch_size})"
+            f"the training set ({len(labels)} images) is smaller than one batch "
+            f"({config.batch_size})"
         )
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(config, steps_per_epoch))
 
@@ -355,8 +356,9 @@ def train(
                 )
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch.index}; the last "
-                    f"good checkpoint is kept at {ckpt_path}. Lower --lr or check the data."
+                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch.index}; "
+                    f"the last good checkpoint is kept at {ckpt_path}. "
+                    "Lower --lr or check the data."
                 )
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
