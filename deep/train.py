@@ -508,7 +508,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{config.run_dir()} already has a checkpoint; pass --resume to "
                 "continue it or --out to start a new run"
             )
-        run_dir = train(config)
+        signal = None
+        if config.teacher:
+            # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
+            from deep.distill import TeacherSignal, _check_teacher_fits
+
+            if not (Path(config.teacher) / "model.pt").exists():
+                raise FileNotFoundError(f"no trained teacher at {config.teacher} (model.pt)")
+            signal = TeacherSignal(config.teacher, need_embedding=config.kd_feature_weight > 0)
+            _check_teacher_fits(signal, config)
+        run_dir = train(
+            config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
+        )
     except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

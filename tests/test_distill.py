@@ -85,6 +85,33 @@ def test_missing_and_incompatible_teacher(tiny, tmp_path, capsys):
         distill._check_teacher_fits(signal, other)
 
 
+def test_train_cli_uses_the_teacher(tiny, tmp_path):
+    from deep.train import main as train_main
+
+    base, out, dataset = tiny
+    cfg = dataclasses.replace(base, model="mobilenet_v1_0.5", epochs=1, variant="distilled",
+                              kd_T=4.0, kd_alpha=0.9, out=str(tmp_path / "api"))  # fmt: skip
+    train(cfg, teacher=distill.TeacherSignal(out / "teacher"), dataset=dataset)
+    args = [
+        "--model", "mobilenet_v1_0.5", "--dataset", "market1501", "--data-root", base.data_root,
+        "--input-size", "32x16", "--epochs", "1", "--batch-size", "8", "--warmup-epochs", "0",
+        "--lr", "0.05", "--threads", "1", "--no-evaluate", "--no-bn-neck", "--erasing", "0",
+        "--checkpoint-every", "0", "--variant", "distilled", "--kd-T", "4", "--kd-alpha", "0.9",
+    ]  # fmt: skip
+    assert (
+        train_main([*args, "--teacher", str(out / "teacher"), "--out", str(tmp_path / "cli")]) == 0
+    )
+    assert train_main([*args, "--out", str(tmp_path / "alone")]) == 0
+    api, cli, alone = (
+        load_checkpoint(tmp_path / n / "model.pt")["model"] for n in ("api", "cli", "alone")
+    )
+    torch.testing.assert_close(api["classifier.weight"], cli["classifier.weight"], rtol=0, atol=0)
+    assert not torch.equal(cli["classifier.weight"], alone["classifier.weight"])
+    assert (
+        train_main([*args, "--teacher", str(tmp_path / "nope"), "--out", str(tmp_path / "x")]) == 2
+    )
+
+
 def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     import shutil
 
