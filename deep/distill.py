@@ -381,12 +381,16 @@ def run_study(
     alpha: float | None = None,
     students: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
+    teacher_model: str | None = None,
 ) -> pd.DataFrame:
     """Teacher, then every student alone and distilled for every seed; prints the gain table.
 
-    ``students`` / ``seeds`` restrict the profile (to fit a time budget, say).
+    ``students`` / ``seeds`` restrict the profile (to fit a time budget, say);
+    ``teacher_model`` replaces the profile's teacher architecture.
     """
     profile = PROFILES[profile_name]
+    if teacher_model is not None:
+        profile = dataclasses.replace(profile, teacher=teacher_model)
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
     load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
@@ -494,9 +498,16 @@ def run_sweep(
     alphas=(0.5, 0.9),
     jobs: int = 2,
     seed: int = 0,
+    teacher_model: str | None = None,
 ) -> pd.DataFrame:
-    """Train teacher and student on 80% of the training ids, evaluate on the other 20%."""
+    """Train teacher and student on 80% of the training ids, evaluate on the other 20%.
+
+    The student alone (alpha = 0) and each (T, alpha) are compared on the held-out identities;
+    ``teacher_model`` overrides the profile's teacher (to compare teachers the same way).
+    """
     profile = PROFILES[profile_name]
+    if teacher_model is not None:
+        profile = dataclasses.replace(profile, teacher=teacher_model)
     full = load_dataset(dataset, data_root)
     val = validation_split(full, val_fraction=0.2, seed=seed)
     base_dir = run_dir_for(dataset) / "sweep"
@@ -508,7 +519,9 @@ def run_sweep(
         configs = []
         for T in temperatures:
             for alpha in (0.0, *alphas) if temperatures[0] == T else alphas:
-                variant = "val_baseline" if alpha == 0.0 else f"val_T{T:g}_a{alpha:g}"
+                variant = (
+                    "val_baseline" if alpha == 0.0 else f"val_{profile.teacher}_T{T:g}_a{alpha:g}"
+                )
                 configs.append(
                     dataclasses.replace(
                         teacher,
@@ -527,9 +540,17 @@ def run_sweep(
             for c in configs
         ]
         for c, f in zip(configs, futures, strict=True):
-            results.append({"student": student, "T": c.kd_T, "alpha": c.kd_alpha, **f.result()})
+            results.append(
+                {
+                    "student": student,
+                    "teacher": profile.teacher if c.kd_alpha else "-",
+                    "T": c.kd_T,
+                    "alpha": c.kd_alpha,
+                    **f.result(),
+                }
+            )
     table = pd.DataFrame(results)
-    atomic_write_text(base_dir / f"{student}.csv", table.to_csv(index=False))
+    atomic_write_text(base_dir / f"{student}_from_{profile.teacher}.csv", table.to_csv(index=False))
     print(table.to_string(index=False))
     return table
 
@@ -587,6 +608,12 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the embedding-level term (0 = Hinton KD only)",
     )
     p_sweep.add_argument("--student", default="mobilenet_v1_0.25")
+    for p in (p_run, p_sweep):
+        p.add_argument(
+            "--teacher-model",
+            default=None,
+            help="teacher architecture (default: the profile's, resnet50)",
+        )
     p_run.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
     p_run.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
     args = parser.parse_args(argv)
@@ -602,6 +629,7 @@ def main(argv: list[str] | None = None) -> int:
                 alpha=args.alpha,
                 students=tuple(args.students) if args.students else None,
                 seeds=tuple(args.seeds) if args.seeds else None,
+                teacher_model=args.teacher_model,
             )
         elif args.command == "sweep":
             run_sweep(
@@ -610,6 +638,7 @@ def main(argv: list[str] | None = None) -> int:
                 student=args.student,
                 profile_name=args.profile,
                 jobs=args.jobs,
+                teacher_model=args.teacher_model,
             )
         else:
             profile = PROFILES[args.profile]
