@@ -165,6 +165,7 @@ def build_model(
     weights: str | Path | None = None,
     bn_neck: bool = True,
     last_stride: int | None = None,
+    zero_init_residual: bool = False,
 ) -> ReIDNet:
     """Build a re-ID model by registry name.
 
@@ -182,6 +183,11 @@ def build_model(
         BatchNorm between embedding and classifier (Luo et al., 2019).
     last_stride : int, optional
         1 or 2; default 1 for ResNets (re-ID practice), 2 for MobileNets (as published).
+    zero_init_residual : bool
+        Start every residual branch at zero (the last BN scale of each ResNet block and of each
+        MobileNet v2 block with a skip), Goyal et al. 2017: each block starts as the identity.
+        Lets a deep network fit a small training set from scratch; no effect on MobileNet v1
+        (no skips) or when weights are loaded.
     """
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
@@ -193,9 +199,27 @@ def build_model(
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
     backbone, dim = _REGISTRY[name](last_stride)
     model = ReIDNet(name, backbone, dim, num_classes, bn_neck=bn_neck)
+    if zero_init_residual:
+        _zero_init_residual_branches(model.backbone)
     if pretrained or weights is not None:
         _load_imagenet(model, name, weights)
     return model
+
+
+def _zero_init_residual_branches(backbone: nn.Module) -> None:
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    for module in backbone.modules():
+        if isinstance(module, Bottleneck):
+            last_bn = module.bn3
+        elif isinstance(module, BasicBlock):
+            last_bn = module.bn2
+        elif isinstance(module, InvertedResidual) and module.use_res_connect:
+            last_bn = [m for m in module.conv.modules() if isinstance(m, nn.BatchNorm2d)][-1]
+        else:
+            continue
+        nn.init.zeros_(last_bn.weight)
 
 
 def _load_imagenet(model: ReIDNet, name: str, weights: str | Path | None) -> None:

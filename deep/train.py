@@ -89,6 +89,7 @@ class TrainConfig:
     erasing: float = 0.5
     bn_neck: bool = True
     last_stride: int | None = None
+    zero_init_residual: bool = False
     pretrained: bool = False
     weights: str | None = None
     checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
@@ -240,6 +241,7 @@ def train(
         weights=config.weights,
         bn_neck=config.bn_neck,
         last_stride=config.last_stride,
+        zero_init_residual=config.zero_init_residual,
     ).to(device)
     feature_kd = None
     if teacher is not None and config.kd_feature_weight > 0:

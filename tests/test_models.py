@@ -56,3 +56,38 @@ def test_local_weights_are_loaded(tmp_path):
     torch.save(reference.state_dict(), path)
     model = build_model("resnet18", 10, weights=path)
     torch.testing.assert_close(model.backbone.body[0].weight, reference.conv1.weight)
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "mobilenet_v2_1.0"])
+def test_zero_init_residual_starts_every_residual_block_as_the_identity(name):
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    plain = build_model(name, 10)
+    zeroed = build_model(name, 10, zero_init_residual=True)
+    blocks = [
+        m
+        for m in zeroed.backbone.modules()
+        if isinstance(m, BasicBlock | Bottleneck)
+        or (isinstance(m, InvertedResidual) and m.use_res_connect)
+    ]
+    assert blocks
+    for block in blocks:
+        if isinstance(block, InvertedResidual):
+            x = torch.randn(2, block.conv[0][0].in_channels, 8, 4)
+            expected = x  # a zero branch leaves the skip alone
+        else:
+            if block.downsample is not None:
+                continue
+            x = torch.randn(2, block.conv1.in_channels, 8, 4)
+            expected = torch.relu(x)
+        block.eval()
+        with torch.no_grad():
+            torch.testing.assert_close(block(x), expected)
+    # Without the option the same block is not the identity (the test can fail).
+    twin = dict(plain.backbone.named_modules())[
+        next(n for n, m in zeroed.backbone.named_modules() if m is block)
+    ]
+    twin.eval()
+    with torch.no_grad():
+        assert not torch.allclose(twin(x), expected)
