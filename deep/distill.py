@@ -62,6 +62,8 @@ class Profile:
     recipe: dict
     T: float = 4.0
     alpha: float = 0.9
+    #: Models trained alone (first seed only) so the trade-off plot shows them too.
+    reference_models: tuple[str, ...] = ()
 
 
 QUICK_RECIPE = dict(
@@ -356,6 +358,18 @@ def study_configs(
         out=out(profile.teacher, "baseline", 0),
     )
     runs = []
+    first_seed = (seeds or profile.seeds)[0]
+    for model in profile.reference_models:
+        if model != profile.teacher:
+            runs.append(
+                dataclasses.replace(
+                    base,
+                    model=model,
+                    variant="baseline",
+                    seed=first_seed,
+                    out=out(model, "baseline", first_seed),
+                )
+            )
     for seed in seeds or profile.seeds:
         for student in students or profile.students:
             for variant in ("baseline", "distilled"):
@@ -401,7 +415,8 @@ def run_study(
     for r in runs:
         if r.variant == "distilled":
             r.teacher = teacher_dir
-    baselines = [r for r in runs if r.variant == "baseline"]
+    # A student's own baseline can be the teacher run (a ResNet-18 teaching ResNet-18s).
+    baselines = [r for r in runs if r.variant == "baseline" and r.run_dir() != teacher.run_dir()]
     distilled = [r for r in runs if r.variant == "distilled"]
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
@@ -440,7 +455,7 @@ def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
     df = read_results(run_dir_for(dataset) / "results.csv")
     df = df[df.pipeline == "deep"]
     rows = []
-    for model in [teacher, *students]:
+    for model in dict.fromkeys([teacher, *students]):
         sub = df[df.model == model]
         if sub.empty:
             continue

@@ -154,6 +154,29 @@ def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkey
     assert (sweep_dir / "mobilenet_v1_0.25" / "val_mobilenet_v1_0.25_T4_a0.9" / "model.pt").exists()
 
 
+def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
+    profile = dataclasses.replace(
+        distill.PROFILES["quick"], reference_models=("resnet50",), teacher="resnet18"
+    )
+    teacher, runs = distill.study_configs(profile, "synthetic", None, T=4.0, alpha=0.9,
+                                          base_dir=tmp_path)  # fmt: skip
+    assert teacher.model == "resnet18" and teacher.variant == "baseline"
+    pairs = {(r.model, r.variant, r.seed) for r in runs}
+    for student in profile.students:
+        for seed in profile.seeds:
+            assert {(student, "baseline", seed), (student, "distilled", seed)} <= pairs
+    assert ("resnet50", "baseline", profile.seeds[0]) in pairs
+    assert ("resnet50", "distilled", profile.seeds[0]) not in pairs
+    # Same recipe for a student alone and taught: only variant (and the teacher) differ.
+    by_key = {(r.model, r.variant, r.seed): r for r in runs}
+    alone, taught = (
+        by_key["mobilenet_v1_0.5", "baseline", 1],
+        by_key["mobilenet_v1_0.5", "distilled", 1],
+    )
+    diff = {k for k, v in alone.as_dict().items() if taught.as_dict()[k] != v}
+    assert diff <= {"variant", "out", "teacher"}
+
+
 def test_gain_table():
     import pandas as pd
 
