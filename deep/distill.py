@@ -49,7 +49,11 @@ from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint
 from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
+from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.train import TrainConfig, load_trained, train
+
+# The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
+__all__ = ["EmbeddingDistillation", "distillation_loss", "run_one", "run_study", "run_sweep"]
 
 log = logging.getLogger("deep.distill")
 

@@ -123,3 +123,9 @@ def test_embedding_distillation(kind):
     assert term(student, target).item() == pytest.approx(0.0, abs=1e-6)
     with pytest.raises(ValueError, match="kind"):
         EmbeddingDistillation(4, 6, kind="l1")
+
+
+def test_loss_is_public_in_deep_distill():
+    from deep import distill, kd_loss
+
+    assert distill.distillation_loss is kd_loss.distillation_loss
