@@ -462,7 +462,9 @@ def build_report(
     ]
     distill = distillation_markdown(df)
     if distill:
-        sections += ["## Distillation: students alone vs taught by ResNet-50", distill]
+        teachers = teachers_used(out_dir)
+        taught_by = ", ".join(_short(t) for t in teachers) if teachers else "their teacher"
+        sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
     sections += [
         "## Where matching starts to dominate",
         "Gallery size at which matching one query (at the pipeline's feature dimension) costs as "
@@ -487,6 +489,19 @@ def build_report(
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
     return out_dir
+
+
+def teachers_used(out_dir: Path) -> list[str]:
+    """Teacher architectures of the distilled runs under ``out_dir`` (from their configs)."""
+    names = set()
+    for config in Path(out_dir).glob("deep/*/distilled_seed*/config.json"):
+        try:
+            teacher = json.loads(config.read_text()).get("teacher")
+        except (OSError, ValueError):
+            continue
+        if teacher:
+            names.add(Path(teacher).parent.name)
+    return sorted(names)
 
 
 def main(argv: list[str] | None = None) -> int:

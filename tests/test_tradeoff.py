@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -146,3 +147,17 @@ def test_throughput_table_caches_and_reports_failures(runs: Path, monkeypatch):
     calls.clear()
     tradeoff.throughput_table(_table(), "d", None, threads=1)
     assert calls == []  # cached
+
+
+def test_teachers_are_read_from_the_distilled_runs(tmp_path: Path):
+    from compare.tradeoff import teachers_used
+
+    assert teachers_used(tmp_path) == []
+    for student, teacher in [("mobilenet_v1_0.25", "resnet18"), ("resnet18", "resnet18")]:
+        run = tmp_path / "deep" / student / "distilled_seed0"
+        run.mkdir(parents=True)
+        teacher_dir = tmp_path / "deep" / teacher / "baseline_seed0"
+        (run / "config.json").write_text(json.dumps({"teacher": str(teacher_dir)}))
+    (tmp_path / "deep" / "resnet18" / "baseline_seed0").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "deep" / "resnet18" / "baseline_seed0" / "config.json").write_text("{}")
+    assert teachers_used(tmp_path) == ["resnet18"]
