@@ -33,6 +33,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import multiprocessing
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -248,6 +249,12 @@ def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) ->
 # ---------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ---------------------------------------------------------------------------------------------
+def _worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for independent runs, started with spawn: forking a process that has
+    already used torch's OpenMP (a notebook, a test session) can crash the workers."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
 def _weights_fingerprint(run_dir: Path | str) -> str:
     """Content hash of a finished run's weights (a retrained teacher gets a new one)."""
     digest = hashlib.sha256()
@@ -434,7 +441,7 @@ def run_study(
     baselines = [r for r in runs if r.variant == "baseline" and r.run_dir() != teacher.run_dir()]
     distilled = [r for r in runs if r.variant == "distilled"]
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with _worker_pool(jobs) as pool:
 
         def submit_caches():
             first = {r.seed: r for r in reversed(distilled)}
@@ -544,7 +551,7 @@ def run_sweep(
     teacher, _ = study_configs(profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir)
     teacher = dataclasses.replace(teacher, variant="val_baseline")
     results = []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
+    with _worker_pool(jobs) as pool:
         pool.submit(_train_on_split, teacher, val).result()
         configs = []
         for T in temperatures:
