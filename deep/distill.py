@@ -112,7 +112,7 @@ PROFILES = {
         ),
         seeds=(0, 1),
         # From scratch on the 926 synthetic training images ResNet-50 generalises worse than
-        # ResNet-18 (16-24% vs 51-53% rank-1 whatever we tried), and on the validation split of
+        # ResNet-18 (12-24% vs 51-53% rank-1 whatever we tried), and on the validation split of
         # the training ids it makes students worse at every T and alpha while ResNet-18 makes
         # them better (`python -m deep.distill sweep --teacher-model ...`, README): the quick
         # profile distils from ResNet-18 (T and alpha picked there too) and trains ResNet-50
