@@ -48,34 +48,64 @@ def tables() -> tuple[np.ndarray, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # per-pixel maps
 # ---------------------------------------------------------------------------------------------
+def sv_tables(unit: np.ndarray, bins_s: int, bins_v: int) -> tuple[np.ndarray, np.ndarray]:
+    """Quantised S and V as functions of the pixel's channel bytes: ``qs[min, max]``, ``qv[max]``.
+
+    S = 1 - min/max and V = max depend only on the smallest and largest channel, so the
+    per-pixel division of the spec becomes a lookup. The tables are computed with the spec's
+    operations on the same float64 operands (``unit[c] = c / 255``), so every entry equals what
+    the per-pixel formula gives (checked over all 2^24 colours in the tests).
+    """
+    lo = np.arange(256)[:, None]
+    hi = np.arange(256)[None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sat = 1.0 - unit[lo] / unit[hi]
+    q_sat = np.minimum(np.floor(sat * bins_s), bins_s - 1)
+    q_sat = np.where(lo < hi, q_sat, 0).astype(np.uint8)  # min == max: grey, S = 0
+    q_val = np.minimum(np.floor(unit * bins_v), bins_v - 1).astype(np.uint8)
+    return np.ascontiguousarray(q_sat), q_val
+
+
 @numba.njit(**_OPTS)
-def hsv_quantise(image, unit, bins_h, bins_s, bins_v, qh, qs, qv):  # pragma: no cover
-    """Quantised H, S, V maps of an RGB uint8 image (spec, colour branch steps 1-2)."""
+def hsv_quantise(image, unit, sat_table, val_table, bins_h, qh, qs, qv):  # pragma: no cover
+    """Quantised H, S, V maps of an RGB uint8 image (spec, colour branch steps 1-2).
+
+    The maximum and minimum channel are found on the bytes (``unit`` is strictly increasing,
+    so the same channel wins, ties included); S and V come from :func:`sv_tables`; H keeps the
+    spec's arithmetic: ``base + (1/6)(difference) / (max - min)``, red before green before blue.
+    """
     height, width = image.shape[0], image.shape[1]
     for y in range(height):
+        row = image[y]
+        qh_row = qh[y]
+        qs_row = qs[y]
+        qv_row = qv[y]
         for x in range(width):
-            r = unit[image[y, x, 0]]
-            g = unit[image[y, x, 1]]
-            b = unit[image[y, x, 2]]
-            v = max(r, max(g, b))
-            mn = min(r, min(g, b))
-            if mn == v:
-                hue = 0.0
-                sat = 0.0
+            red = row[x, 0]
+            green = row[x, 1]
+            blue = row[x, 2]
+            hi = max(red, max(green, blue))
+            lo = min(red, min(green, blue))
+            r = unit[red]
+            g = unit[green]
+            b = unit[blue]
+            if red == hi:  # ties: red before green before blue
+                numerator = SIXTH * (g - b)
+                base = 0.0  # 0.0 + x == x exactly, so this is the spec's red branch
+            elif green == hi:
+                numerator = SIXTH * (b - r)
+                base = THIRD
             else:
-                sat = 1.0 - mn / v
-                delta = v - mn
-                if r == v:  # ties: red before green before blue
-                    hue = (SIXTH * (g - b)) / delta
-                elif g == v:
-                    hue = THIRD + (SIXTH * (b - r)) / delta
-                else:
-                    hue = TWO_THIRDS + (SIXTH * (r - g)) / delta
-                if hue < 0.0:
-                    hue += 1.0
-            qh[y, x] = min(int(np.floor(hue * bins_h)), bins_h - 1)
-            qs[y, x] = min(int(np.floor(sat * bins_s)), bins_s - 1)
-            qv[y, x] = min(int(np.floor(v * bins_v)), bins_v - 1)
+                numerator = SIXTH * (r - g)
+                base = TWO_THIRDS
+            hue = base + numerator / (unit[hi] - unit[lo])
+            if hue < 0.0:
+                hue += 1.0
+            if lo == hi:  # grey: the division above was 0/0, discard it
+                hue = 0.0
+            qh_row[x] = min(int(np.floor(hue * bins_h)), bins_h - 1)
+            qs_row[x] = sat_table[lo, hi]
+            qv_row[x] = val_table[hi]
 
 
 @numba.njit(**_OPTS)
@@ -320,6 +350,8 @@ def image_counts(
     texture_offsets,
     unit,
     grey_table,
+    sat_table,
+    val_table,
     qh,
     qs,
     qv,
@@ -338,7 +370,7 @@ def image_counts(
     height, width = image.shape[0], image.shape[1]
     colour_bins = bins_h * bins_s * bins_v
     # Colour branch: quantise once, pool the quantised maps between scales.
-    hsv_quantise(colour_image, unit, bins_h, bins_s, bins_v, qh, qs, qv)
+    hsv_quantise(colour_image, unit, sat_table, val_table, bins_h, qh, qs, qv)
     h, w = height, width
     offset = 0
     for scale in range(num_scales):
@@ -428,6 +460,8 @@ def batch_lomo(
     texture_offsets,
     unit,
     grey_table,
+    sat_table,
+    val_table,
     qmaps,
     grey,
     codes,
@@ -465,6 +499,8 @@ def batch_lomo(
             texture_offsets,
             unit,
             grey_table,
+            sat_table,
+            val_table,
             qmaps[t, 0],
             qmaps[t, 1],
             qmaps[t, 2],

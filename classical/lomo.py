@@ -234,6 +234,11 @@ def _tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=8)
+def _sv_tables(bins_s: int, bins_v: int) -> tuple[np.ndarray, np.ndarray]:
+    return kernels.sv_tables(_tables()[0], bins_s, bins_v)
+
+
+@functools.lru_cache(maxsize=8)
 def _log_table(max_count: int) -> np.ndarray:
     """log(1 + c) for every possible count c (the same values as np.log(counts + 1.0))."""
     return np.log(np.arange(max_count + 1, dtype=np.float64) + 1.0)
@@ -316,6 +321,7 @@ def _run(
         lay.texture_offsets(num_scales),
         unit,
         grey_table,
+        *_sv_tables(int(hsv_bins[1]), int(hsv_bins[2])),
         *work.common(),
         counts,
         bool(keep_counts),

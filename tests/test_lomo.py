@@ -178,7 +178,8 @@ def test_siltp_codes_of_a_horizontal_edge():
 def _kernel_hsv(pixels: np.ndarray, bins=(8, 8, 8)):
     image = np.ascontiguousarray(pixels.reshape(1, -1, 3))
     q = [np.empty(image.shape[:2], dtype=np.uint8) for _ in range(3)]
-    kernels.hsv_quantise(image, kernels.tables()[0], *bins, *q)
+    unit = kernels.tables()[0]
+    kernels.hsv_quantise(image, unit, *kernels.sv_tables(unit, bins[1], bins[2]), bins[0], *q)
     return tuple(x.ravel().astype(int) for x in q)
 
 
@@ -222,6 +223,21 @@ def test_hsv_hand_worked_colours_and_ties():
     got = np.stack(_kernel_hsv(pixels), axis=1)
     assert got.tolist() == [list(v) for v in colours.values()]
     assert np.stack(oracle.hsv_quantised(pixels), axis=1).tolist() == got.tolist()
+
+
+@pytest.mark.parametrize("bins", [(8, 8, 8), (16, 4, 5)])
+def test_hsv_equals_the_oracle_on_every_colour(bins):
+    # All 2^24 RGB triples, in chunks: the S/V lookup tables and the byte-wise max/min must
+    # reproduce the spec's per-pixel arithmetic everywhere, not just on sampled colours.
+    levels = np.arange(256, dtype=np.uint8)
+    for red in range(0, 256, 32):
+        block = np.stack(
+            np.meshgrid(levels[red : red + 32], levels, levels, indexing="ij"), axis=-1
+        ).reshape(-1, 3)
+        got = _kernel_hsv(block, bins)
+        want = oracle.hsv_quantised(block, bins)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_array_equal(g, w)
 
 
 def _edge_colours() -> np.ndarray:
