@@ -55,12 +55,29 @@ class AugmentConfig:
     flip: bool = True
     pad: int = 4  # pixels padded on each side before the random crop (0 disables)
     erasing: float = 0.5  # probability of random erasing per image
+    colour: float = 0.0  # colour jitter strength (0 disables): camera-like casts, see augment
 
 
 def augment(images: Tensor, config: AugmentConfig, generator: torch.Generator) -> Tensor:
-    """Flip, pad-and-crop and random erasing of a normalised batch (n, 3, H, W)."""
+    """Colour jitter, flip, pad-and-crop and random erasing of a normalised batch (n, 3, H, W).
+
+    Colour jitter (strength ``j``) imitates a camera: per image, a gain per channel in
+    [1 - j, 1 + j] (colour cast), a saturation factor in [1 - j, 1 + j] around the pixel's grey
+    level and a gamma in [1 - j/2, 1 + j/2], applied in [0, 1] and clipped. Random numbers are
+    only drawn for enabled steps, so disabled steps leave the batches of older configs unchanged.
+    """
     n, _, h, w = images.shape
     out = images.clone()
+    if config.colour > 0:
+        j = config.colour
+        gain = torch.empty(n, 3, 1, 1).uniform_(1 - j, 1 + j, generator=generator)
+        saturation = torch.empty(n, 1, 1, 1).uniform_(1 - j, 1 + j, generator=generator)
+        gamma = torch.empty(n, 1, 1, 1).uniform_(1 - j / 2, 1 + j / 2, generator=generator)
+        rgb = out * IMAGENET_STD + IMAGENET_MEAN
+        rgb = (rgb * gain).clamp(0.0, 1.0)
+        grey = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        rgb = (grey + saturation * (rgb - grey)).clamp(0.0, 1.0) ** gamma
+        out = (rgb - IMAGENET_MEAN) / IMAGENET_STD
     if config.flip:
         flip = torch.rand(n, generator=generator) < 0.5
         out[flip] = out[flip].flip(-1)

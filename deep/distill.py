@@ -207,7 +207,7 @@ def precompute_teacher(
         labels,
         batch_size=config.batch_size,
         seed=config.seed,
-        augment_config=AugmentConfig(config.flip, config.pad, config.erasing),
+        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
         sampler=config.sampler,
         instances=config.instances,
     )
@@ -231,6 +231,7 @@ def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) ->
             "flip",
             "pad",
             "erasing",
+            "colour_jitter",
             "sampler",
             "instances",
             "dataset",

@@ -87,6 +87,7 @@ class TrainConfig:
     flip: bool = True
     pad: int = 4
     erasing: float = 0.5
+    colour_jitter: float = 0.0
     bn_neck: bool = True
     last_stride: int | None = None
     zero_init_residual: bool = False
@@ -266,7 +267,7 @@ def train(
         labels,
         batch_size=config.batch_size,
         seed=config.seed,
-        augment_config=AugmentConfig(config.flip, config.pad, config.erasing),
+        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
         sampler=config.sampler,
         instances=config.instances,
         rank=rank,

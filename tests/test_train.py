@@ -47,6 +47,29 @@ def test_batches_are_a_pure_function_of_seed_epoch_index():
     assert sorted(torch.bincount(batch.labels).tolist())[-2:] == [4, 4]
 
 
+def test_colour_jitter_casts_colours_and_leaves_other_configs_alone():
+    from deep.data import IMAGENET_MEAN, IMAGENET_STD, augment, normalise
+
+    images = normalise(torch.randint(0, 255, (64, 3, 16, 8), dtype=torch.uint8))
+    plain = AugmentConfig(flip=True, pad=0, erasing=0.0)
+    jitter = AugmentConfig(flip=False, pad=0, erasing=0.0, colour=0.4)
+    # Disabled jitter draws no random numbers: the flip mask is the generator's first draw.
+    flip = torch.rand(64, generator=torch.Generator().manual_seed(5)) < 0.5
+    expected = images.clone()
+    expected[flip] = expected[flip].flip(-1)
+    out = augment(images, plain, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    # Enabled: deterministic, still valid pixels, and a per-image colour cast.
+    a = augment(images, jitter, torch.Generator().manual_seed(7))
+    b = augment(images, jitter, torch.Generator().manual_seed(7))
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    rgb = a * IMAGENET_STD + IMAGENET_MEAN
+    assert rgb.min() >= -1e-6 and rgb.max() <= 1 + 1e-6
+    before = (images * IMAGENET_STD + IMAGENET_MEAN).mean((2, 3))
+    ratio = rgb.mean((2, 3)) / before
+    assert (ratio[:, 0] - ratio[:, 1]).abs().max() > 0.05  # channels scaled differently
+
+
 def test_loss_goes_down(tiny, tmp_path):
     config, dataset = tiny
     run = train(dataclasses.replace(config, out=str(tmp_path / "r"), epochs=4), dataset=dataset)
