@@ -27,8 +27,15 @@ def evaluate_run(
     dataset: ReidDataset | None = None,
     num_timed_queries: int = 100,
     threads: int | None = 1,
+    table: bool | None = None,
 ) -> dict:
-    """Evaluate ``run_dir/model.pt``; write ``summary.json`` and a results row."""
+    """Evaluate ``run_dir/model.pt``; write ``summary.json`` and a results row.
+
+    ``table=None`` adds the row to the shared ``runs/<dataset>/results.csv`` only for run folders
+    under ``runs/<dataset>/deep`` (where ``make train`` and ``make distill`` put them): a run
+    trained elsewhere with ``--out`` is an experiment and must not replace the study's row for
+    the same model, variant and seed. ``True`` / ``False`` force it.
+    """
     run_dir = Path(run_dir)
     model, cfg = load_trained(run_dir)
     dataset = dataset or load_dataset(cfg["dataset"], cfg["data_root"])
@@ -75,8 +82,13 @@ def evaluate_run(
     }
     summary["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    row = row_from_summary(summary, run_dir)
-    upsert_rows(run_dir_for(cfg["dataset"]) / "results.csv", [row])
+    results = run_dir_for(cfg["dataset"]) / "results.csv"
+    if table is None:
+        table = run_dir.resolve().is_relative_to((results.parent / "deep").resolve())
+    if table:
+        upsert_rows(results, [row_from_summary(summary, run_dir)])
+    else:
+        print(f"{run_dir} is outside {results.parent / 'deep'}: not added to {results}")
     print(
         f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}): "
         f"rank-1 {100 * official.rank(1):.1f}% "

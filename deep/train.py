@@ -226,12 +226,13 @@ def train(
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # Data first: a bad dataset path must not leave an empty run folder behind.
+    dataset, images, labels = load_training_data(config, dataset)
     run_dir = config.run_dir()
     run_dir.mkdir(parents=True, exist_ok=True)
     if rank == 0:
         _add_file_log(run_dir / "train.log")
         atomic_write_text(run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
-    dataset, images, labels = load_training_data(config, dataset)
     num_classes = dataset.num_train_pids
 
     torch.manual_seed(config.seed)

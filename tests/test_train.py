@@ -117,9 +117,26 @@ def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
         train(dataclasses.replace(run, model="resnet18"), dataset=dataset)
     assert main(["--model", "vgg11"]) == 2
     assert "known models" in capsys.readouterr().err
-    assert main(["--model", "resnet18", "--dataset", "market1501",
+    assert main(["--model", "resnet18", "--dataset", "market1501", "--out", str(tmp_path / "x"),
                  "--data-root", str(tmp_path / "missing")]) == 2  # fmt: skip
     assert str(tmp_path / "missing") in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()  # no empty run folder left behind
+
+
+def test_only_runs_in_the_study_tree_enter_the_shared_table(tiny, tmp_path, monkeypatch):
+    from deep import evaluate as deep_evaluate
+
+    config, dataset = tiny
+    monkeypatch.setattr(deep_evaluate, "run_dir_for", lambda name: tmp_path / "runs" / name)
+    table = tmp_path / "runs" / "market1501" / "results.csv"
+    outside = dataclasses.replace(config, out=str(tmp_path / "experiment"), epochs=1)
+    train(outside, dataset=dataset)
+    deep_evaluate.evaluate_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
+    assert (outside.run_dir() / "summary.json").exists() and not table.exists()
+    inside = dataclasses.replace(outside, out=str(table.parent / "deep" / "m" / "baseline_seed0"))
+    train(inside, dataset=dataset)
+    deep_evaluate.evaluate_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
+    assert table.exists()
 
 
 @pytest.mark.slow
