@@ -49,9 +49,9 @@ from compare.results import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint
-from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
+from deep.data import Batch, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
-from deep.train import TrainConfig, load_trained, train
+from deep.train import SCHEDULE_FIELDS, TrainConfig, load_trained, train, training_loader
 
 # The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
 __all__ = ["EmbeddingDistillation", "distillation_loss", "run_one", "run_study", "run_sweep"]
@@ -202,15 +202,7 @@ def precompute_teacher(
     dataset = dataset or load_dataset(config.dataset, config.data_root)
     images = load_records(dataset.train, config.input_size)
     labels = torch.tensor([r.pid for r in dataset.train])
-    loader = DeterministicLoader(
-        images,
-        labels,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
-        sampler=config.sampler,
-        instances=config.instances,
-    )
+    loader = training_loader(config, images, labels)
     signal = TeacherSignal(teacher_dir, cache_path=cache_path)
     for epoch in range(config.epochs):
         for batch in loader.epoch(epoch):
@@ -221,23 +213,7 @@ def precompute_teacher(
 
 def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) -> Path:
     """One cache per (teacher weights, data schedule): the fields that change the batches."""
-    schedule = {
-        k: getattr(config, k)
-        for k in (
-            "seed",
-            "input_size",
-            "epochs",
-            "batch_size",
-            "flip",
-            "pad",
-            "erasing",
-            "colour_jitter",
-            "sampler",
-            "instances",
-            "dataset",
-            "data_root",
-        )
-    }
+    schedule = {k: getattr(config, k) for k in SCHEDULE_FIELDS}
     key = json.dumps(
         [_weights_fingerprint(teacher_dir), schedule],
         sort_keys=True,

@@ -212,6 +212,41 @@ def load_training_data(config: TrainConfig, dataset: ReidDataset | None = None):
     return dataset, images, labels
 
 
+#: The config fields that define the training batches (order, augmentation, data): two runs
+#: that agree on them see identical batches, which the distillation teacher cache relies on.
+SCHEDULE_FIELDS = (
+    "seed",
+    "input_size",
+    "epochs",
+    "batch_size",
+    "flip",
+    "pad",
+    "erasing",
+    "colour_jitter",
+    "sampler",
+    "instances",
+    "dataset",
+    "data_root",
+)
+
+
+def training_loader(
+    config: TrainConfig, images: Tensor, labels: Tensor, *, rank: int = 0, world_size: int = 1
+) -> DeterministicLoader:
+    """The deterministic batches of ``config``'s schedule (see :data:`SCHEDULE_FIELDS`)."""
+    return DeterministicLoader(
+        images,
+        labels,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
+        sampler=config.sampler,
+        instances=config.instances,
+        rank=rank,
+        world_size=world_size,
+    )
+
+
 def train(
     config: TrainConfig,
     *,
@@ -263,17 +298,7 @@ def train(
         )
     else:
         optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    loader = DeterministicLoader(
-        images,
-        labels,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
-        sampler=config.sampler,
-        instances=config.instances,
-        rank=rank,
-        world_size=world,
-    )
+    loader = training_loader(config, images, labels, rank=rank, world_size=world)
     steps_per_epoch = loader.num_batches(0)
     if steps_per_epoch == 0:
         raise ValueError(

@@ -177,6 +177,28 @@ def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
     assert diff <= {"variant", "out", "teacher"}
 
 
+def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_path, monkeypatch):
+    from deep.train import SCHEDULE_FIELDS, training_loader
+
+    monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
+    base, out, _ = tiny
+    images = torch.randint(0, 255, (16, 3, 32, 16), dtype=torch.uint8)
+    labels = torch.arange(16) % 4
+    plain = training_loader(base, images, labels).batch(0, 0).images
+    jittered = dataclasses.replace(base, colour_jitter=0.3)
+    assert not torch.equal(plain, training_loader(jittered, images, labels).batch(0, 0).images)
+    # A different schedule never shares the teacher cache.
+    changes = {"seed": 5, "epochs": 3, "batch_size": 4, "flip": False, "pad": 2, "erasing": 0.5,
+               "colour_jitter": 0.3, "sampler": "identity", "instances": 2, "input_size": (64, 32),
+               "data_root": "elsewhere", "dataset": "dukemtmcreid"}  # fmt: skip
+    assert set(changes) == set(SCHEDULE_FIELDS)
+    paths = {distill._teacher_cache_path("d", out / "teacher", base)}
+    for field_name, value in changes.items():
+        changed = dataclasses.replace(base, **{field_name: value})
+        paths.add(distill._teacher_cache_path("d", out / "teacher", changed))
+    assert len(paths) == len(changes) + 1
+
+
 def test_gain_table():
     import pandas as pd
 
