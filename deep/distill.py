@@ -211,11 +211,11 @@ def precompute_teacher(
     return cache_path
 
 
-def _teacher_cache_path(dataset: str, teacher_dir: Path, config: TrainConfig) -> Path:
+def _teacher_cache_path(dataset: str, teacher_fingerprint: str, config: TrainConfig) -> Path:
     """One cache per (teacher weights, data schedule): the fields that change the batches."""
     schedule = {k: getattr(config, k) for k in SCHEDULE_FIELDS}
     key = json.dumps(
-        [_weights_fingerprint(teacher_dir), schedule],
+        [teacher_fingerprint, schedule],
         sort_keys=True,
         default=str,
     )
@@ -232,10 +232,17 @@ def _worker_pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def _weights_fingerprint(run_dir: Path | str) -> str:
+def _teacher_weights(teacher_dir: Path | str) -> Path:
+    path = Path(teacher_dir) / "model.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no trained teacher at {teacher_dir} (model.pt missing)")
+    return path
+
+
+def _weights_fingerprint(teacher_dir: Path | str) -> str:
     """Content hash of a finished run's weights (a retrained teacher gets a new one)."""
     digest = hashlib.sha256()
-    with open(Path(run_dir) / "model.pt", "rb") as handle:
+    with open(_teacher_weights(teacher_dir), "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()[:16]
@@ -245,18 +252,19 @@ def _teacher_record(config: TrainConfig) -> Path:
     return config.run_dir() / "teacher.json"
 
 
-def _finished(config: TrainConfig, teacher_dir: str | None = None) -> bool:
-    """True when the run's summary holds this exact config (and, if distilled, this teacher)."""
+def _finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> bool:
+    """True when the run's summary holds this exact config (and, if distilled, the teacher
+    whose weights have this :func:`_weights_fingerprint`)."""
     summary = config.run_dir() / "summary.json"
     if not summary.exists():
         return False
     try:
         if json.loads(summary.read_text())["config"] != config.as_dict():
             return False
-        if teacher_dir is None:
+        if teacher_fingerprint is None:
             return True
         recorded = json.loads(_teacher_record(config).read_text())["fingerprint"]
-        return recorded == _weights_fingerprint(teacher_dir)
+        return recorded == teacher_fingerprint
     except (OSError, ValueError, KeyError):
         return False
 
@@ -264,7 +272,9 @@ def _finished(config: TrainConfig, teacher_dir: str | None = None) -> bool:
 def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     """Train + evaluate one run unless it is already finished with the same config."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if _finished(config, teacher_dir):
+    # Hashed once here: reuse, the staleness check and the cache key all need it.
+    fingerprint = None if teacher_dir is None else _weights_fingerprint(teacher_dir)
+    if _finished(config, fingerprint):
         # Re-upsert the row: cheap, and restores a row that was lost or deleted from the table.
         from compare.results import upsert_rows
         from deep.evaluate import row_from_summary
@@ -290,7 +300,6 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     if teacher_dir is not None:
         # Which teacher this student learns from: a retrained teacher invalidates the run
         # (its partial checkpoint too), even though the student's own config is unchanged.
-        fingerprint = _weights_fingerprint(teacher_dir)
         record = _teacher_record(config)
         if record.exists() and json.loads(record.read_text()).get("fingerprint") != fingerprint:
             for stale in ("checkpoint.pt", "summary.json", "model.pt"):
@@ -299,15 +308,23 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
         atomic_write_text(
             record, json.dumps({"teacher": str(teacher_dir), "fingerprint": fingerprint})
         )
-        cache = _teacher_cache_path(config.dataset, Path(teacher_dir), config)
-        signal = TeacherSignal(
-            teacher_dir,
-            cache_path=cache if cache.exists() else None,
-            need_embedding=config.kd_feature_weight > 0,
-        )
-        _check_teacher_fits(signal, config)
+        cache = _teacher_cache_path(config.dataset, fingerprint, config)
+        signal = open_teacher(teacher_dir, config, cache_path=cache if cache.exists() else None)
     train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
     return f"trained {run_dir} in {time.perf_counter() - start:.0f} s"
+
+
+def open_teacher(
+    teacher_dir: Path | str, config: TrainConfig, *, cache_path: Path | None = None
+) -> TeacherSignal:
+    """The frozen teacher of ``config``'s student, with clear errors when it is missing or was
+    trained on other identities (shared by ``deep.distill`` and ``deep.train --teacher``)."""
+    _teacher_weights(teacher_dir)
+    signal = TeacherSignal(
+        teacher_dir, cache_path=cache_path, need_embedding=config.kd_feature_weight > 0
+    )
+    _check_teacher_fits(signal, config)
+    return signal
 
 
 def _check_teacher_fits(signal: TeacherSignal, config: TrainConfig) -> None:
@@ -321,7 +338,7 @@ def _check_teacher_fits(signal: TeacherSignal, config: TrainConfig) -> None:
 
 
 def _precompute_job(teacher_dir: str, config: TrainConfig) -> str:
-    cache = _teacher_cache_path(config.dataset, Path(teacher_dir), config)
+    cache = _teacher_cache_path(config.dataset, _weights_fingerprint(teacher_dir), config)
     start = time.perf_counter()
     precompute_teacher(Path(teacher_dir), config, cache)
     return f"teacher outputs for seed {config.seed} cached in {time.perf_counter() - start:.0f} s"
@@ -384,6 +401,12 @@ def study_configs(
     return teacher, runs
 
 
+def _profile(name: str, teacher_model: str | None = None) -> Profile:
+    """A profile, with its teacher architecture replaced when ``teacher_model`` is given."""
+    profile = PROFILES[name]
+    return profile if teacher_model is None else dataclasses.replace(profile, teacher=teacher_model)
+
+
 def run_study(
     profile_name: str,
     dataset: str,
@@ -401,9 +424,7 @@ def run_study(
     ``students`` / ``seeds`` restrict the profile (to fit a time budget, say);
     ``teacher_model`` replaces the profile's teacher architecture.
     """
-    profile = PROFILES[profile_name]
-    if teacher_model is not None:
-        profile = dataclasses.replace(profile, teacher=teacher_model)
+    profile = _profile(profile_name, teacher_model)
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
     load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
@@ -519,9 +540,7 @@ def run_sweep(
     The student alone (alpha = 0) and each (T, alpha) are compared on the held-out identities;
     ``teacher_model`` overrides the profile's teacher (to compare teachers the same way).
     """
-    profile = PROFILES[profile_name]
-    if teacher_model is not None:
-        profile = dataclasses.replace(profile, teacher=teacher_model)
+    profile = _profile(profile_name, teacher_model)
     full = load_dataset(dataset, data_root)
     val = validation_split(full, val_fraction=0.2, seed=seed)
     base_dir = run_dir_for(dataset) / "sweep"
@@ -626,7 +645,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--teacher-model",
             default=None,
-            help="teacher architecture (default: the profile's, resnet50)",
+            help="teacher architecture (default: the profile's: resnet18 quick, resnet50 full)",
         )
     p_run.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
     p_run.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
@@ -657,8 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             profile = PROFILES[args.profile]
             teacher_dir = Path(args.teacher)
-            if not (teacher_dir / "model.pt").exists():
-                raise CheckpointError(f"no trained teacher in {teacher_dir} (model.pt missing)")
+            _teacher_weights(teacher_dir)  # fail before building anything
             config = TrainConfig(dataset=args.dataset, data_root=args.data_root, **profile.recipe)
             config = dataclasses.replace(
                 config,

@@ -540,12 +540,9 @@ def main(argv: list[str] | None = None) -> int:
         signal = None
         if config.teacher:
             # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
-            from deep.distill import TeacherSignal, _check_teacher_fits
+            from deep.distill import open_teacher
 
-            if not (Path(config.teacher) / "model.pt").exists():
-                raise FileNotFoundError(f"no trained teacher at {config.teacher} (model.pt)")
-            signal = TeacherSignal(config.teacher, need_embedding=config.kd_feature_weight > 0)
-            _check_teacher_fits(signal, config)
+            signal = open_teacher(config.teacher, config)
         run_dir = train(
             config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
         )

@@ -123,14 +123,14 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     run_dir.mkdir(parents=True)
     (run_dir / "summary.json").write_text(json.dumps({"config": student.as_dict()}))
     assert distill._finished(student)
-    assert not distill._finished(student, str(teacher_dir))  # no record of its teacher
-    record = {"fingerprint": distill._weights_fingerprint(teacher_dir)}
-    distill._teacher_record(student).write_text(json.dumps(record))
-    assert distill._finished(student, str(teacher_dir))
+    fingerprint = distill._weights_fingerprint(teacher_dir)
+    assert not distill._finished(student, fingerprint)  # no record of its teacher
+    distill._teacher_record(student).write_text(json.dumps({"fingerprint": fingerprint}))
+    assert distill._finished(student, fingerprint)
     state = load_checkpoint(teacher_dir / "model.pt")
     state["model"]["classifier.weight"] += 1  # "retrained" teacher
     torch.save(state, teacher_dir / "model.pt")
-    assert not distill._finished(student, str(teacher_dir))
+    assert not distill._finished(student, distill._weights_fingerprint(teacher_dir))
 
 
 def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkeypatch):
@@ -192,10 +192,11 @@ def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_pat
                "colour_jitter": 0.3, "sampler": "identity", "instances": 2, "input_size": (64, 32),
                "data_root": "elsewhere", "dataset": "dukemtmcreid"}  # fmt: skip
     assert set(changes) == set(SCHEDULE_FIELDS)
-    paths = {distill._teacher_cache_path("d", out / "teacher", base)}
+    fingerprint = distill._weights_fingerprint(out / "teacher")
+    paths = {distill._teacher_cache_path("d", fingerprint, base)}
     for field_name, value in changes.items():
         changed = dataclasses.replace(base, **{field_name: value})
-        paths.add(distill._teacher_cache_path("d", out / "teacher", changed))
+        paths.add(distill._teacher_cache_path("d", fingerprint, changed))
     assert len(paths) == len(changes) + 1
 
 
