@@ -15,6 +15,7 @@ from compare.timing import machine_info, time_queries
 from data.images import load_image
 from data.layouts import ReidDataset, load_dataset
 from data.paths import REPO_ROOT, run_dir_for
+from deep.checkpoint import load_checkpoint
 from deep.data import preprocess_image
 from deep.features import extract_embeddings
 from deep.models import model_complexity
@@ -79,6 +80,9 @@ def evaluate_run(
         "timing": timing.as_dict(),
         "machine": machine_info(timing.threads),
         "config": cfg,
+        # Last epoch's loss / accuracy on the training set and the training wall time (absent
+        # for runs trained before they were recorded).
+        "training": load_checkpoint(run_dir / "model.pt").get("training", {}),
     }
     summary["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
@@ -111,6 +115,12 @@ def row_from_summary(summary: dict, run_dir: Path | str) -> ResultRow:
     except ValueError:
         rel = str(run_dir)
     extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
+    training = summary.get("training", {})
+    if "accuracy" in training:
+        extra.update(
+            train_acc=round(100 * training["accuracy"], 1),
+            train_min=round(training["seconds"] / 60, 2),
+        )
     if cfg["variant"] == "distilled":
         extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
     size = summary["input_size"]

@@ -213,11 +213,11 @@ def load_training_data(config: TrainConfig, dataset: ReidDataset | None = None):
 
 
 #: The config fields that define the training batches (order, augmentation, data): two runs
-#: that agree on them see identical batches, which the distillation teacher cache relies on.
+#: that agree on them see identical batches at every (epoch, index) both reach, which the
+#: distillation teacher cache relies on. The number of epochs is deliberately not one of them.
 SCHEDULE_FIELDS = (
     "seed",
     "input_size",
-    "epochs",
     "batch_size",
     "flip",
     "pad",
@@ -309,6 +309,8 @@ def train(
 
     ckpt_path = run_dir / "checkpoint.pt"
     start_epoch, start_batch, global_step = 0, 0, 0
+    # Wall time of the training loop, carried across resumes (the README's cost tables).
+    train_seconds = 0.0
     if ckpt_path.exists():
         state = load_checkpoint(ckpt_path, expected_model=config.model)
         model.load_state_dict(state["model"])
@@ -318,6 +320,7 @@ def train(
             feature_kd.load_state_dict(state["feature_kd"])
         _set_rng_state(state["rng"])
         start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["step"]
+        train_seconds = state.get("train_seconds", 0.0)
         if rank == 0:
             log.info("resuming %s at epoch %d, batch %d", run_dir, start_epoch, start_batch)
 
@@ -338,6 +341,7 @@ def train(
             "epoch": epoch,
             "batch": batch,
             "step": global_step,
+            "train_seconds": train_seconds + time.perf_counter() - t_session,
             "rng": _rng_state(),
             "config": config.as_dict(),
             "num_classes": num_classes,
@@ -348,6 +352,8 @@ def train(
 
     stop_at = config.stop_after_steps
     net.train()
+    t_session = time.perf_counter()
+    last_epoch: dict[str, float] = {}
     for epoch in range(start_epoch, config.epochs):
         first = start_batch if epoch == start_epoch else 0
         bar = tqdm(
@@ -414,6 +420,15 @@ def train(
                 return run_dir
         bar.close()
         snapshot(epoch + 1, 0)
+        if seen:
+            # The last epoch's training loss and accuracy say whether the model fits its
+            # training set at all (an underfitting recipe looks like a weak model).
+            last_epoch = {
+                "epoch": epoch + 1,
+                "loss": loss_sum / seen,
+                "accuracy": correct / seen,
+                "images_per_s": seen * world / (time.perf_counter() - t0),
+            }
         if rank == 0 and seen:
             log.info(
                 "%s epoch %d/%d loss %.4f acc %.3f %.0f img/s lr %.4g",
@@ -433,6 +448,10 @@ def train(
                 "model": model.state_dict(),
                 "num_classes": num_classes,
                 "config": config.as_dict(),
+                "training": {
+                    **last_epoch,
+                    "seconds": train_seconds + time.perf_counter() - t_session,
+                },
             },
         )
     if world > 1:

@@ -43,6 +43,13 @@ def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):
     assert cache.exists()
     cached_signal = distill.TeacherSignal(teacher_dir, cache_path=cache)
     assert len(cached_signal.cache) == 2 * (len(dataset.train) // 8)
+    # A longer schedule extends the cache (same file) with the missing epochs only.
+    longer = dataclasses.replace(student, epochs=3)
+    distill.precompute_teacher(teacher_dir, longer, cache, dataset=dataset)
+    extended = distill.TeacherSignal(teacher_dir, cache_path=cache).cache
+    assert len(extended) == 3 * (len(dataset.train) // 8)
+    for key, entry in cached_signal.cache.items():
+        assert torch.equal(extended[key]["logits"], entry["logits"])
     cached = dataclasses.replace(student, out=str(tmp_path / "cached"))
     train(cached, teacher=cached_signal, dataset=dataset)
     a = load_checkpoint(tmp_path / "online" / "model.pt")["model"]
@@ -175,6 +182,12 @@ def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
     )
     diff = {k for k, v in alone.as_dict().items() if taught.as_dict()[k] != v}
     assert diff <= {"variant", "out", "teacher"}
+    # Per-model epochs reach the student (both variants), the rest keep the recipe's.
+    epochs = {(r.model, r.variant): r.epochs for r in runs}
+    for model in profile.students + profile.reference_models:
+        wanted = profile.epochs.get(model, profile.recipe["epochs"])
+        assert {e for (m, _), e in epochs.items() if m == model} == {wanted}, model
+    assert teacher.epochs == profile.epochs.get("resnet18", profile.recipe["epochs"])
 
 
 def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_path, monkeypatch):
@@ -188,7 +201,7 @@ def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_pat
     jittered = dataclasses.replace(base, colour_jitter=0.3)
     assert not torch.equal(plain, training_loader(jittered, images, labels).batch(0, 0).images)
     # A different schedule never shares the teacher cache.
-    changes = {"seed": 5, "epochs": 3, "batch_size": 4, "flip": False, "pad": 2, "erasing": 0.5,
+    changes = {"seed": 5, "batch_size": 4, "flip": False, "pad": 2, "erasing": 0.5,
                "colour_jitter": 0.3, "sampler": "identity", "instances": 2, "input_size": (64, 32),
                "data_root": "elsewhere", "dataset": "dukemtmcreid"}  # fmt: skip
     assert set(changes) == set(SCHEDULE_FIELDS)
@@ -198,6 +211,26 @@ def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_pat
         changed = dataclasses.replace(base, **{field_name: value})
         paths.add(distill._teacher_cache_path("d", fingerprint, changed))
     assert len(paths) == len(changes) + 1
+
+
+def test_schedules_of_different_lengths_share_batches_and_the_teacher_cache(tiny, tmp_path):
+    """Students with more epochs see the same batch at every (epoch, index) as shorter ones, so
+    one cache filled for the longest schedule serves all of them (per-model epochs)."""
+    from deep.train import training_loader
+
+    base, out, _ = tiny
+    images = torch.randint(0, 255, (16, 3, 32, 16), dtype=torch.uint8)
+    labels = torch.arange(16) % 4
+    short = dataclasses.replace(base, epochs=2)
+    long = dataclasses.replace(base, epochs=5)
+    for epoch in range(2):
+        a = list(training_loader(short, images, labels).epoch(epoch))
+        b = list(training_loader(long, images, labels).epoch(epoch))
+        assert all(torch.equal(x.images, y.images) for x, y in zip(a, b, strict=True))
+    fingerprint = distill._weights_fingerprint(out / "teacher")
+    assert distill._teacher_cache_path("d", fingerprint, short) == distill._teacher_cache_path(
+        "d", fingerprint, long
+    )
 
 
 def test_gain_table():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -76,6 +77,10 @@ def test_loss_goes_down(tiny, tmp_path):
     log = (run / "train.log").read_text().splitlines()
     losses = [float(line.split(" loss ")[1].split()[0]) for line in log if " loss " in line]
     assert len(losses) == 4 and losses[-1] < losses[0]
+    # The last epoch's numbers travel with the weights (and into summary.json).
+    training = load_checkpoint(run / "model.pt")["training"]
+    assert training["epoch"] == 4 and training["loss"] == pytest.approx(losses[-1], abs=1e-4)
+    assert 0.0 <= training["accuracy"] <= 1.0 and training["seconds"] > 0
 
 
 def test_resume_mid_epoch_is_bit_identical(tiny, tmp_path):
@@ -89,6 +94,11 @@ def test_resume_mid_epoch_is_bit_identical(tiny, tmp_path):
     assert (state["epoch"], state["batch"]) == (1, 2)  # interrupted inside the second epoch
     assert not (tmp_path / "part" / "model.pt").exists()
     train(part, dataset=dataset)  # resumes from the checkpoint
+    # Training time accumulates across the interruption.
+    assert (
+        load_checkpoint(tmp_path / "part" / "model.pt")["training"]["seconds"]
+        >= (state["train_seconds"])
+    )
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "part")
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0)
@@ -133,6 +143,8 @@ def test_only_runs_in_the_study_tree_enter_the_shared_table(tiny, tmp_path, monk
     train(outside, dataset=dataset)
     deep_evaluate.evaluate_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
     assert (outside.run_dir() / "summary.json").exists() and not table.exists()
+    summary = json.loads((outside.run_dir() / "summary.json").read_text())
+    assert summary["training"]["epoch"] == 1
     inside = dataclasses.replace(outside, out=str(table.parent / "deep" / "m" / "baseline_seed0"))
     train(inside, dataset=dataset)
     deep_evaluate.evaluate_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
