@@ -588,6 +588,7 @@ def run_sweep(
                     dataclasses.replace(
                         teacher,
                         model=student,
+                        epochs=profile.recipe_for(student)["epochs"],
                         variant=variant,
                         seed=seed,
                         kd_T=T,
@@ -706,7 +707,9 @@ def main(argv: list[str] | None = None) -> int:
             profile = PROFILES[args.profile]
             teacher_dir = Path(args.teacher)
             _teacher_weights(teacher_dir)  # fail before building anything
-            config = TrainConfig(dataset=args.dataset, data_root=args.data_root, **profile.recipe)
+            config = TrainConfig(
+                dataset=args.dataset, data_root=args.data_root, **profile.recipe_for(args.student)
+            )
             config = dataclasses.replace(
                 config,
                 model=args.student,

@@ -145,20 +145,26 @@ def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkey
     recipe = dict(input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05,
                   threads=1, bn_neck=False, erasing=0.0, checkpoint_every=0)  # fmt: skip
     profile = distill.Profile(students=("mobilenet_v1_0.25",), seeds=(0,),
-                              teacher="mobilenet_v1_0.5", recipe=recipe)  # fmt: skip
+                              teacher="resnet18", recipe=recipe,
+                              epochs={"mobilenet_v1_0.25": 2})  # fmt: skip
     monkeypatch.setitem(distill.PROFILES, "tiny", profile)
     monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
     table = distill.run_sweep(
         "market1501", base.data_root, student="mobilenet_v1_0.25", profile_name="tiny",
-        temperatures=(4.0,), alphas=(0.9,), jobs=1, teacher_model="mobilenet_v1_0.25",
+        temperatures=(4.0,), alphas=(0.9,), jobs=1, teacher_model="mobilenet_v1_0.5",
     )  # fmt: skip
     assert list(table.alpha) == [0.0, 0.9]
-    assert list(table.teacher) == ["-", "mobilenet_v1_0.25"]
+    assert list(table.teacher) == ["-", "mobilenet_v1_0.5"]
     assert ((table.val_rank1 >= 0) & (table.val_rank1 <= 100)).all()
     sweep_dir = tmp_path / "market1501" / "sweep"
-    assert (sweep_dir / "mobilenet_v1_0.25_from_mobilenet_v1_0.25.csv").exists()
-    assert (sweep_dir / "mobilenet_v1_0.25" / "val_baseline" / "model.pt").exists()
-    assert (sweep_dir / "mobilenet_v1_0.25" / "val_mobilenet_v1_0.25_T4_a0.9" / "model.pt").exists()
+    assert (sweep_dir / "mobilenet_v1_0.25_from_mobilenet_v1_0.5.csv").exists()
+    student_dir = sweep_dir / "mobilenet_v1_0.25"
+    assert (student_dir / "val_baseline" / "model.pt").exists()
+    assert (student_dir / "val_mobilenet_v1_0.5_T4_a0.9" / "model.pt").exists()
+    # Student and teacher train with their own epochs from the profile.
+    assert load_checkpoint(student_dir / "val_baseline" / "model.pt")["config"]["epochs"] == 2
+    teacher_state = load_checkpoint(sweep_dir / "mobilenet_v1_0.5" / "baseline_seed0" / "model.pt")
+    assert teacher_state["config"]["epochs"] == 1
 
 
 def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
