@@ -435,9 +435,9 @@ def train(
                 config.model,
                 epoch + 1,
                 config.epochs,
-                loss_sum / seen,
-                correct / seen,
-                seen * world / (time.perf_counter() - t0),
+                last_epoch["loss"],
+                last_epoch["accuracy"],
+                last_epoch["images_per_s"],
                 scheduler.get_last_lr()[0],
             )
     if rank == 0:
