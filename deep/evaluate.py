@@ -19,7 +19,7 @@ from deep.checkpoint import load_checkpoint
 from deep.data import preprocess_image
 from deep.features import extract_embeddings
 from deep.models import model_complexity
-from deep.train import load_trained
+from deep.train import model_from_state
 
 
 def evaluate_run(
@@ -38,7 +38,8 @@ def evaluate_run(
     the same model, variant and seed. ``True`` / ``False`` force it.
     """
     run_dir = Path(run_dir)
-    model, cfg = load_trained(run_dir)
+    state = load_checkpoint(run_dir / "model.pt")
+    model, cfg = model_from_state(state), state["config"]
     dataset = dataset or load_dataset(cfg["dataset"], cfg["data_root"])
     size = tuple(cfg["input_size"])
     q = extract_embeddings(model, dataset.query, size)
@@ -82,7 +83,7 @@ def evaluate_run(
         "config": cfg,
         # Last epoch's loss / accuracy on the training set and the training wall time (absent
         # for runs trained before they were recorded).
-        "training": load_checkpoint(run_dir / "model.pt").get("training", {}),
+        "training": state.get("training", {}),
     }
     summary["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))

@@ -47,7 +47,7 @@ from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
-from deep.models import build_model, list_models
+from deep.models import ReIDNet, build_model, list_models
 
 log = logging.getLogger("deep.train")
 
@@ -330,6 +330,11 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
 
+    t_session = time.perf_counter()
+
+    def training_seconds() -> float:
+        return train_seconds + time.perf_counter() - t_session
+
     def snapshot(epoch: int, batch: int) -> None:
         if rank != 0:
             return
@@ -341,7 +346,7 @@ def train(
             "epoch": epoch,
             "batch": batch,
             "step": global_step,
-            "train_seconds": train_seconds + time.perf_counter() - t_session,
+            "train_seconds": training_seconds(),
             "rng": _rng_state(),
             "config": config.as_dict(),
             "num_classes": num_classes,
@@ -352,7 +357,6 @@ def train(
 
     stop_at = config.stop_after_steps
     net.train()
-    t_session = time.perf_counter()
     last_epoch: dict[str, float] = {}
     for epoch in range(start_epoch, config.epochs):
         first = start_batch if epoch == start_epoch else 0
@@ -450,7 +454,7 @@ def train(
                 "config": config.as_dict(),
                 "training": {
                     **last_epoch,
-                    "seconds": train_seconds + time.perf_counter() - t_session,
+                    "seconds": training_seconds(),
                 },
             },
         )
@@ -467,8 +471,12 @@ def train(
 
 def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
     """(model in eval mode, config dict) of a finished run folder."""
-    path = Path(run_dir) / "model.pt"
-    state = load_checkpoint(path, expected_model=expected_model)
+    state = load_checkpoint(Path(run_dir) / "model.pt", expected_model=expected_model)
+    return model_from_state(state), state["config"]
+
+
+def model_from_state(state: dict) -> ReIDNet:
+    """The model (in eval mode) of a loaded ``model.pt`` state (see :func:`load_trained`)."""
     cfg = state["config"]
     model = build_model(
         state["model_name"],
@@ -478,7 +486,7 @@ def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
     )
     model.load_state_dict(state["model"])
     model.eval()
-    return model, cfg
+    return model
 
 
 def _add_file_log(path: Path) -> None:
