@@ -1,7 +1,7 @@
 """Model registry in the style of timm / torchreid: ``build_model(name, num_classes)``.
 
-Every model is a backbone (ResNet-18/34/50/101 and MobileNet v2 from torchvision, our MobileNet v1)
-under the same re-ID head::
+Every model is a backbone (ResNet-18/34/50/101 and MobileNet v2 from torchvision, our MobileNet v1
+and OSNet) under the same re-ID head::
 
     backbone -> global average pooling -> embedding [-> BN neck] -> linear classifier (train ids)
 
@@ -23,6 +23,7 @@ import torchvision
 from torch import Tensor, nn
 
 from deep.mobilenet_v1 import MobileNetV1
+from deep.osnet import OSNet
 
 _REGISTRY: dict[str, Callable[[int], tuple[nn.Module, int]]] = {}
 #: torchvision weight files as they appear in the torchvision cache (hub/checkpoints/).
@@ -113,6 +114,20 @@ def _mobilenet_v2(width: float):
 
 for _width in ("1.0", "0.5"):
     register(f"mobilenet_v2_{_width}")(_mobilenet_v2(float(_width)))
+
+
+def _osnet(width: float):
+    def builder(last_stride: int = 2) -> tuple[nn.Module, int]:
+        # The backbone ends with OSNet's fc-512 as an (N, 512, 1, 1) map: the head's pooling is
+        # the identity and the embedding is the paper's 512-D feature (see deep/osnet.py).
+        net = OSNet(width=width, last_stride=last_stride)
+        return net.features, net.out_channels
+
+    return builder
+
+
+for _width in ("1.0", "0.75", "0.5", "0.25"):
+    register(f"osnet_x{_width.replace('.', '_')}")(_osnet(float(_width)))
 
 
 class ReIDNet(nn.Module):
