@@ -467,7 +467,7 @@ def person_image(
     on which other images are drawn or in which order. The generator is returned (advanced past
     the drawing) so the caller can draw the file name's sequence and box numbers from it.
     """
-    rng = np.random.default_rng([seed, 2, pid, cam_id, k])
+    rng = config.rng(seed, 2, pid, cam_id, k)
     view = draw_view(rng, cam, config)
     canvas = render_person(ident, cam, rng, config, view)
     image = apply_camera(canvas, cam, rng, config)
@@ -482,13 +482,13 @@ def junk_image(
 
     Returns the JPEG bytes, the 0-based camera and the advanced generator (for the file name).
     """
-    rng = np.random.default_rng([seed, 4, j])
+    rng = config.rng(seed, 4, j)
     cam_id = int(rng.integers(config.num_cameras))
     cam = cams[cam_id]
     h, w = config.height * SUPER, config.width * SUPER
     canvas = _background(rng, cam, h, w, min(1.0, config.knob("clutter") + 0.5))
     if rng.random() < 0.5:
-        ident = draw_identity(np.random.default_rng([seed, 5, j]), config.palette_size)
+        ident = draw_identity(config.rng(seed, 5, j), config.palette_size)
         person = render_person(ident, cam, rng, config, "front")
         cut = int(rng.uniform(0.5, 0.8) * h)
         canvas[: h - cut] = person[cut:]

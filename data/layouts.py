@@ -363,6 +363,22 @@ def _load_synthetic(root: Path) -> ReidDataset:
     return dataset
 
 
+def _synthetic_pretrain_default_root() -> Path:
+    from data.paths import DATASETS_DIR
+
+    return DATASETS_DIR / "synthetic_pretrain"
+
+
+@register_layout("synthetic_pretrain", default_root=_synthetic_pretrain_default_root())
+def _load_synthetic_pretrain(root: Path) -> ReidDataset:
+    # The CNNs' pretraining set (``make pretrain``): the "pretrain" preset, generated on first use,
+    # with identities drawn from their own random stream (disjoint from every study dataset).
+    from data.synthetic import PRESETS, ensure_synthetic
+
+    ensure_synthetic(root, seed=0, config=PRESETS["pretrain"])
+    return read_three_folders("synthetic_pretrain", root, parse_market_name)
+
+
 def validation_split(
     dataset: ReidDataset, *, val_fraction: float = 0.2, seed: int = 0
 ) -> ReidDataset:

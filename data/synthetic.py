@@ -74,6 +74,10 @@ _KNOBS = (
     "min_jpeg_quality",
 )
 _PROBABILITIES = ("viewpoint_change", "occlusion", "bad_crop")
+#: Marks generator keys of a non-zero stream. Study keys are (seed, kind, id[, camera, index])
+#: with kind < 10, camera < 9 and index < 10, so a key ending in (STREAM_TAG, stream) cannot be
+#: one of them.
+STREAM_TAG = 0x5EED_F00D
 
 
 @dataclass(frozen=True)
@@ -114,6 +118,11 @@ class SyntheticConfig:
         Background clutter density (expected objects per background is ``6 * clutter``).
     min_jpeg_quality : int or None
         Cameras encode with a JPEG quality between this and 95.
+    stream : int
+        Random stream. 0 (every study dataset) keys each generator by ``(seed, kind, id, ...)``
+        exactly as before; any other value appends ``(STREAM_TAG, stream)`` to every key, so its
+        identities, cameras and images are drawn independently of every stream-0 dataset
+        whatever the two seeds are. The pretraining preset uses its own stream.
     """
 
     num_train_ids: int = 150
@@ -137,6 +146,12 @@ class SyntheticConfig:
     noise: float | None = None
     clutter: float | None = None
     min_jpeg_quality: int | None = None
+    stream: int = 0
+
+    def rng(self, seed: int, *parts: int) -> np.random.Generator:
+        """The generator of one drawing step, keyed by ``(seed, *parts)`` and the stream."""
+        key = [seed, *parts] if self.stream == 0 else [seed, *parts, STREAM_TAG, self.stream]
+        return np.random.default_rng(key)
 
     def knob(self, name: str) -> float:
         """The value of a nuisance knob, derived from ``difficulty`` unless set explicitly."""
@@ -172,7 +187,7 @@ class SyntheticConfig:
         for name in ("num_test_ids", "num_cameras", "height", "width"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_distractors", "num_junk"):
+        for name in ("num_distractors", "num_junk", "stream"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.num_train_ids < 2:
@@ -237,6 +252,20 @@ PRESETS: dict[str, SyntheticConfig] = {
         num_junk=1000,
         max_images_per_camera=5,
     ),
+    # Pretraining set for the CNNs (``make pretrain``): many identities, each seen by every
+    # camera once, drawn from their own random stream (see ``stream``), so no identity, camera
+    # or image of any study dataset recurs in it. A small test split checks the pretraining.
+    "pretrain": SyntheticConfig(
+        num_train_ids=2000,
+        num_test_ids=100,
+        min_cameras_per_id=6,
+        max_cameras_per_id=6,
+        min_images_per_camera=1,
+        max_images_per_camera=1,
+        num_distractors=0,
+        num_junk=0,
+        stream=1,
+    ),
 }
 
 
@@ -294,7 +323,7 @@ def plan(config: SyntheticConfig, seed: int = 0) -> list[PlannedImage]:
     items: list[PlannedImage] = []
     total_people = config.num_train_ids + config.num_test_ids
     for pid in range(1, total_people + 1):
-        id_rng = np.random.default_rng([seed, 1, pid])
+        id_rng = config.rng(seed, 1, pid)
         draw_identity(id_rng, config.palette_size)  # the identity's first draws: keep in step
         n_cams = int(id_rng.integers(config.min_cameras_per_id, config.max_cameras_per_id + 1))
         cam_ids = sorted(
@@ -313,7 +342,7 @@ def plan(config: SyntheticConfig, seed: int = 0) -> list[PlannedImage]:
     for d in range(config.num_distractors):
         # Other people who never appear as queries: id 0000, one image each.
         pid = total_people + 1 + d
-        cam_id = int(np.random.default_rng([seed, 6, pid]).integers(config.num_cameras))
+        cam_id = int(config.rng(seed, 6, pid).integers(config.num_cameras))
         items.append(PlannedImage("gallery", "distractor", pid, cam_id, 0))
     items.extend(PlannedImage("gallery", "junk", j, -1, 0) for j in range(config.num_junk))
     return items
@@ -365,9 +394,7 @@ def _write_all(root: Path, seed: int, config: SyntheticConfig) -> dict[str, int]
     folders = {split: root / name for split, name in SPLIT_DIRS.items()}
     for folder in folders.values():
         folder.mkdir()
-    cams = [
-        draw_camera(np.random.default_rng([seed, 3, c]), config) for c in range(config.num_cameras)
-    ]
+    cams = [draw_camera(config.rng(seed, 3, c), config) for c in range(config.num_cameras)]
     items = plan(config, seed)
     ident, ident_number = None, None
     for frame, item in enumerate(items, start=1):
@@ -375,7 +402,7 @@ def _write_all(root: Path, seed: int, config: SyntheticConfig) -> dict[str, int]
             data, cam_id, rng = junk_image(seed, item.number, cams, config)
         else:
             if item.number != ident_number:  # items of one identity are consecutive
-                rng_id = np.random.default_rng([seed, 1, item.number])
+                rng_id = config.rng(seed, 1, item.number)
                 ident, ident_number = draw_identity(rng_id, config.palette_size), item.number
             cam_id = item.camera
             data, rng = person_image(seed, item.number, ident, cam_id, cams[cam_id], item.k, config)
@@ -658,15 +685,13 @@ def contact_sheet(
     config.validate()
     if num_ids < 1 or per_camera < 1:
         raise ValueError(f"num_ids and per_camera must be >= 1, got {num_ids}, {per_camera}")
-    cams = [
-        draw_camera(np.random.default_rng([seed, 3, c]), config) for c in range(config.num_cameras)
-    ]
+    cams = [draw_camera(config.rng(seed, 3, c), config) for c in range(config.num_cameras)]
     h, w, pad = config.height, config.width, 4
     label_h = 14
     cols = config.num_cameras * per_camera
     sheet = np.full((num_ids * (h + label_h + pad) + pad, cols * (w + pad) + pad, 3), 255, np.uint8)
     for row, pid in enumerate(range(1, num_ids + 1)):
-        ident = draw_identity(np.random.default_rng([seed, 1, pid]), config.palette_size)
+        ident = draw_identity(config.rng(seed, 1, pid), config.palette_size)
         for cam_id in range(config.num_cameras):
             for k in range(per_camera):
                 data, _ = person_image(seed, pid, ident, cam_id, cams[cam_id], k, config)

@@ -48,6 +48,13 @@ from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.models import ReIDNet, build_model, list_models
+from deep.pretrained import (
+    INITS,
+    PretrainedWeightsError,
+    initialise,
+    is_backbone_file,
+    sha256_of,
+)
 
 log = logging.getLogger("deep.train")
 
@@ -91,6 +98,11 @@ class TrainConfig:
     bn_neck: bool = True
     last_stride: int | None = None
     zero_init_residual: bool = False
+    # Initialisation (deep.pretrained): "pretrained" fine-tunes from the shipped backbone of the
+    # model (`make pretrain`), or from `weights` (a deep.pretrain file, a backbone state dict or
+    # a torchvision/ImageNet file), or from torchvision's cached ImageNet file (`pretrained`);
+    # "scratch" is a random initialisation.
+    init: str = "pretrained"
     pretrained: bool = False
     weights: str | None = None
     checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
@@ -131,6 +143,11 @@ class TrainConfig:
             ),
             (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
             (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
+            (self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"),
+            (
+                self.init == "pretrained" or not (self.pretrained or self.weights),
+                "--weights / --pretrained load weights: they need --init pretrained",
+            ),
             (
                 len(self.input_size) == 2 and min(self.input_size) >= 16,
                 "input_size must be HxW >= 16",
@@ -271,15 +288,8 @@ def train(
     num_classes = dataset.num_train_pids
 
     torch.manual_seed(config.seed)
-    model = build_model(
-        config.model,
-        num_classes,
-        pretrained=config.pretrained,
-        weights=config.weights,
-        bn_neck=config.bn_neck,
-        last_stride=config.last_stride,
-        zero_init_residual=config.zero_init_residual,
-    ).to(device)
+    model, init_record = build_initialised(config, num_classes)
+    model = model.to(device)
     feature_kd = None
     if teacher is not None and config.kd_feature_weight > 0:
         if teacher_dim is None:
@@ -456,6 +466,7 @@ def train(
                     **last_epoch,
                     "seconds": training_seconds(),
                 },
+                "init": init_record,
             },
         )
     if world > 1:
@@ -467,6 +478,42 @@ def train(
 
         evaluate_run(run_dir, dataset=dataset)
     return run_dir
+
+
+def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, dict]:
+    """The model of ``config``, initialised as ``config.init`` says, and a record of it.
+
+    The record (``init``, ``weights``, ``sha256``) goes into ``model.pt`` and ``summary.json``.
+    """
+    torchvision_file = (
+        config.init == "pretrained"
+        and config.weights is not None
+        and Path(config.weights).is_file()
+        and not is_backbone_file(config.weights)
+    )
+    model = build_model(
+        config.model,
+        num_classes,
+        pretrained=config.pretrained,
+        weights=config.weights if torchvision_file else None,
+        bn_neck=config.bn_neck,
+        last_stride=config.last_stride,
+        zero_init_residual=config.zero_init_residual,
+    )
+    if config.init == "scratch":
+        return model, initialise(model, config.model, "scratch")
+    if config.pretrained:
+        return model, {"init": "pretrained", "weights": "torchvision ImageNet", "sha256": None}
+    if torchvision_file:
+        return model, {
+            "init": "pretrained",
+            "weights": str(config.weights),
+            "sha256": sha256_of(config.weights),
+        }
+    record = initialise(
+        model, config.model, "pretrained", weights=config.weights, input_size=config.input_size
+    )
+    return model, record
 
 
 def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
@@ -522,6 +569,13 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         if isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+        elif f.name == "init":
+            parser.add_argument(
+                flag,
+                choices=INITS,
+                default=None,
+                help="pretrained (default: the shipped backbone, or --weights PATH) or scratch",
+            )
         elif f.name == "input_size":
             parser.add_argument(flag, type=size_arg, default=None, help="HxW, e.g. 64x32")
         elif f.name == "milestones":
@@ -573,7 +627,13 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = train(
             config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
         )
-    except (ValueError, FileNotFoundError, CheckpointError, TrainingDiverged) as err:
+    except (
+        ValueError,
+        FileNotFoundError,
+        CheckpointError,
+        TrainingDiverged,
+        PretrainedWeightsError,
+    ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"run folder: {run_dir}")

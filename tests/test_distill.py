@@ -23,7 +23,7 @@ def tiny(tmp_path_factory):
     base = TrainConfig(
         model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
         epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
-        bn_neck=False, erasing=0.0, checkpoint_every=0,
+        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     out = tmp_path_factory.mktemp("runs")
     teacher = dataclasses.replace(base, out=str(out / "teacher"))
@@ -143,7 +143,8 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
 def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkeypatch):
     base, _, _ = tiny
     recipe = dict(input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05,
-                  threads=1, bn_neck=False, erasing=0.0, checkpoint_every=0)  # fmt: skip
+                  threads=1, bn_neck=False, erasing=0.0, checkpoint_every=0,
+                  init="scratch")  # fmt: skip
     profile = distill.Profile(students=("mobilenet_v1_0.25",), seeds=(0,),
                               teacher="resnet18", recipe=recipe,
                               epochs={"mobilenet_v1_0.25": 2})  # fmt: skip

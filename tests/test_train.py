@@ -27,7 +27,7 @@ def tiny(tmp_path_factory):
     config = TrainConfig(
         model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
         epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
-        bn_neck=False, erasing=0.3, checkpoint_every=0,
+        bn_neck=False, erasing=0.3, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     return config, load_dataset("market1501", root)
 
