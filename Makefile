@@ -9,17 +9,19 @@ DATA_ROOT   ?=
 SEED        ?= 0
 PROFILE     ?= quick
 MODEL       ?= resnet50
+MODELS      ?=
 THREADS     ?=
 PYTEST_ARGS ?=
 
 # Optional arguments are only passed when set, so every entry point keeps its own defaults.
 ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
+MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint data lomo-xqda train distill tradeoff-plot bench clean clean-venv
+.PHONY: venv test lint data lomo-xqda pretrain train distill tradeoff-plot bench clean clean-venv
 
 venv: $(STAMP)
 
@@ -41,6 +43,10 @@ data: $(STAMP)
 
 lomo-xqda: $(STAMP)
 	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG)
+
+# Regenerates the shipped backbones in deep/weights bit for bit (see README: about N minutes).
+pretrain: $(STAMP)
+	$(PY) -m deep.pretrain $(MODELS_ARG)
 
 train: $(STAMP)
 	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
