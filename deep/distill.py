@@ -52,10 +52,24 @@ from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint
 from deep.data import Batch, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
-from deep.train import SCHEDULE_FIELDS, TrainConfig, load_trained, train, training_loader
+from deep.train import (
+    SCHEDULE_FIELDS,
+    TrainConfig,
+    load_trained,
+    model_from_state,
+    train,
+    training_loader,
+)
 
 # The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
-__all__ = ["EmbeddingDistillation", "distillation_loss", "run_one", "run_study", "run_sweep"]
+__all__ = [
+    "EmbeddingDistillation",
+    "distillation_loss",
+    "run_one",
+    "run_study",
+    "run_sweep",
+    "train_on_split",
+]
 
 log = logging.getLogger("deep.distill")
 
@@ -577,7 +591,7 @@ def run_sweep(
     teacher = dataclasses.replace(teacher, variant="val_baseline")
     results = []
     with _worker_pool(jobs) as pool:
-        pool.submit(_train_on_split, teacher, val).result()
+        pool.submit(train_on_split, teacher, val).result()
         configs = []
         for T in temperatures:
             for alpha in (0.0, *alphas) if temperatures[0] == T else alphas:
@@ -598,7 +612,7 @@ def run_sweep(
                 )
         futures = [
             pool.submit(
-                _train_on_split, c, val, None if c.kd_alpha == 0 else str(teacher.run_dir())
+                train_on_split, c, val, None if c.kd_alpha == 0 else str(teacher.run_dir())
             )
             for c in configs
         ]
@@ -618,10 +632,11 @@ def run_sweep(
     return table
 
 
-def _train_on_split(
+def train_on_split(
     config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None
 ) -> dict:
-    """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row)."""
+    """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row), the
+    training minutes and the last epoch's training accuracy (%)."""
     from compare.evaluation import evaluate
     from compare.matching import pairwise_sq_euclidean
     from deep.features import extract_embeddings
@@ -633,7 +648,8 @@ def _train_on_split(
     if not done.exists():
         signal = TeacherSignal(teacher_dir) if teacher_dir else None
         train(config, teacher=signal, dataset=split)
-    model, cfg = load_trained(config.run_dir())
+    state = load_checkpoint(done, expected_model=config.model)
+    model, cfg = model_from_state(state), state["config"]
     size = tuple(cfg["input_size"])
     q = extract_embeddings(model, split.query, size)
     g = extract_embeddings(model, split.gallery, size)
@@ -644,7 +660,13 @@ def _train_on_split(
         np.array([r.camid for r in split.query]),
         np.array([r.camid for r in split.gallery]),
     )
-    return {"val_rank1": 100 * res.rank1, "val_mAP": 100 * res.mAP}
+    training = state.get("training", {})
+    return {
+        "val_rank1": 100 * res.rank1,
+        "val_mAP": 100 * res.mAP,
+        "train_min": training.get("seconds", float("nan")) / 60,
+        "train_acc": 100 * training.get("accuracy", float("nan")),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
