@@ -236,3 +236,106 @@ def _rank_kernel(dist, q_ids, q_cams, g_ids, g_cams):  # pragma: no cover - comp
         ap_official[i] = total_official / k
         ap_torchreid[i] = total_torchreid / k
     return first_hit, ap_official, ap_torchreid
+
+
+# ---------------------------------------------------------------------------------------------
+# Liao's two-view protocol (VIPeR, CUHK01, CUHK03 old protocol): CMC of a closed-set ranking
+# ---------------------------------------------------------------------------------------------
+def two_view_cmc(
+    distmat: np.ndarray,
+    probe_ids: np.ndarray,
+    gallery_ids: np.ndarray,
+    *,
+    max_rank: int | None = None,
+) -> np.ndarray:
+    """CMC of a closed-set ranking, as Liao's ``EvalCMC``: no cameras, no junk.
+
+    Each probe's rank is the 0-based position of its first true match (same id) when the
+    gallery is sorted by distance; ties are broken by gallery order (a stable sort, as MATLAB's
+    ``sort``). ``cmc[k - 1]`` is the fraction of probes ranked below ``k``.
+
+    Parameters
+    ----------
+    distmat : ndarray of shape (n_probe, n_gallery)
+        Smaller = more similar.
+    probe_ids, gallery_ids : ndarray of int
+        Person ids; every probe must have a true match in the gallery.
+    max_rank : int, optional
+        Curve length (default and cap: the gallery size).
+
+    Returns
+    -------
+    ndarray of shape (max_rank,)
+    """
+    dist = np.asarray(distmat, dtype=np.float64)
+    if dist.ndim != 2 or 0 in dist.shape:
+        raise ValueError(f"distmat must be a non-empty 2-D array, got shape {dist.shape}")
+    if not np.all(np.isfinite(dist)):
+        bad = np.argwhere(~np.isfinite(dist))[0]
+        raise ValueError(f"distmat has NaN or inf values (first at probe {bad[0]})")
+    n_probe, n_gallery = dist.shape
+    p_ids = _as_1d("probe_ids", probe_ids, n_probe)
+    g_ids = _as_1d("gallery_ids", gallery_ids, n_gallery)
+    if max_rank is None:
+        max_rank = n_gallery
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    order = np.argsort(dist, axis=1, kind="stable")
+    hits = g_ids[order] == p_ids[:, None]
+    has_match = hits.any(axis=1)
+    if not has_match.all():
+        i = int(np.flatnonzero(~has_match)[0])
+        raise ValueError(
+            f"probe {i} (id {p_ids[i]}) has no true match in the gallery; the two-view protocol "
+            "needs one for every probe"
+        )
+    first = hits.argmax(axis=1)
+    ranks = np.arange(min(max_rank, n_gallery))
+    return (first[:, None] <= ranks[None, :]).mean(axis=0)
+
+
+def set_distances(
+    distmat: np.ndarray, probe_ids: np.ndarray, gallery_ids: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Multi-shot: distance between two persons = mean of their image-pair distances.
+
+    Parameters
+    ----------
+    distmat : ndarray of shape (n_probe_images, n_gallery_images)
+    probe_ids, gallery_ids : ndarray of int
+        Person of each probe / gallery image.
+
+    Returns
+    -------
+    (person_distances, probe_persons, gallery_persons)
+        ``person_distances[i, j]`` is the mean of ``distmat`` over the images of probe person
+        ``probe_persons[i]`` and gallery person ``gallery_persons[j]`` (ids sorted).
+    """
+    dist = np.asarray(distmat, dtype=np.float64)
+    if dist.ndim != 2 or 0 in dist.shape:
+        raise ValueError(f"distmat must be a non-empty 2-D array, got shape {dist.shape}")
+    p_ids = _as_1d("probe_ids", probe_ids, dist.shape[0])
+    g_ids = _as_1d("gallery_ids", gallery_ids, dist.shape[1])
+    p_persons, p_index = np.unique(p_ids, return_inverse=True)
+    g_persons, g_index = np.unique(g_ids, return_inverse=True)
+    p_avg = np.zeros((len(p_persons), len(p_ids)))
+    p_avg[p_index, np.arange(len(p_ids))] = 1.0
+    p_avg /= p_avg.sum(axis=1, keepdims=True)
+    g_avg = np.zeros((len(g_persons), len(g_ids)))
+    g_avg[g_index, np.arange(len(g_ids))] = 1.0
+    g_avg /= g_avg.sum(axis=1, keepdims=True)
+    return p_avg @ dist @ g_avg.T, p_persons, g_persons
+
+
+def mean_cmc(curves: list[np.ndarray] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation (ddof 0) of CMC curves over trials.
+
+    A shorter curve (a trial with a smaller gallery) is flat beyond its end: it is padded with
+    its last value.
+    """
+    arrays = [np.asarray(c, dtype=np.float64).ravel() for c in curves]
+    if not arrays or any(a.size == 0 for a in arrays):
+        raise ValueError("mean_cmc needs at least one non-empty curve")
+    length = max(a.size for a in arrays)
+    stacked = np.vstack([np.pad(a, (0, length - a.size), mode="edge") for a in arrays])
+    return stacked.mean(axis=0), stacked.std(axis=0)

@@ -79,12 +79,20 @@ def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, s
     return rows
 
 
+def study_classical(df: pd.DataFrame) -> pd.Series:
+    """Which rows are the classical pipeline at the study's settings (``make lomo-xqda``'s
+    defaults, Market-1501 evaluation): the only classical row the study plots."""
+    from classical.pipeline import study_run_name
+
+    return (df.pipeline == "classical") & (df.model.astype(str) == study_run_name())
+
+
 def missing_runs(df: pd.DataFrame | None, dataset: str, profile: str) -> list[str]:
     """Which of "classical" and "deep" still lack rows for ``dataset``."""
     if df is not None:
         df = df[df.dataset.astype(str) == dataset]
     missing = []
-    if df is None or not (df.pipeline == "classical").any():
+    if df is None or not study_classical(df).any():
         missing.append("classical")
     expected = expected_deep_rows(dataset, profile)
     if df is None:
@@ -119,7 +127,7 @@ def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | N
     todo = missing_runs(_existing(results), dataset, profile)
     root = ["--data-root", str(data_root)] if data_root else []
     if "classical" in todo:
-        _run(["classical.pipeline", "--dataset", dataset, *root])
+        _run(["classical.pipeline", "--dataset", dataset, *root, "--protocol", "market"])
     if "deep" in todo:
         extra = ["--jobs", str(jobs)] if jobs else []
         _run(["deep.distill", "run", "--dataset", dataset, *root, "--profile", profile, *extra])
@@ -157,7 +165,9 @@ def scaling_dims(df: pd.DataFrame, dataset: str | None = None) -> dict[int, str]
         if pd.notna(xqda):
             add(int(xqda), "XQDA")
     if dataset is not None and classical.empty:
-        summary = run_dir_for(dataset) / "classical" / "lomo_xqda" / "summary.json"
+        from classical.pipeline import study_run_name
+
+        summary = run_dir_for(dataset) / "classical" / study_run_name() / "summary.json"
         if summary.is_file():
             data = json.loads(summary.read_text())
             lomo_dim = int(data.get("feature_dim", lomo_dim))
@@ -283,7 +293,7 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
         from classical.lomo import lomo
 
         extra = _extra(row)
-        retinex = bool(extra.get("retinex", True))
+        retinex = bool(extra.get("retinex", False))
         # the XQDA projection's cost depends only on its shape, so a random one of that shape
         # stands in for the trained projection (which the pipeline does not store)
         dim = int(extra.get("feature_dim", LOMO_DIM))
@@ -416,6 +426,16 @@ def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str
             f"{len(mine) - len(keep)} row(s) with other variants ({', '.join(other)}) "
             "are in results.csv but not plotted."
         )
+    classical = keep.pipeline == "classical"
+    study = study_classical(keep)
+    if (classical & ~study).any():
+        notes.append(
+            f"{int((classical & ~study).sum())} LOMO+XQDA row(s) with other settings than the "
+            "study's (make lomo-xqda defaults, Market-1501 evaluation) are in results.csv but not "
+            "plotted."
+        )
+    keep = keep[~classical | study]
+    keep = keep.assign(model=keep.model.mask(keep.pipeline == "classical", "lomo_xqda"))
     if keep.empty:
         raise ValueError(f"no rows with variants {PLOTTED_VARIANTS} for dataset {dataset!r}")
     threads = sorted({int(t) for t in keep.threads.dropna()})

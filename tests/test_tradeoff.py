@@ -27,6 +27,14 @@ def runs(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
+def _study_table() -> pd.DataFrame:
+    """``_table()`` with its classical row named as the study's LOMO+XQDA run."""
+    from classical.pipeline import study_run_name
+
+    df = _table()
+    return df.assign(model=df.model.replace("lomo_xqda", study_run_name()))
+
+
 def _write(runs: Path, df: pd.DataFrame, name: str = "d") -> Path:
     out = runs / name
     out.mkdir(parents=True, exist_ok=True)
@@ -35,7 +43,7 @@ def _write(runs: Path, df: pd.DataFrame, name: str = "d") -> Path:
 
 
 def test_report_from_existing_table(runs: Path, monkeypatch):
-    df = _table().assign(extra='{"feature_dim": 64}')
+    df = _study_table().assign(extra='{"feature_dim": 64}')
     out = _write(runs, df)
     assert tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput"]) == 0
     assert (out / "tradeoff.png").read_bytes()[:8] == PNG
@@ -70,7 +78,7 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
     monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: expected)
     assert tradeoff.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
     assert calls == ["classical.pipeline", "deep.distill"]
-    df = _table()
+    df = _study_table()
     assert tradeoff.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
     assert tradeoff.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
     assert tradeoff.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
@@ -82,9 +90,28 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
 
 def test_missing_runs_without_a_known_profile(monkeypatch):
     monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
-    df = _table()
+    df = _study_table()
     assert tradeoff.missing_runs(df, "d", "quick") == []
     assert tradeoff.missing_runs(df[df.variant != "distilled"], "d", "quick") == ["deep"]
+
+
+def test_only_the_study_configuration_of_lomo_xqda_is_plotted():
+    from classical.pipeline import ClassicalConfig, run_name
+
+    study = _study_table()
+    retinex = study[study.pipeline == "classical"].assign(
+        model=run_name(ClassicalConfig(retinex=True)), rank1=99.0
+    )
+    old = study[study.pipeline == "classical"].assign(model="lomo_xqda", rank1=98.0)
+    df = pd.concat([study, retinex, old], ignore_index=True)
+    rows, notes = tradeoff.plotted_rows(df, "d")
+    classical = rows[rows.pipeline == "classical"]
+    assert len(classical) == 1 and classical.model.iloc[0] == "lomo_xqda"  # labelled LOMO+XQDA
+    assert classical.rank1.iloc[0] == study[study.pipeline == "classical"].rank1.iloc[0]
+    assert any("2 LOMO+XQDA row(s) with other settings" in n for n in notes)
+    # a table with only other configurations still lacks the study's classical run
+    others = pd.concat([study[study.pipeline == "deep"], retinex, old], ignore_index=True)
+    assert "classical" in tradeoff.missing_runs(others, "d", "quick")
 
 
 def test_failed_pipeline_is_a_clear_error(runs: Path, monkeypatch, capsys):
