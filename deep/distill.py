@@ -611,9 +611,7 @@ def run_sweep(
                     )
                 )
         futures = [
-            pool.submit(
-                train_on_split, c, val, None if c.kd_alpha == 0 else str(teacher.run_dir())
-            )
+            pool.submit(train_on_split, c, val, None if c.kd_alpha == 0 else str(teacher.run_dir()))
             for c in configs
         ]
         for c, f in zip(configs, futures, strict=True):
@@ -632,9 +630,7 @@ def run_sweep(
     return table
 
 
-def train_on_split(
-    config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None
-) -> dict:
+def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None) -> dict:
     """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row), the
     training minutes and the last epoch's training accuracy (%)."""
     from compare.evaluation import evaluate
