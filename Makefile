@@ -1,6 +1,7 @@
 # reid-tradeoff: every target sets up .venv itself (re-installed only when pyproject.toml changes).
 #   make tradeoff-plot                      # the whole study on the built-in synthetic dataset
 #   make lomo-xqda DATASET=market1501 DATA_ROOT=/data/Market-1501-v15.09.15
+#   make lomo-xqda DATASET=cuhk01 DATA_ROOT=/data/CUHK01   # Liao's protocol, his figure beside ours
 PYTHON_BOOT ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
@@ -12,10 +13,18 @@ MODEL       ?= resnet50
 MODELS      ?=
 THREADS     ?=
 PYTEST_ARGS ?=
+# make lomo-xqda only: PROTOCOL (market, single-shot, multi-shot; default: the dataset's own),
+# RETINEX=1 (the paper's MSRCR; off by default, it costs accuracy), TRIALS (first N trials).
+PROTOCOL    ?=
+RETINEX     ?=
+TRIALS      ?=
 
 # Optional arguments are only passed when set, so every entry point keeps its own defaults.
 ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
+LOMO_ARGS   := $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
+               $(if $(filter 1 yes on true,$(RETINEX)),--retinex,) \
+               $(if $(TRIALS),--trials $(TRIALS),)
 MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
@@ -42,7 +51,7 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG)
+	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (see README: about N minutes).
 pretrain: $(STAMP)
