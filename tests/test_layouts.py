@@ -48,8 +48,9 @@ def test_market_layout(market_root: Path):
 def test_aliases_and_unknown_layout(market_root: Path):
     assert load_dataset("Market-1501", market_root).num_train_pids == 3
     with pytest.raises(ValueError, match="known layouts"):
-        load_dataset("cuhk03", market_root)
+        load_dataset("msmt17", market_root)
     assert {"market1501", "dukemtmcreid", "generic", "synthetic"} <= set(list_layouts())
+    assert {"viper", "cuhk01", "cuhk03", "cuhk03detected", "cuhk03new"} <= set(list_layouts())
 
 
 def test_missing_root_and_split(tmp_path: Path, market_root: Path):
