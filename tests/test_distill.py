@@ -104,6 +104,7 @@ def test_train_cli_uses_the_teacher(tiny, tmp_path):
         "--input-size", "32x16", "--epochs", "1", "--batch-size", "8", "--warmup-epochs", "0",
         "--lr", "0.05", "--threads", "1", "--no-evaluate", "--no-bn-neck", "--erasing", "0",
         "--checkpoint-every", "0", "--variant", "distilled", "--kd-T", "4", "--kd-alpha", "0.9",
+        "--init", "scratch",
     ]  # fmt: skip
     assert (
         train_main([*args, "--teacher", str(out / "teacher"), "--out", str(tmp_path / "cli")]) == 0

@@ -160,7 +160,7 @@ def test_ddp_two_gloo_processes(tiny, tmp_path):
         "-m", "deep.train", "--model", "mobilenet_v1_0.25", "--dataset", "market1501",
         "--data-root", config.data_root, "--input-size", "32x16", "--epochs", "1",
         "--batch-size", "8", "--warmup-epochs", "0", "--no-evaluate", "--device", "cpu",
-        "--threads", "1", "--out", str(tmp_path / "ddp"),
+        "--threads", "1", "--init", "scratch", "--out", str(tmp_path / "ddp"),
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
