@@ -1,7 +1,11 @@
 """The trade-off picture: accuracy against milliseconds per query, and its markdown table.
 
-Points are aggregated over seeds (mean, with the standard deviation as error bars on both axes);
-one marker per family (classical, ResNet, MobileNet v1, MobileNet v2), hollow for networks
+Points are aggregated over seeds (mean, with the standard deviation as error bars on both axes).
+A CNN timed on several inference engines (the results table's ``engine`` column: eager
+``torch``, ``onnxruntime``, ``openvino``) is drawn once, at its fastest engine
+(:func:`fastest_engines`); the subtitle names the engines and, when they differ between CNNs,
+each label carries its engine in brackets. The markdown table lists every engine. One marker per
+family (classical, ResNet, MobileNet v1, MobileNet v2), hollow for networks
 trained alone and filled for distilled students, with an arrow from each student's baseline to
 its distilled version; the Pareto front (fastest way to reach a given accuracy) is a step line.
 An optional third panel shows matching time against gallery size for each feature dimension,
@@ -23,6 +27,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
+from compare.results import fill_defaults
 
 FAMILIES = ("classical", "ResNet", "MobileNet v1", "MobileNet v2", "other")
 FAMILY_STYLE = {
@@ -32,10 +37,22 @@ FAMILY_STYLE = {
     "MobileNet v2": dict(marker="D", color="#2ca02c"),
     "other": dict(marker="P", color="#9467bd"),
 }
-#: Columns identifying one point of the plot (seeds are aggregated).
-GROUP = ["pipeline", "model", "variant", "input_size"]
-#: Columns the plot and the table need from a results table.
-NEEDED = (*GROUP, "seed", "rank1", "mAP", "ms_query")
+#: Columns identifying one point of the plot (seeds are aggregated, the fastest engine is kept).
+GROUP = ["pipeline", "model", "variant", "input_size", "init"]
+#: Columns the plot and the table need from a results table (``engine`` and ``init`` are filled
+#: in when absent, see :func:`compare.results.fill_defaults`).
+NEEDED = ("pipeline", "model", "variant", "input_size", "seed", "rank1", "mAP", "ms_query")
+#: Short engine names for labels.
+ENGINE_TAGS = {"torch": "eager", "onnxruntime": "ORT", "openvino": "OV", "numba": "numba"}
+#: Engine names for captions.
+ENGINE_NAMES = {
+    "torch": "PyTorch eager",
+    "onnxruntime": "ONNX Runtime",
+    "openvino": "OpenVINO",
+    "numba": "numba",
+}
+#: Short initialisation names for labels (scratch, the default, gets none).
+INIT_TAGS = {"scratch": "", "pretrained": "pre", "n/a": ""}
 FRONT_COLOR = "#ff7f0e"
 _MEAN_COLUMNS = (
     "rank1",
@@ -87,13 +104,16 @@ def _check(df: pd.DataFrame) -> None:
 
 
 def aggregate(df: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard deviation over seeds per (pipeline, model, variant, input size).
+    """Mean and standard deviation over seeds per (pipeline, model, variant, input size, init,
+    engine).
 
-    Returns one row per point with ``<col>`` (mean) and ``<col>_std`` (0 for a single seed) for
-    the accuracy and timing columns present, plus ``seeds`` (number of seeds), ``family``,
-    ``label`` and the first value of params, gflops, embedding_dim and threads.
+    Returns one row per point and engine with ``<col>`` (mean) and ``<col>_std`` (0 for a single
+    seed) for the accuracy and timing columns present, plus ``seeds`` (number of seeds),
+    ``family``, ``label`` (without the engine) and the first value of params, gflops,
+    embedding_dim and threads.
     """
     _check(df)
+    df = fill_defaults(df)
     means = [c for c in _MEAN_COLUMNS if c in df.columns]
     spec: dict[str, tuple[str, str]] = {}
     for c in means:
@@ -103,18 +123,70 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         if c in df.columns:
             spec[c] = (c, "first")
     spec["seeds"] = ("seed", "nunique")
-    agg = df.groupby(GROUP, sort=False, dropna=False).agg(**spec).reset_index()
+    agg = df.groupby([*GROUP, "engine"], sort=False, dropna=False).agg(**spec).reset_index()
     agg = agg.fillna({f"{c}_std": 0.0 for c in means})
     agg["family"] = [family(m) for m in agg.model]
     sizes_per_model = agg.groupby("model").input_size.nunique()
+    deep_inits = set(agg[agg.pipeline != "classical"].init)
     labels = []
     for r in agg.itertuples():
         text = short_name(r.model)
         if sizes_per_model[r.model] > 1:
             text += f" {r.input_size}"
-        labels.append(text + (" KD" if r.variant == "distilled" else ""))
+        text += " KD" if r.variant == "distilled" else ""
+        tag = INIT_TAGS.get(r.init, r.init)
+        if len(deep_inits) > 1 and tag:  # say which CNNs started from pretrained weights
+            text += f" {tag}"
+        labels.append(text)
     agg["label"] = labels
     return agg
+
+
+def fastest_engines(agg: pd.DataFrame) -> pd.DataFrame:
+    """One row per point of :func:`aggregate`: the engine with the smallest mean ms/query.
+
+    Adds ``engines`` (every engine the point was timed on, fastest first) and ``ms_query_torch``
+    (the eager PyTorch time, NaN when not measured), so the speed-up of the chosen engine can be
+    shown.
+    """
+    ranked = agg.assign(_ms=agg.ms_query.astype(float).fillna(np.inf)).sort_values(
+        "_ms", kind="stable"
+    )
+    keys = ranked[GROUP].astype(str).agg("|".join, axis=1)
+    engines = ranked.groupby(keys, sort=False).engine.agg(lambda e: ", ".join(map(str, e)))
+    torch_ms = ranked[ranked.engine == "torch"].groupby(keys, sort=False).ms_query.first()
+    best = ranked[~keys.duplicated()].copy()
+    best_keys = keys[~keys.duplicated()]
+    best["engines"] = best_keys.map(engines).to_numpy()
+    best["ms_query_torch"] = best_keys.map(torch_ms).astype(float).to_numpy()
+    # back to the order of agg, which the plot and tables rely on
+    return best.drop(columns="_ms").loc[[i for i in agg.index if i in best.index]]
+
+
+def _engine_caption(best: pd.DataFrame) -> tuple[str, bool]:
+    """Subtitle words for the CNNs' engines, and whether labels must carry their engine."""
+    cnn = best[best.pipeline != "classical"]
+    engines = list(dict.fromkeys(cnn.engine.astype(str)))
+    if not engines:
+        return "", False
+    if len(engines) == 1:
+        name = ENGINE_NAMES.get(engines[0], engines[0])
+        timed = sorted({e for es in cnn.engines for e in str(es).split(", ")})
+        if timed == [engines[0]]:
+            return f"CNNs on {name}", False
+        return f"CNNs on their fastest engine, {name}", False
+    tags = ", ".join(f"{ENGINE_TAGS.get(e, e)} = {ENGINE_NAMES.get(e, e)}" for e in engines)
+    return f"CNNs on their fastest engine [{tags}]", True
+
+
+def _init_caption(best: pd.DataFrame) -> str:
+    inits = sorted(set(best[best.pipeline != "classical"].init.astype(str)))
+    if not inits:
+        return ""
+    if len(inits) == 1:
+        return "CNNs trained from scratch" if inits == ["scratch"] else f"CNN init: {inits[0]}"
+    tags = ", ".join(f"{INIT_TAGS.get(i) or i} = {i}" for i in inits if INIT_TAGS.get(i, i))
+    return f"CNN init: {' and '.join(inits)} ({tags})"
 
 
 def _log_axis(ax, axis: str = "x", span: float = 10.0) -> None:
@@ -223,7 +295,7 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
         )
     # arrows first so the markers sit on top of their ends
     arrows = []
-    for (_model, _size), sub in agg.groupby(["model", "input_size"], sort=False):
+    for _key, sub in agg.groupby(["model", "input_size", "init"], sort=False):
         base = sub[sub.variant == "baseline"]
         dist = sub[sub.variant == "distilled"]
         if len(base) and len(dist):
@@ -404,9 +476,18 @@ def plot_tradeoff(
     Returns
     -------
     DataFrame
-        The aggregated points (:func:`aggregate`).
+        The plotted points: :func:`aggregate` at each point's fastest engine
+        (:func:`fastest_engines`).
     """
-    agg = aggregate(results_df)
+    agg = fastest_engines(aggregate(results_df))
+    engine_caption, tag_engines = _engine_caption(agg)
+    if tag_engines:
+        agg["label"] = [
+            r.label
+            if r.pipeline == "classical"
+            else f"{r.label} [{ENGINE_TAGS.get(r.engine, r.engine)}]"
+            for r in agg.itertuples()
+        ]
     with_scaling = scaling is not None and len(scaling) > 0
     # the layout is fixed before drawing: label placement works in display coordinates
     if with_scaling:
@@ -484,6 +565,9 @@ def plot_tradeoff(
     sub = (
         f"mean over {seeds} seeds, error bars = std over seeds; " if seeds > 1 else "1 seed; "
     ) + f"CPU, {'/'.join(map(str, threads)) or '?'} thread(s), batch size 1"
+    details = [c for c in (engine_caption, _init_caption(agg)) if c]
+    if details:
+        sub += "; " + "; ".join(details)
     top = 0.995 if with_scaling else 0.99
     fig.suptitle(title, fontsize=13, y=top, va="top")
     fig.text(
@@ -514,11 +598,16 @@ def _pm(mean: float, std: float, digits: int = 1) -> str:
 def results_markdown(df: pd.DataFrame) -> str:
     """Markdown table of the results aggregated over seeds (mean ± std), fastest first.
 
-    ``*`` marks points on the mAP Pareto front (no other point is both faster and better).
+    Every engine of every point has a line; the engine a point is plotted at (its fastest) is in
+    bold. ``*`` marks plotted points on the mAP Pareto front (no other plotted point is both
+    faster and better).
     """
     agg = aggregate(df).sort_values(["ms_query", "model"], kind="stable").reset_index(drop=True)
-    ok = np.isfinite(agg.ms_query.to_numpy(float)) & np.isfinite(agg.mAP.to_numpy(float))
-    front = set(np.flatnonzero(ok)[pareto_front(agg.ms_query[ok], agg.mAP[ok])].tolist())
+    best = fastest_engines(agg)
+    plotted = set(best.index)
+    ok = np.isfinite(best.ms_query.to_numpy(float)) & np.isfinite(best.mAP.to_numpy(float))
+    front_pos = np.flatnonzero(ok)[pareto_front(best.ms_query[ok], best.mAP[ok])]
+    front = set(best.index[front_pos].tolist())
 
     def cell(r, col: str, digits: int = 1) -> str:
         if col not in agg.columns:
@@ -526,8 +615,8 @@ def results_markdown(df: pd.DataFrame) -> str:
         return _pm(getattr(r, col), getattr(r, f"{col}_std", 0.0), digits)
 
     head = (
-        "| model | variant | input | params (M) | GFLOPs | dim | seeds | rank-1 | rank-5 | "
-        "rank-10 | mAP | mAP (torchreid) | ms extract | ms match | ms/query | p90 | "
+        "| model | variant | engine | init | input | params (M) | GFLOPs | dim | seeds | rank-1 | "
+        "rank-5 | rank-10 | mAP | mAP (torchreid) | ms extract | ms match | ms/query | p90 | "
         "threads | Pareto |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -536,12 +625,15 @@ def results_markdown(df: pd.DataFrame) -> str:
         gflops = getattr(r, "gflops", np.nan)
         dim = getattr(r, "embedding_dim", np.nan)
         threads = getattr(r, "threads", np.nan)
+        engine = str(r.engine)
         lines.append(
             "| "
             + " | ".join(
                 [
                     short_name(r.model),
                     r.variant,
+                    f"**{engine}**" if i in plotted and r.pipeline != "classical" else engine,
+                    str(r.init),
                     str(r.input_size),
                     "-" if pd.isna(params) else f"{float(params) / 1e6:.2f}",
                     "-" if pd.isna(gflops) else f"{float(gflops):.3f}",
@@ -565,11 +657,55 @@ def results_markdown(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def distillation_markdown(df: pd.DataFrame) -> str:
-    """Baseline vs distilled per student (mean ± std over seeds) and the gain; '' if none."""
+def engines_markdown(df: pd.DataFrame) -> str:
+    """Per CNN point: ms/query on each engine, speed-up over eager PyTorch, accuracy change.
+
+    Accuracy differences are the engine's mean rank-1 / mAP minus eager PyTorch's (0.0: the
+    exported model ranks the gallery as PyTorch does). '' when no CNN was timed on more than one
+    engine.
+    """
     agg = aggregate(df)
+    deep = agg[agg.pipeline != "classical"]
+    if deep.empty or deep.groupby(GROUP, sort=False).engine.nunique().max() < 2:
+        return ""
+    engines = [e for e in ENGINE_TAGS if e in set(deep.engine)]
+    engines += sorted(set(deep.engine) - set(engines))
+    head = (
+        "| model | variant | init | input | "
+        + " | ".join(f"ms/query {ENGINE_NAMES.get(e, e)}" for e in engines)
+        + " | fastest | speed-up vs eager | rank-1 / mAP change vs eager |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    best = fastest_engines(deep).sort_values("ms_query", kind="stable")
+    for b in best.itertuples():
+        sub = deep[(deep[GROUP] == pd.Series(b._asdict())[GROUP]).all(axis=1)]
+        by_engine = {r.engine: r for r in sub.itertuples()}
+        cells = [f"{by_engine[e].ms_query:.2f}" if e in by_engine else "-" for e in engines]
+        eager = by_engine.get("torch")
+        speedup = "-" if eager is None else f"{eager.ms_query / b.ms_query:.1f}x"
+        changes = []
+        for e, r in by_engine.items():
+            if e != "torch" and eager is not None:
+                tag = ENGINE_TAGS.get(e, e)
+                changes.append(f"{tag} {r.rank1 - eager.rank1:+.1f} / {r.mAP - eager.mAP:+.1f}")
+        lines.append(
+            f"| {short_name(b.model)} | {b.variant} | {b.init} | {b.input_size} | "
+            + " | ".join(cells)
+            + f" | {ENGINE_NAMES.get(b.engine, b.engine)} | {speedup} | "
+            + ("; ".join(changes) or "-")
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def distillation_markdown(df: pd.DataFrame) -> str:
+    """Baseline vs distilled per student (mean ± std over seeds) and the gain; '' if none.
+
+    Each point at its fastest engine (the engine does not change the accuracy).
+    """
+    agg = fastest_engines(aggregate(df))
     lines = []
-    for (model, size), sub in agg.groupby(["model", "input_size"], sort=False):
+    for (model, size, _init), sub in agg.groupby(["model", "input_size", "init"], sort=False):
         base = sub[sub.variant == "baseline"]
         dist = sub[sub.variant == "distilled"]
         if not (len(base) and len(dist)):

@@ -1,8 +1,14 @@
 """The results table: one tidy CSV per dataset, ``runs/<dataset>/results.csv``.
 
-One row per evaluated (pipeline, model, variant, seed, input size). Every pipeline writes its rows
-with :func:`upsert_rows`, which replaces rows with the same key instead of duplicating them and
-writes atomically (temporary file + rename), so an interrupted run never leaves a broken table.
+One row per evaluated (pipeline, model, variant, seed, input size, engine, initialisation): a CNN
+run timed on three inference engines has three rows (``engine`` = ``torch``, ``onnxruntime``,
+``openvino``), the classical pipeline one (``engine`` = ``numba``). ``init`` says how a CNN was
+initialised before training (``scratch`` or ``pretrained``; ``n/a`` for the classical pipeline).
+Tables written before these columns existed are read with them filled in (``torch`` / ``numba``,
+``scratch`` / ``n/a``: every earlier CNN was eager PyTorch and trained from scratch). Every
+pipeline writes its rows with :func:`upsert_rows`, which replaces rows with the same key instead
+of duplicating them and writes atomically (temporary file + rename), so an interrupted run never
+leaves a broken table.
 Accuracy columns are percentages (0-100); times are milliseconds.
 """
 
@@ -20,7 +26,11 @@ from pathlib import Path
 
 import pandas as pd
 
-KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size")
+KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
+#: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
+DEFAULT_ENGINE = {"classical": "numba", "deep": "torch"}
+#: Initialisation of rows that do not name one.
+DEFAULT_INIT = {"classical": "n/a", "deep": "scratch"}
 
 
 @dataclass
@@ -47,10 +57,18 @@ class ResultRow:
     ms_query_p90: float
     threads: int
     device: str = "cpu"
+    engine: str = ""  # "" = DEFAULT_ENGINE of the pipeline ("torch" / "numba")
+    init: str = ""  # "" = DEFAULT_INIT of the pipeline ("scratch" / "n/a")
     git_commit: str = field(default_factory=lambda: git_commit())
     date: str = field(default_factory=lambda: now_iso())
     run_dir: str = ""
-    extra: str = "{}"  # JSON: anything else (T, alpha, epochs, ...)
+    extra: str = "{}"  # JSON: anything else (T, alpha, epochs, engine options, ...)
+
+    def __post_init__(self) -> None:
+        if not self.engine:
+            self.engine = DEFAULT_ENGINE.get(self.pipeline, "")
+        if not self.init:
+            self.init = DEFAULT_INIT.get(self.pipeline, "")
 
 
 RESULT_COLUMNS = tuple(f.name for f in fields(ResultRow))
@@ -117,15 +135,36 @@ def read_results(path: Path | str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"results table not found: {path}")
     try:
-        df = pd.read_csv(path, dtype={"git_commit": str, "extra": str})
+        df = pd.read_csv(path, dtype={"git_commit": str, "extra": str, "engine": str, "init": str})
     except pd.errors.EmptyDataError:
         raise ValueError(f"results table {path} is empty") from None
+    df = fill_defaults(df)
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(f"results table {path} lacks columns {missing}")
     if df.empty:
         raise ValueError(f"results table {path} has a header but no rows")
     return df
+
+
+def fill_defaults(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with ``engine`` and ``init`` filled where absent (older tables) or empty.
+
+    Missing values get :data:`DEFAULT_ENGINE` / :data:`DEFAULT_INIT` of the row's pipeline.
+    Returns a copy when something was filled, ``df`` itself otherwise.
+    """
+    if "pipeline" not in df.columns:
+        return df
+    out = df
+    for column, defaults in (("engine", DEFAULT_ENGINE), ("init", DEFAULT_INIT)):
+        values = out[column] if column in out.columns else pd.Series(pd.NA, index=out.index)
+        empty = values.isna() | (values.astype(str).str.strip() == "")
+        if column in out.columns and not empty.any():
+            continue
+        filled = out.pipeline.map(defaults).fillna("")
+        out = out.copy() if out is df else out
+        out[column] = values.astype(object).where(~empty, filled).astype(str)
+    return out
 
 
 @contextlib.contextmanager
@@ -152,7 +191,8 @@ def _exclusive(path: Path) -> Iterator[None]:
 def upsert_rows(path: Path | str, rows: list[ResultRow]) -> pd.DataFrame:
     """Add ``rows`` to the table at ``path``, replacing rows with the same key; atomic.
 
-    The key is :data:`KEY_COLUMNS` (dataset, pipeline, model, variant, seed, input size). The
+    The key is :data:`KEY_COLUMNS` (dataset, pipeline, model, variant, seed, input size,
+    engine, initialisation). The
     table is rewritten through a temporary file and a rename, under a lock file, so concurrent
     writers neither corrupt it nor lose each other's rows. Returns the new table.
     """

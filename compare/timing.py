@@ -7,6 +7,10 @@ precomputed gallery (distances + top-k ranking). Warm-up first, then per-query
 with the thread count. Threads are set for torch, numba and the BLAS that numpy loaded
 (OpenBLAS via its C API when available; otherwise say so).
 
+CNN queries run on a chosen inference engine (:func:`time_engine_queries`; ``torch`` eager,
+``onnxruntime`` or ``openvino``, see :mod:`deep.export`) with the same thread count as the rest
+of the measurement; the engine's name and settings are part of the :class:`TimingResult`.
+
 The pipelines time with 1 thread by default (``--threads`` changes it). On the 2-vCPU machines
 this project is developed on, single-image CNN inference with 2 OpenMP threads intermittently
 stalls for about 0.9 s per call (measured: MobileNet v1 0.25 at 64x32 takes 3.5 ms on 1 thread
@@ -22,18 +26,26 @@ import json
 import os
 import platform
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from compare.matching import DEFAULT_BUDGET, ShardedGalleryIndex
 
+if TYPE_CHECKING:  # pragma: no cover
+    from deep.export import Engine
+
 
 @dataclass(frozen=True)
 class TimingResult:
-    """Per-query timings in milliseconds (medians unless named p90)."""
+    """Per-query timings in milliseconds (medians unless named p90).
+
+    ``engine`` and ``engine_options`` say what ran the extraction (a CNN's inference engine and
+    its settings, :func:`time_engine_queries`); empty for other pipelines.
+    """
 
     ms_extract: float
     ms_match: float
@@ -43,6 +55,8 @@ class TimingResult:
     ms_query_p90: float
     num_queries: int
     threads: int
+    engine: str = ""
+    engine_options: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,6 +152,8 @@ def time_queries(
     num_queries: int = 100,
     warmup: int = 10,
     threads: int | None = None,
+    engine: str = "",
+    engine_options: Mapping | None = None,
 ) -> TimingResult:
     """Time extraction and matching of single queries.
 
@@ -153,11 +169,22 @@ def time_queries(
         Timed queries (>= 1) and untimed warm-up calls.
     threads : int or None
         Thread count for the measurement (None = all cores).
+    engine, engine_options : str, mapping
+        What runs ``extract_one`` and its settings, recorded in the result. An engine whose
+        options name a thread count (``"threads"``) other than ``threads`` is an error: every
+        engine is timed with the thread count of the rest of the measurement.
     """
     if len(query_images) == 0:
         raise ValueError("query_images is empty")
     if num_queries < 1 or warmup < 0:
         raise ValueError(f"need num_queries >= 1 and warmup >= 0, got {num_queries}, {warmup}")
+    options = dict(engine_options or {})
+    wanted = available_threads() if threads is None else int(threads)
+    if "threads" in options and int(options["threads"]) != wanted:
+        raise ValueError(
+            f"engine {engine or '?'} is set to {options['threads']} thread(s) but the timing uses "
+            f"{wanted}: load it with threads={wanted}"
+        )
     try:
         import torch
 
@@ -188,6 +215,40 @@ def time_queries(
         ms_query_p90=_percentile(total, 90),
         num_queries=num_queries,
         threads=used,
+        engine=engine,
+        engine_options=options,
+    )
+
+
+def time_engine_queries(
+    engine: Engine,
+    match_one: Callable[[np.ndarray], np.ndarray],
+    query_images: Sequence[np.ndarray],
+    *,
+    num_queries: int = 100,
+    warmup: int = 10,
+    threads: int | None = 1,
+) -> TimingResult:
+    """:func:`time_queries` for a CNN on an inference engine (:func:`deep.export.load_engine`).
+
+    Extraction = the engine's preprocessing of the decoded query image (resize + normalisation,
+    the same code for every engine) + its forward pass at batch size 1. The engine must have
+    been loaded with ``threads`` threads (torch's are set by :func:`thread_limit`); its name and
+    settings are recorded in the result.
+    """
+
+    def extract_one(image: np.ndarray) -> np.ndarray:
+        return engine(image)[0]
+
+    return time_queries(
+        extract_one,
+        match_one,
+        query_images,
+        num_queries=num_queries,
+        warmup=warmup,
+        threads=threads,
+        engine=engine.name,
+        engine_options=engine.options,
     )
 
 
@@ -374,8 +435,21 @@ def physical_cores() -> int | None:
     return len(pairs) or None
 
 
+def _version(package: str) -> str | None:
+    """Installed version of ``package`` (None when it is not installed); imports nothing."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def machine_info(threads: int | None = None, device: str = "cpu") -> dict:
-    """What the numbers were measured on: CPU model, cores, threads, library versions, device."""
+    """What the numbers were measured on: CPU model, cores, threads, library versions, device.
+
+    ``onnxruntime`` / ``openvino`` are the inference engines' versions (None: not installed).
+    """
     import numba
     import torch
 
@@ -389,6 +463,9 @@ def machine_info(threads: int | None = None, device: str = "cpu") -> dict:
         "numpy": np.__version__,
         "torch": torch.__version__,
         "numba": numba.__version__,
+        "onnxruntime": _version("onnxruntime"),
+        "openvino": _version("openvino"),
+        "onnx": _version("onnx"),
         "blas_threads_controlled": _BLAS_SET is not None,
         "device": device,
         "cuda_available": bool(torch.cuda.is_available()),

@@ -6,12 +6,18 @@
    ``runs/<dataset>/results.csv``, and the distillation study (``python -m deep.distill run``)
    when any of the rows its profile produces is missing (``--skip-runs`` runs nothing). Each
    pipeline times its own queries with :func:`compare.timing.time_queries` and writes its rows.
-2. Measures matching time against galleries of 1k to 100k random features at each pipeline's
+2. Times every CNN run on every installed inference engine (eager PyTorch, ONNX Runtime,
+   OpenVINO; :mod:`deep.export`) that the table has no row for: the run is exported once to
+   ``model.onnx`` in its folder (reused while the weights are unchanged), evaluated on the test
+   split with each engine and timed with the thread count of its PyTorch row; one row per engine
+   (restored from the run's ``summary.json`` when it already holds them). ``--skip-runs``
+   skips this too. The plot shows each CNN at its fastest engine; ``tradeoff.md`` lists all.
+3. Measures matching time against galleries of 1k to 100k random features at each pipeline's
    real dimension (raw LOMO, the XQDA subspace, 512/1024/2048-d and every CNN embedding size),
    memory-bounded, cached in ``runs/bench/matching_scaling.json``.
-3. Measures bulk extraction throughput (images/s at batch 64) of every architecture in the
-   table, cached in ``runs/<dataset>/cache/throughput.json``.
-4. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
+4. Measures bulk extraction throughput (images/s at batch 64) of every architecture and engine
+   in the table, cached in ``runs/<dataset>/cache/throughput.json``.
+5. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
 
 A second run with nothing changed only reads the caches and redraws (seconds).
 """
@@ -30,9 +36,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from compare.plot import aggregate, distillation_markdown, plot_tradeoff, results_markdown
+from compare.plot import (
+    ENGINE_NAMES,
+    aggregate,
+    distillation_markdown,
+    engines_markdown,
+    fastest_engines,
+    plot_tradeoff,
+    results_markdown,
+)
 from compare.plot import short_name as _short
-from compare.results import atomic_write_text, read_results
+from compare.results import atomic_write_text, fill_defaults, read_results, upsert_rows
 from compare.timing import (
     available_threads,
     batch_throughput,
@@ -137,7 +151,104 @@ def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | N
 
 
 # ---------------------------------------------------------------------------------------------
-# 2. Gallery-size scaling of matching
+# 2. Every CNN on every inference engine
+# ---------------------------------------------------------------------------------------------
+def _run_path(run_dir: str) -> Path:
+    path = Path(run_dir)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+def missing_engines(
+    df: pd.DataFrame | None, dataset: str, engines: Sequence[str]
+) -> dict[str, list[str]]:
+    """For each CNN run folder of ``dataset`` in the table: the ``engines`` it has no row for."""
+    if df is None:
+        return {}
+    deep = df[(df.dataset.astype(str) == dataset) & (df.pipeline == "deep")]
+    deep = deep[deep.run_dir.notna() & (deep.run_dir.astype(str) != "")]
+    out = {}
+    for run_dir, rows in deep.groupby(deep.run_dir.astype(str), sort=True):
+        have = set(rows.engine.astype(str))
+        missing = [e for e in engines if e not in have]
+        if missing:
+            out[run_dir] = missing
+    return out
+
+
+def _rows_from_summary(run: Path, engines: list[str]) -> list:
+    """Rows of ``engines`` rebuilt from the run's summary when it holds them for its weights."""
+    from deep.checkpoint import load_checkpoint
+    from deep.evaluate import row_from_summary
+    from deep.export import weights_hash
+
+    try:
+        summary = json.loads((run / "summary.json").read_text())
+        weights = weights_hash(load_checkpoint(run / "model.pt")["model"])
+    except (OSError, ValueError):
+        return []
+    if summary.get("weights_sha256") != weights:
+        return []
+    held = summary.get("engines", {})
+    return [row_from_summary(summary, run, e) for e in engines if "timing" in held.get(e, {})]
+
+
+def ensure_engine_rows(
+    dataset: str, data_root: str | None, *, engines: Sequence[str] | None = None
+) -> list[str]:
+    """Time every CNN run of the table on the installed engines it has no row for.
+
+    Rows are restored from the run's ``summary.json`` when it already holds them (same weights);
+    otherwise the run is evaluated and timed on the missing engines
+    (:func:`deep.evaluate.evaluate_run`) with the thread count of its existing rows. Runs whose
+    ``model.pt`` is gone are skipped with a message. Returns the run folders that got rows.
+    """
+    from deep.export import available_engines
+
+    results = run_dir_for(dataset) / "results.csv"
+    df = _existing(results)
+    engines = list(engines) if engines is not None else available_engines()
+    todo = missing_engines(df, dataset, engines)
+    if not todo:
+        return []
+    print(f"timing {len(todo)} CNN run(s) on engines without rows in {results}:", flush=True)
+    loaded = None
+    done = []
+    for run_dir, missing in todo.items():
+        run = _run_path(run_dir)
+        if not (run / "model.pt").is_file():
+            print(f"  {run_dir}: no model.pt; not timed on {', '.join(missing)}")
+            continue
+        rows = _rows_from_summary(run, missing)
+        restored = {r.engine for r in rows}
+        left = [e for e in missing if e not in restored]
+        if left:
+            from data.layouts import load_dataset
+            from deep.evaluate import evaluate_run, rows_from_summary
+
+            if loaded is None:
+                loaded = load_dataset(dataset, data_root)
+            threads = df[df.run_dir.astype(str) == run_dir].threads.dropna()
+            summary = evaluate_run(
+                run,
+                dataset=loaded,
+                threads=int(threads.iloc[0]) if len(threads) else 1,
+                table=False,
+                engines=left,
+            )
+            # every engine of the new summary (torch too, in case it was re-timed)
+            rows = [r for r in rows if r.engine not in summary.get("engines", {})]
+            rows += rows_from_summary(summary, run)
+        if rows:
+            upsert_rows(results, rows)
+            done.append(run_dir)
+            what = [f"restored {sorted(restored)} from summary.json"] if restored else []
+            what += [f"timed {left}"] if left else []
+            print(f"  {run_dir}: {'; '.join(what)}", flush=True)
+    return done
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Gallery-size scaling of matching
 # ---------------------------------------------------------------------------------------------
 def _extra(row: pd.Series) -> dict:
     try:
@@ -277,7 +388,7 @@ def crossover_markdown(agg: pd.DataFrame, table: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# 3. Bulk extraction throughput (gallery indexing)
+# 4. Bulk extraction throughput (gallery indexing)
 # ---------------------------------------------------------------------------------------------
 def _size(text: str) -> tuple[int, int]:
     h, w = (int(v) for v in str(text).lower().split("x"))
@@ -285,7 +396,10 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
-    """images/s of ``row``'s extraction on a batch of ``THROUGHPUT_BATCH`` decoded images."""
+    """images/s of ``row``'s extraction on a batch of ``THROUGHPUT_BATCH`` decoded images.
+
+    A CNN runs on the row's engine (its exported ``model.onnx`` for ONNX Runtime / OpenVINO).
+    """
     from data.images import resize
 
     size = _size(row.input_size)
@@ -304,17 +418,16 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
             return lomo(resized, retinex=retinex, dtype=np.float64) @ projection
 
     else:
-        import torch
-
-        from deep.data import normalise
+        from deep.export import export_run, load_engine
         from deep.train import load_trained
 
-        model, _ = load_trained(REPO_ROOT / str(row.run_dir))
+        run = _run_path(str(row.run_dir))
+        engine_name = str(row.get("engine", "torch"))
+        source = load_trained(run)[0] if engine_name == "torch" else export_run(run).path
+        engine = load_engine(source, engine_name, threads=threads, input_size=size)
 
         def extract(batch: np.ndarray) -> np.ndarray:
-            resized = np.stack([resize(im, size) for im in batch])
-            tensor = torch.from_numpy(resized).permute(0, 3, 1, 2).contiguous()
-            return model.extract(normalise(tensor)).numpy()
+            return engine(batch)
 
     return batch_throughput(
         extract, images, batch_size=THROUGHPUT_BATCH, repeats=2, threads=threads
@@ -324,26 +437,31 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
 def throughput_table(
     df: pd.DataFrame, dataset: str, data_root: str | None, *, threads: int
 ) -> pd.DataFrame:
-    """images/s at batch 64 for each (model, input size) in ``df``; cached per run and machine.
+    """images/s at batch 64 for each (model, input size, engine) in ``df``; cached per run and
+    machine.
 
     Deep models are loaded from one of their run folders (the architecture decides the cost,
     not the weights). Rows that cannot be measured (missing checkpoint or images) get NaN and
     a note instead of failing the report.
     """
+    df = fill_defaults(df)
     cache_path = run_dir_for(dataset) / "cache" / "throughput.json"
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     except (OSError, ValueError):
         cache = {}
     first = df.sort_values(["model", "input_size", "variant", "seed"]).drop_duplicates(
-        ["model", "input_size"]
+        ["model", "input_size", "engine"]
     )
     images = None
     out, changed = [], False
     for _, row in first.iterrows():
         model_file = REPO_ROOT / str(row.run_dir) / "model.pt"
         stamp = model_file.stat().st_mtime_ns if model_file.is_file() else 0
-        key = f"{cpu_model()}|{threads}|{row.model}|{row.input_size}|{row.run_dir}|{stamp}"
+        key = (
+            f"{cpu_model()}|{threads}|{row.model}|{row.input_size}|{row.run_dir}|{stamp}"
+            f"|{row.engine}"
+        )
         if key not in cache:
             note = ""
             rate = float("nan")
@@ -351,18 +469,20 @@ def throughput_table(
                 if images is None:
                     images = _throughput_images(dataset, data_root)
                 rate = _throughput_one(row, images, threads)
-            except (OSError, ValueError, RuntimeError, ImportError, KeyError) as err:
+            except (OSError, ValueError, RuntimeError, ImportError, KeyError, TypeError) as err:
                 note = f"not measured: {err}"
             cache[key] = {"rate": rate, "note": note}
             changed = True
             print(
-                f"  throughput {_short(row.model)} {row.input_size}: {rate:.0f} images/s {note}",
+                f"  throughput {_short(row.model)} {row.input_size} {row.engine}: {rate:.0f} "
+                f"images/s {note}",
                 flush=True,
             )
         out.append(
             {
                 "model": row.model,
                 "input_size": row.input_size,
+                "engine": row.engine,
                 "images_per_s": cache[key]["rate"],
                 "note": cache[key]["note"],
             }
@@ -381,16 +501,20 @@ def _throughput_images(dataset: str, data_root: str | None) -> np.ndarray:
 
 
 def throughput_markdown(table: pd.DataFrame) -> str:
-    lines = [f"| pipeline | input | images/s (batch {THROUGHPUT_BATCH}) |", "|---|---|---:|"]
+    lines = [
+        f"| pipeline | input | engine | images/s (batch {THROUGHPUT_BATCH}) |",
+        "|---|---|---|---:|",
+    ]
     for r in table.itertuples():
         rate = "-" if not np.isfinite(r.images_per_s) else f"{r.images_per_s:,.0f}"
         note = f" ({r.note})" if r.note else ""
-        lines.append(f"| {_short(r.model)} | {r.input_size} | {rate}{note} |")
+        engine = getattr(r, "engine", "")
+        lines.append(f"| {_short(r.model)} | {r.input_size} | {engine} | {rate}{note} |")
     return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------------------------------
-# 4. The report
+# 5. The report
 # ---------------------------------------------------------------------------------------------
 def _machine_markdown(info: dict) -> str:
     keys = (
@@ -404,10 +528,37 @@ def _machine_markdown(info: dict) -> str:
         "numpy",
         "torch",
         "numba",
+        "onnxruntime",
+        "openvino",
+        "onnx",
         "blas_threads_controlled",
         "platform",
     )
     return "\n".join(f"- {k}: {info[k]}" for k in keys if k in info)
+
+
+def engine_settings(df: pd.DataFrame) -> dict[str, list[dict]]:
+    """The distinct engine settings recorded in the rows' ``extra`` (``engine_options``)."""
+    out: dict[str, list[dict]] = {}
+    for _, row in df.iterrows():
+        options = _extra(row).get("engine_options")
+        if not isinstance(options, dict):
+            continue
+        seen = out.setdefault(str(row.engine), [])
+        if options not in seen:
+            seen.append(options)
+    return out
+
+
+def _engine_settings_markdown(settings: dict[str, list[dict]]) -> str:
+    lines = []
+    for engine in sorted(
+        settings, key=lambda e: list(ENGINE_NAMES).index(e) if e in ENGINE_NAMES else 99
+    ):
+        for options in settings[engine]:
+            text = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+            lines.append(f"- engine {engine}: {text}")
+    return "\n".join(lines)
 
 
 def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str]]:
@@ -438,6 +589,13 @@ def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str
     keep = keep.assign(model=keep.model.mask(keep.pipeline == "classical", "lomo_xqda"))
     if keep.empty:
         raise ValueError(f"no rows with variants {PLOTTED_VARIANTS} for dataset {dataset!r}")
+    keep = fill_defaults(keep)
+    deep = keep[keep.pipeline != "classical"]
+    if deep.engine.nunique() > 1:
+        notes.append(
+            "Each CNN is plotted at its fastest engine (bold in the results table); its rows on "
+            "the other engines are in the results table, the engine table and results.csv."
+        )
     threads = sorted({int(t) for t in keep.threads.dropna()})
     if len(threads) > 1:
         notes.append(
@@ -462,7 +620,7 @@ def build_report(
     threads = row_threads if threads is None else threads
     print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
     scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
-    agg = aggregate(df)
+    agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
     plot_tradeoff(
         df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
@@ -475,11 +633,24 @@ def build_report(
         "top-50 ranking); median over 100 queries after warm-up, on the CPU with the thread "
         "count shown. Accuracy: single-query Market-1501 protocol, in %; mAP is the official "
         "(trapezoid) one, torchreid-style mAP alongside. `*` = on the mAP Pareto front (nothing "
-        "else is both faster and more accurate). Plot: `tradeoff.png` / `tradeoff.svg`.",
+        "else is both faster and more accurate). CNNs are timed on every installed inference "
+        "engine (`engine`: eager PyTorch `torch`, `onnxruntime`, `openvino`; LOMO+XQDA runs on "
+        "`numba`); the plot shows each at its fastest engine, in bold below. `init`: how the "
+        "CNN was initialised before training. Plot: `tradeoff.png` / `tradeoff.svg`.",
         "![trade-off](tradeoff.png)",
         "## Results",
         results_markdown(df),
     ]
+    engines = engines_markdown(df)
+    if engines:
+        sections += [
+            "## Inference engines",
+            "ms/query of each CNN on each engine (same thread count, batch size 1), the speed-up "
+            "of the fastest over eager PyTorch, and the accuracy change of the exported model "
+            "(each engine ranks the test split with its own embeddings; 0.0 = same accuracy as "
+            "PyTorch).",
+            engines,
+        ]
     distill = distillation_markdown(df)
     if distill:
         teachers = teachers_used(out_dir)
@@ -504,7 +675,9 @@ def build_report(
             "as the accuracy.",
             throughput_markdown(table),
         ]
-    sections += ["## Machine", _machine_markdown(machine_info(threads))]
+    machine = _machine_markdown(machine_info(threads))
+    settings = _engine_settings_markdown(engine_settings(df))
+    sections += ["## Machine", machine + ("\n" + settings if settings else "")]
     if notes:
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
@@ -540,7 +713,11 @@ def main(argv: list[str] | None = None) -> int:
         help="threads for the scaling and throughput measurements "
         "(default: the thread count of the rows)",
     )
-    parser.add_argument("--skip-runs", action="store_true", help="only report existing results")
+    parser.add_argument(
+        "--skip-runs",
+        action="store_true",
+        help="only report existing results (no runs, no timing on other engines)",
+    )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
     args = parser.parse_args(argv)
@@ -550,6 +727,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if not args.skip_runs:
             ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
+            ensure_engine_rows(args.dataset, args.data_root)
         out_dir = build_report(
             args.dataset,
             args.data_root,

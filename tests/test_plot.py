@@ -54,6 +54,9 @@ def _table() -> pd.DataFrame:
             ms_query_p90=ms * 1.2,
             threads=1,
             device="cpu",
+            engine="numba" if pipeline == "classical" else "torch",
+            init="n/a" if pipeline == "classical" else "scratch",
+            extra="{}",
         )
         rows.append(row)
     return pd.DataFrame(rows)
@@ -124,3 +127,58 @@ def test_bad_tables_are_clear_errors(tmp_path: Path):
         plot_tradeoff(_table().drop(columns="mAP"), tmp_path / "x.png")
     with pytest.raises(TypeError, match="DataFrame"):
         results_markdown([1, 2])
+
+
+def _with_engines(fast: dict[str, float]) -> pd.DataFrame:
+    """``_table()`` plus ONNX Runtime / OpenVINO rows of every CNN row at ``fast[engine]`` x."""
+    df = _table()
+    deep = df[df.pipeline == "deep"]
+    extra = [
+        deep.assign(engine=engine, ms_query=deep.ms_query * factor, ms_extract=deep.ms_extract)
+        for engine, factor in fast.items()
+    ]
+    return pd.concat([df, *extra], ignore_index=True)
+
+
+def test_plot_and_tables_use_the_fastest_engine(tmp_path: Path):
+    from compare.plot import engines_markdown, fastest_engines
+
+    df = _with_engines({"onnxruntime": 0.2, "openvino": 0.3})
+    best = fastest_engines(aggregate(df))
+    assert len(best) == 5  # one point per pipeline, not per engine
+    assert set(best[best.pipeline == "deep"].engine) == {"onnxruntime"}
+    assert best[best.pipeline == "classical"].engine.item() == "numba"
+    r50 = best[best.model == "resnet50"].iloc[0]
+    assert r50.ms_query == pytest.approx(8.0) and r50.ms_query_torch == pytest.approx(40.0)
+    assert r50.engines == "onnxruntime, openvino, torch"
+    agg = plot_tradeoff(df, tmp_path / "t.png", tmp_path / "t.svg")
+    assert len(agg) == 5 and "MNv1 0.25 KD" in set(agg.label)  # one engine: no tags
+    svg = (tmp_path / "t.svg").read_text()
+    assert "CNNs on their fastest engine, ONNX Runtime" in svg
+    text = results_markdown(df)
+    assert len(text.splitlines()) == 2 + 5 + 2 * 4  # every engine of every CNN point listed
+    assert text.count("**onnxruntime**") == 4 and "**torch**" not in text
+    front = [line for line in text.splitlines() if line.endswith("| * |")]
+    assert front and all("**onnxruntime**" in line for line in front)
+    engines = engines_markdown(df)
+    assert "| R50 | baseline | scratch | 64x32 | 40.00 | 8.00 | 12.00 | ONNX Runtime | 5.0x |" in (
+        engines
+    )
+    assert "ORT +0.0 / +0.0" in engines
+    assert engines_markdown(_table()) == ""  # one engine only: no engine table
+
+
+def test_mixed_engines_and_inits_are_marked(tmp_path: Path):
+    df = _with_engines({"onnxruntime": 0.5})
+    mn = df.model == "mobilenet_v1_0.25"
+    df.loc[mn & (df.engine == "onnxruntime"), "ms_query"] = 99.0  # eager is fastest here
+    df.loc[df.model == "mobilenet_v2_1.0", "init"] = "pretrained"
+    agg = plot_tradeoff(df, tmp_path / "t.png", tmp_path / "t.svg")
+    labels = set(agg.label)
+    assert {"MNv1 0.25 [eager]", "MNv1 0.25 KD [eager]", "R50 [ORT]", "MNv2 1.0 pre [ORT]"} <= (
+        labels
+    )
+    assert "LOMO+XQDA" in labels  # the classical pipeline has no engine tag
+    svg = (tmp_path / "t.svg").read_text()
+    assert "eager = PyTorch eager" in svg and "pre = pretrained" in svg
+    assert "| MNv2 1.0 | baseline | **onnxruntime** | pretrained |" in results_markdown(df)

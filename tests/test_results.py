@@ -118,3 +118,25 @@ def test_git_commit_and_dates(tmp_path: Path):
     stamp = now_iso()
     assert stamp[:4].isdigit() and "T" in stamp and stamp.endswith("+00:00")
     assert row().git_commit and row().date
+
+
+def test_engine_and_init_columns_and_tables_without_them(tmp_path: Path):
+    from compare.results import KEY_COLUMNS
+
+    assert {"engine", "init"} <= set(KEY_COLUMNS)
+    assert (row().engine, row().init) == ("torch", "scratch")  # a CNN row that names neither
+    classical = row(pipeline="classical", model="lomo_xqda", variant="classical")
+    assert (classical.engine, classical.init) == ("numba", "n/a")
+    # a table written before the columns existed: filled in, and new rows replace old ones
+    old = tmp_path / "old.csv"
+    frame = pd.DataFrame([vars(row()), vars(classical)]).drop(columns=["engine", "init"])
+    frame.to_csv(old, index=False)
+    df = read_results(old)
+    assert df.engine.tolist() == ["torch", "numba"] and df.init.tolist() == ["scratch", "n/a"]
+    table = upsert_rows(old, [row(rank1=81.0), row(engine="onnxruntime", rank1=81.0)])
+    assert sorted(table.engine) == ["numba", "onnxruntime", "torch"]  # torch replaced, not added
+    assert table[table.engine == "torch"].rank1.item() == 81.0
+    assert list(table.columns) == list(RESULT_COLUMNS)
+    # one run trained from scratch and from pretrained weights: two rows
+    table = upsert_rows(old, [row(init="pretrained")])
+    assert sorted(table[table.engine == "torch"].init) == ["pretrained", "scratch"]

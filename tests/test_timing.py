@@ -147,3 +147,30 @@ def test_gallery_scaling_is_cached(tmp_path, monkeypatch):
     monkeypatch.undo()
     cache.write_text("{broken")  # a broken cache is re-measured, not an error
     assert len(gallery_scaling([4], [100], k=3, cache_path=cache, log=None)) == 1
+
+
+def test_engine_is_recorded_and_must_use_the_timing_thread_count():
+    images = [np.zeros((2, 2, 3), np.uint8)]
+    options = {"threads": 1, "intra_op_num_threads": 1}
+    result = time_queries(
+        lambda i: np.zeros(2),
+        lambda f: np.arange(1),
+        images,
+        num_queries=2,
+        threads=1,
+        engine="onnxruntime",
+        engine_options=options,
+    )
+    assert result.engine == "onnxruntime" and result.as_dict()["engine_options"] == options
+    plain = time_queries(lambda i: np.zeros(2), lambda f: f, images, num_queries=1, threads=1)
+    assert (plain.engine, plain.engine_options) == ("", {})
+    with pytest.raises(ValueError, match=r"engine openvino is set to 2 thread\(s\)"):
+        time_queries(
+            lambda i: np.zeros(2),
+            lambda f: f,
+            images,
+            num_queries=1,
+            threads=1,
+            engine="openvino",
+            engine_options={"threads": 2},
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -170,7 +171,7 @@ def test_throughput_table_caches_and_reports_failures(runs: Path, monkeypatch):
     assert np.isnan(r50.images_per_s) and "no checkpoint" in r50.note
     assert (table[table.model != "resnet50"].images_per_s == 100.0).all()
     text = tradeoff.throughput_markdown(table)
-    assert "| R50 | 64x32 | - (not measured: no checkpoint) |" in text
+    assert "| R50 | 64x32 | torch | - (not measured: no checkpoint) |" in text
     calls.clear()
     tradeoff.throughput_table(_table(), "d", None, threads=1)
     assert calls == []  # cached
@@ -188,3 +189,48 @@ def test_teachers_are_read_from_the_distilled_runs(tmp_path: Path):
     (tmp_path / "deep" / "resnet18" / "baseline_seed0").mkdir(parents=True, exist_ok=True)
     (tmp_path / "deep" / "resnet18" / "baseline_seed0" / "config.json").write_text("{}")
     assert teachers_used(tmp_path) == ["resnet18"]
+
+
+def test_missing_engines_per_run_folder():
+    df = _table().assign(run_dir=lambda d: "runs/d/deep/" + d.model + "/s" + d.seed.astype(str))
+    df.loc[df.pipeline == "classical", "run_dir"] = "runs/d/classical"
+    ort = df[df.model == "resnet50"].assign(engine="onnxruntime")
+    todo = tradeoff.missing_engines(pd.concat([df, ort]), "d", ["torch", "onnxruntime"])
+    assert "runs/d/classical" not in todo  # LOMO+XQDA stays on numba
+    assert "runs/d/deep/resnet50/s0" not in todo
+    assert todo["runs/d/deep/mobilenet_v1_0.25/s1"] == ["onnxruntime"]
+    assert tradeoff.missing_engines(None, "d", ["torch"]) == {}
+    assert tradeoff.missing_engines(df, "other", ["onnxruntime"]) == {}
+
+
+def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
+    from compare.results import read_results
+    from deep import evaluate as deep_evaluate
+    from deep.evaluate import rows_from_summary
+    from tests.test_export import make_run, write_tiny_market
+
+    root = write_tiny_market(runs / "market")
+    run = make_run(runs / "market1501" / "deep" / "mobilenet_v1_0.25" / "baseline_seed0", root)
+    summary = deep_evaluate.evaluate_run(run, num_timed_queries=2, table=False, engines=["torch"])
+    results = runs / "market1501" / "results.csv"
+    upsert_rows(results, rows_from_summary(summary, run))
+    gone = make_run(runs / "gone", root)
+    upsert_rows(results, [replace(r, seed=5) for r in rows_from_summary(summary, gone)])
+    (gone / "model.pt").unlink()
+    assert tradeoff.ensure_engine_rows("market1501", str(root)) == [str(run)]
+    assert f"{gone}: no model.pt" in capsys.readouterr().out
+    df = read_results(results)
+    mine = df[df.run_dir == str(run)]
+    assert sorted(mine.engine) == ["onnxruntime", "openvino", "torch"]
+    assert mine.threads.tolist() == [1, 1, 1] and mine.rank1.nunique() == 1
+    assert tradeoff.ensure_engine_rows("market1501", str(root)) == []  # nothing missing
+    # a lost row comes back from summary.json without measuring anything
+    df[df.engine != "openvino"].to_csv(results, index=False)
+
+    def no_measuring(*args, **kwargs):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(deep_evaluate, "evaluate_run", no_measuring)
+    assert tradeoff.ensure_engine_rows("market1501", str(root)) == [str(run)]
+    assert "restored ['openvino'] from summary.json" in capsys.readouterr().out
+    assert len(read_results(results)) == len(df)
