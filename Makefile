@@ -73,6 +73,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_evaluation.py
 	$(PY) bench/bench_matching.py
 	$(PY) bench/bench_train.py
+	$(PY) bench/bench_inference.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
