@@ -184,6 +184,8 @@ def _init_caption(best: pd.DataFrame) -> str:
     if not inits:
         return ""
     if len(inits) == 1:
+        if inits == ["pretrained"]:
+            return "CNNs fine-tuned from pretrained backbones"
         return "CNNs trained from scratch" if inits == ["scratch"] else f"CNN init: {inits[0]}"
     tags = ", ".join(f"{INIT_TAGS.get(i) or i} = {i}" for i in inits if INIT_TAGS.get(i, i))
     return f"CNN init: {' and '.join(inits)} ({tags})"

@@ -76,8 +76,10 @@ def _existing(results: Path) -> pd.DataFrame | None:
         return None  # an empty or broken table: everything is missing
 
 
-def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, str]] | None:
-    """(model, variant, seed, input_size) the distillation profile writes, or None if unknown."""
+def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, str, str]] | None:
+    """(model, variant, seed, input_size, init) the distillation profile writes, or None if
+    unknown. The initialisation is part of it: rows of scratch runs do not stand in for the
+    fine-tuned runs of a profile that fine-tunes."""
     try:
         from deep.distill import PROFILES
     except ImportError:
@@ -86,10 +88,14 @@ def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, s
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
     p = PROFILES[profile]
     size = "x".join(str(v) for v in p.recipe["input_size"])
-    rows = {(p.teacher, "baseline", 0, size)}
+    init = p.recipe.get("init", "scratch")
+    rows = {(p.teacher, "baseline", 0, size, init)}
     for seed in p.seeds:
         for student in p.students:
-            rows |= {(student, "baseline", seed, size), (student, "distilled", seed, size)}
+            rows |= {
+                (student, "baseline", seed, size, init),
+                (student, "distilled", seed, size, init),
+            }
     return rows
 
 
@@ -112,12 +118,19 @@ def missing_runs(df: pd.DataFrame | None, dataset: str, profile: str) -> list[st
     if df is None:
         have = set()
     else:
-        deep = df[df.pipeline == "deep"]
+        deep = fill_defaults(df[df.pipeline == "deep"])
         have = set(
-            zip(deep.model, deep.variant, deep.seed.astype(int), deep.input_size, strict=True)
+            zip(
+                deep.model,
+                deep.variant,
+                deep.seed.astype(int),
+                deep.input_size,
+                deep.init,
+                strict=True,
+            )
         )
     if expected is None:  # profile unknown here: require at least a baseline and a distilled row
-        if not {"baseline", "distilled"} <= {v for _, v, _, _ in have}:
+        if not {"baseline", "distilled"} <= {row[1] for row in have}:
             missing.append("deep")
     elif not expected <= have:
         missing.append("deep")

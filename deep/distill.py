@@ -107,6 +107,9 @@ QUICK_RECIPE = dict(
     pad=4,
     bn_neck=False,
     threads=1,
+    # Fine-tuned from the shipped backbones pretrained on a disjoint synthetic set (make
+    # pretrain, deep.pretrained); chosen against scratch on the validation split (README).
+    init="pretrained",
 )
 FULL_RECIPE = dict(
     input_size=(256, 128),
@@ -121,6 +124,9 @@ FULL_RECIPE = dict(
     pad=10,
     bn_neck=True,
     threads=None,
+    # No backbones ship at 256x128 for every model of this profile: scratch unless you bring
+    # weights (deep.train --init pretrained --weights PATH, e.g. ImageNet ones).
+    init="scratch",
 )
 PROFILES = {
     "quick": Profile(
@@ -689,6 +695,8 @@ def main(argv: list[str] | None = None) -> int:
         help="weight of the embedding-level term (0 = Hinton KD only)",
     )
     p_sweep.add_argument("--student", default="mobilenet_v1_0.25")
+    p_sweep.add_argument("--temperatures", nargs="+", type=float, default=[2.0, 4.0, 8.0])
+    p_sweep.add_argument("--alphas", nargs="+", type=float, default=[0.5, 0.9])
     for p in (p_run, p_sweep):
         p.add_argument(
             "--teacher-model",
@@ -718,6 +726,8 @@ def main(argv: list[str] | None = None) -> int:
                 args.data_root,
                 student=args.student,
                 profile_name=args.profile,
+                temperatures=tuple(args.temperatures),
+                alphas=tuple(args.alphas),
                 jobs=args.jobs,
                 teacher_model=args.teacher_model,
             )

@@ -74,7 +74,9 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
     calls = []
     monkeypatch.setattr(tradeoff, "_run", lambda args: calls.append(args[0]))
     expected = {
-        ("mobilenet_v1_0.25", v, s, "64x32") for v in ("baseline", "distilled") for s in (0, 1)
+        ("mobilenet_v1_0.25", v, s, "64x32", "scratch")
+        for v in ("baseline", "distilled")
+        for s in (0, 1)
     }
     monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: expected)
     assert tradeoff.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
@@ -84,6 +86,8 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
     assert tradeoff.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
     assert tradeoff.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
     assert tradeoff.missing_runs(df, "other", "quick") == ["classical", "deep"]
+    # Scratch rows do not stand in for the runs of a profile that fine-tunes.
+    assert tradeoff.missing_runs(df.assign(init="pretrained"), "d", "quick") == ["deep"]
     _write(runs, df)
     calls.clear()
     assert tradeoff.ensure_runs("d", None, "quick", None) == [] and calls == []
