@@ -263,7 +263,8 @@ def _summary(
         # Last epoch's loss / accuracy on the training set and the training wall time (absent
         # for runs trained before they were recorded).
         "training": state.get("training", {}),
-        "init": state.get("init", {"init": cfg.get("init", "scratch")}),
+        # Which weights the run started from (deep.pretrained: init, file, sha256).
+        "init_weights": state.get("init", {"init": cfg.get("init", "scratch")}),
         "device": "cuda" if torch.cuda.is_available() else "cpu",
     }
 
