@@ -74,6 +74,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_matching.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_finetune.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -118,7 +118,9 @@ def main() -> None:
                 }
             )
             print(rows[-1], flush=True)
-    table = pd.DataFrame(rows).round(2)
+    table = pd.DataFrame(rows)
+    metrics = ["val_rank1", "val_mAP", "train_min", "train_acc"]
+    table[metrics] = table[metrics].round(2)
     out = RUNS_DIR / "bench" / "finetune.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
