@@ -52,6 +52,7 @@ from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint
 from deep.data import Batch, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
+from deep.pretrained import PretrainedWeightsError, read_metadata
 from deep.train import (
     SCHEDULE_FIELDS,
     TrainConfig,
@@ -292,14 +293,30 @@ def _teacher_record(config: TrainConfig) -> Path:
     return config.run_dir() / "teacher.json"
 
 
+def _started_from_current_backbone(config: TrainConfig, summary: dict) -> bool:
+    """Whether a run fine-tuned from a shipped backbone started from the one shipped now (a
+    regenerated backbone invalidates the run, as a retrained teacher does)."""
+    if config.init != "pretrained" or config.weights or config.pretrained:
+        return True
+    try:
+        current = read_metadata(config.model)["sha256"]
+    except PretrainedWeightsError:
+        return True  # training it again would stop with the clear error; nothing to compare
+    return summary.get("init_weights", {}).get("sha256") == current
+
+
 def _finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> bool:
-    """True when the run's summary holds this exact config (and, if distilled, the teacher
-    whose weights have this :func:`_weights_fingerprint`)."""
+    """True when the run's summary holds this exact config, started from the backbone shipped
+    now (for fine-tuned runs), and, if distilled, from the teacher whose weights have this
+    :func:`_weights_fingerprint`."""
     summary = config.run_dir() / "summary.json"
     if not summary.exists():
         return False
     try:
-        if json.loads(summary.read_text())["config"] != config.as_dict():
+        saved = json.loads(summary.read_text())
+        if saved["config"] != config.as_dict():
+            return False
+        if not _started_from_current_backbone(config, saved):
             return False
         if teacher_fingerprint is None:
             return True

@@ -220,3 +220,24 @@ def test_pretrain_writes_a_verified_backbone_bit_for_bit(tmp_path, monkeypatch):
         path, _ = verified_path("mobilenet_v1_0.25", tmp_path / f"w{k}")
         assert path.stat().st_size == record["bytes"]
     assert digests[0] == digests[1]
+
+
+def test_a_regenerated_backbone_invalidates_finished_fine_tuned_runs(fake_weights, monkeypatch,
+                                                                     tmp_path):  # fmt: skip
+    from deep import distill
+
+    folder, _ = fake_weights
+    monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
+    config = _config(init="pretrained", out=str(tmp_path / "run"))
+    run_dir = config.run_dir()
+    run_dir.mkdir()
+    shipped = pretrained.read_metadata("mobilenet_v1_0.25")["sha256"]
+    summary = {"config": config.as_dict(), "init_weights": {"sha256": shipped}}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert distill._finished(config)
+    summary["init_weights"]["sha256"] = "0" * 64  # started from an older backbone
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    assert not distill._finished(config)
+    scratch = dataclasses.replace(config, init="scratch")
+    (run_dir / "summary.json").write_text(json.dumps({"config": scratch.as_dict()}))
+    assert distill._finished(scratch)  # scratch runs do not depend on the backbones
