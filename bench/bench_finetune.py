@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import multiprocessing
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pandas as pd
@@ -30,7 +28,7 @@ from compare.timing import cpu_model
 from data.layouts import load_dataset, validation_split
 from data.paths import RUNS_DIR, run_dir_for
 from deep.distill import PROFILES, train_on_split
-from deep.train import TrainConfig
+from deep.train import TrainConfig, worker_pool
 
 #: The quick profile's epochs from scratch (each model fits its training set; README).
 SCRATCH_EPOCHS = {
@@ -102,8 +100,7 @@ def main() -> None:
     val = validation_split(full, val_fraction=0.2, seed=args.seed)
     out_dir = run_dir_for(args.dataset) / "finetune_bench"
     runs = configs(args, out_dir)
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+    with worker_pool(args.jobs) as pool:
         futures = [pool.submit(train_on_split, c, val) for c in runs]
         rows = []
         for c, f in zip(runs, futures, strict=True):

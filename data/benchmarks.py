@@ -281,6 +281,23 @@ def _num_trials(requested: int | None, default: int, available: int | None = Non
     return int(requested)
 
 
+def _half_split_benchmark(
+    name: str,
+    root: Path,
+    persons: tuple[Person, ...],
+    original: int,
+    num_trials: int | None,
+    seed: int,
+) -> TwoViewBenchmark:
+    """VIPeR's and CUHK01's protocol: 10 random splits of the persons in halves (seeded)."""
+    _warn_size(name, len(persons), original)
+    n = _num_trials(num_trials, 10)
+    trials = random_trials([p.pid for p in persons], len(persons) // 2, n, seed)
+    split = f"{n} random {len(persons) // 2}/{len(persons) - len(persons) // 2} splits, seeds "
+    split += f"{seed}..{seed + n - 1}"
+    return TwoViewBenchmark(name, root, persons, trials, split, original)
+
+
 def _warn_size(name: str, n: int, original: int) -> None:
     if n != original:
         log.warning(
@@ -326,12 +343,7 @@ def load_viper(
     persons = tuple(
         Person(i + 1, (a,), (b,)) for i, (a, b) in enumerate(zip(cam_a, cam_b, strict=True))
     )
-    _warn_size("viper", len(persons), VIPER_PERSONS)
-    n = _num_trials(num_trials, 10)
-    trials = random_trials([p.pid for p in persons], len(persons) // 2, n, seed)
-    split = f"{n} random {len(persons) // 2}/{len(persons) - len(persons) // 2} splits, seeds "
-    split += f"{seed}..{seed + n - 1}"
-    return TwoViewBenchmark("viper", root, persons, trials, split, VIPER_PERSONS)
+    return _half_split_benchmark("viper", root, persons, VIPER_PERSONS, num_trials, seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,12 +390,7 @@ def load_cuhk01(
             f"(003-004), e.g. {one_view[:SHOW_FIRST]}"
         )
     persons = tuple(Person(pid, tuple(a), tuple(b)) for pid, (a, b) in sorted(views.items()))
-    _warn_size("cuhk01", len(persons), CUHK01_PERSONS)
-    n = _num_trials(num_trials, 10)
-    trials = random_trials([p.pid for p in persons], len(persons) // 2, n, seed)
-    split = f"{n} random {len(persons) // 2}/{len(persons) - len(persons) // 2} splits, seeds "
-    split += f"{seed}..{seed + n - 1}"
-    return TwoViewBenchmark("cuhk01", root, persons, trials, split, CUHK01_PERSONS)
+    return _half_split_benchmark("cuhk01", root, persons, CUHK01_PERSONS, num_trials, seed)
 
 
 # ---------------------------------------------------------------------------------------------

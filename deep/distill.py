@@ -33,11 +33,9 @@ import dataclasses
 import hashlib
 import json
 import logging
-import multiprocessing
 import sys
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,17 +47,19 @@ from torch import Tensor
 from compare.results import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from deep.data import Batch, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.pretrained import PretrainedWeightsError, read_metadata
 from deep.train import (
     SCHEDULE_FIELDS,
     TrainConfig,
+    discard_stale_checkpoint,
     load_trained,
     model_from_state,
     train,
     training_loader,
+    worker_pool,
 )
 
 # The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
@@ -267,12 +267,6 @@ def _teacher_cache_path(dataset: str, teacher_fingerprint: str, config: TrainCon
 # ---------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ---------------------------------------------------------------------------------------------
-def _worker_pool(jobs: int) -> ProcessPoolExecutor:
-    """Worker processes for independent runs, started with spawn: forking a process that has
-    already used torch's OpenMP (a notebook, a test session) can crash the workers."""
-    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-
-
 def _teacher_weights(teacher_dir: Path | str) -> Path:
     path = Path(teacher_dir) / "model.pt"
     if not path.is_file():
@@ -282,11 +276,7 @@ def _teacher_weights(teacher_dir: Path | str) -> Path:
 
 def _weights_fingerprint(teacher_dir: Path | str) -> str:
     """Content hash of a finished run's weights (a retrained teacher gets a new one)."""
-    digest = hashlib.sha256()
-    with open(_teacher_weights(teacher_dir), "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(_teacher_weights(teacher_dir))[:16]
 
 
 def _teacher_record(config: TrainConfig) -> Path:
@@ -346,13 +336,7 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
     run_dir = config.run_dir()
-    if run_dir.exists() and not (run_dir / "checkpoint.pt").exists():
-        pass
-    elif (run_dir / "checkpoint.pt").exists():
-        state = load_checkpoint(run_dir / "checkpoint.pt", expected_model=config.model)
-        if state["config"] != config.as_dict():
-            # A different recipe was run here before: start over rather than mix them.
-            (run_dir / "checkpoint.pt").unlink()
+    discard_stale_checkpoint(config)
     signal = None
     if teacher_dir is not None:
         # Which teacher this student learns from: a retrained teacher invalidates the run
@@ -496,7 +480,7 @@ def run_study(
     baselines = [r for r in runs if r.variant == "baseline" and r.run_dir() != teacher.run_dir()]
     distilled = [r for r in runs if r.variant == "distilled"]
     start = time.perf_counter()
-    with _worker_pool(jobs) as pool:
+    with worker_pool(jobs) as pool:
 
         def submit_caches():
             # One cache per seed, filled for the longest student schedule: the batch at
@@ -609,7 +593,7 @@ def run_sweep(
     teacher, _ = study_configs(profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir)
     teacher = dataclasses.replace(teacher, variant="val_baseline")
     results = []
-    with _worker_pool(jobs) as pool:
+    with worker_pool(jobs) as pool:
         pool.submit(train_on_split, teacher, val).result()
         configs = []
         for T in temperatures:

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from deep.checkpoint import file_sha256
 from deep.models import ReIDNet
 
 #: Inference engines, in the order they are timed and reported.
@@ -367,11 +368,7 @@ def weights_hash(state_dict: dict[str, Tensor]) -> str:
 
 def file_hash(path: Path | str) -> str:
     """SHA-256 (16 hex digits) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def export_onnx(

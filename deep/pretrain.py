@@ -26,31 +26,29 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
 
-from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from deep.pretrained import (
     FORMAT,
     WEIGHTS_DIR,
     PretrainedWeightsError,
     available,
     metadata_path,
-    sha256_of,
     verified_path,
     weights_path,
 )
-from deep.train import TrainConfig, train
+from deep.train import TrainConfig, discard_stale_checkpoint, train, worker_pool
 
 log = logging.getLogger("deep.pretrain")
 
@@ -148,7 +146,7 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
     config = state["config"]
     name = state["model_name"]
     data = backbone_bytes(name, state["model"])
-    digest = _sha256_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     record = {
@@ -170,7 +168,7 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
     }
     target = weights_path(name, out_dir)
     if check:
-        found = sha256_of(target) if target.is_file() else None
+        found = file_sha256(target) if target.is_file() else None
         record["matches_shipped"] = found == digest
         return record
     _atomic_write_bytes(target, data)
@@ -178,12 +176,6 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
         metadata_path(name, out_dir), (json.dumps(record, indent=2) + "\n").encode()
     )
     return record
-
-
-def _sha256_bytes(data: bytes) -> str:
-    import hashlib
-
-    return hashlib.sha256(data).hexdigest()
 
 
 def _finished(config: TrainConfig) -> bool:
@@ -201,11 +193,7 @@ def pretrain_one(config: TrainConfig, out_dir: str, check: bool = False) -> dict
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
     if not _finished(config):
-        ckpt = config.run_dir() / "checkpoint.pt"
-        if ckpt.exists():
-            state = load_checkpoint(ckpt, expected_model=config.model)
-            if state["config"] != config.as_dict():
-                ckpt.unlink()  # another recipe was started here: start over, do not mix
+        discard_stale_checkpoint(config)
         train(config)
     record = export_backbone(config.run_dir(), Path(out_dir), check=check)
     record["wall_seconds"] = time.perf_counter() - start
@@ -238,8 +226,7 @@ def run_pretraining(
     configs.sort(key=lambda c: -c.epochs * _cost(c.model))
     if jobs <= 1:
         return [pretrain_one(c, str(out_dir), check) for c in configs]
-    context = multiprocessing.get_context("spawn")  # no fork after torch's OpenMP started
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+    with worker_pool(jobs) as pool:
         futures = [pool.submit(pretrain_one, c, str(out_dir), check) for c in configs]
         return [f.result() for f in futures]
 

@@ -22,13 +22,14 @@ Initialisations (``TrainConfig.init``):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
+
+from deep.checkpoint import file_sha256
 
 log = logging.getLogger("deep.pretrained")
 
@@ -41,14 +42,6 @@ FORMAT = "reid-tradeoff-backbone-v1"
 
 class PretrainedWeightsError(ValueError):
     """Pretrained weights are absent, altered, unreadable or do not fit the model."""
-
-
-def sha256_of(path: Path | str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_path(model: str, weights_dir: Path | str | None = None) -> Path:
@@ -94,7 +87,7 @@ def verified_path(model: str, weights_dir: Path | str | None = None) -> tuple[Pa
             f"pretrained backbone {path} is missing (its record {metadata_path(model, weights_dir)}"
             f" exists). Run `make pretrain MODELS={model}` to regenerate it"
         )
-    found = sha256_of(path)
+    found = file_sha256(path)
     if found != record["sha256"]:
         raise PretrainedWeightsError(
             f"pretrained backbone {path} does not match its recorded sha256 "
@@ -195,7 +188,7 @@ def initialise(
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path}")
         load_into(model.backbone, name, path)
-        return {"init": "pretrained", "weights": str(path), "sha256": sha256_of(path)}
+        return {"init": "pretrained", "weights": str(path), "sha256": file_sha256(path)}
     path, record = verified_path(name, weights_dir)
     load_into(model.backbone, name, path)
     trained_at = tuple(record.get("input_size", ()))

@@ -28,10 +28,12 @@ import dataclasses
 import json
 import logging
 import math
+import multiprocessing
 import os
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,7 +46,7 @@ from tqdm import tqdm
 from compare.results import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
 from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.models import ReIDNet, build_model, list_models
@@ -53,7 +55,6 @@ from deep.pretrained import (
     PretrainedWeightsError,
     initialise,
     is_backbone_file,
-    sha256_of,
 )
 
 log = logging.getLogger("deep.train")
@@ -480,6 +481,22 @@ def train(
     return run_dir
 
 
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """Worker processes for independent runs, started with spawn: forking a process that has
+    already used torch's OpenMP (a notebook, a test session) can crash the workers."""
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def discard_stale_checkpoint(config: TrainConfig) -> None:
+    """Delete the run folder's partial checkpoint if another recipe started it: start over
+    rather than mix two recipes (a checkpoint of this very config is resumed by :func:`train`)."""
+    path = config.run_dir() / "checkpoint.pt"
+    if path.exists():
+        state = load_checkpoint(path, expected_model=config.model)
+        if state["config"] != config.as_dict():
+            path.unlink()
+
+
 def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, dict]:
     """The model of ``config``, initialised as ``config.init`` says, and a record of it.
 
@@ -508,7 +525,7 @@ def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, d
         return model, {
             "init": "pretrained",
             "weights": str(config.weights),
-            "sha256": sha256_of(config.weights),
+            "sha256": file_sha256(config.weights),
         }
     record = initialise(
         model, config.model, "pretrained", weights=config.weights, input_size=config.input_size
