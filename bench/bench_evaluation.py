@@ -10,8 +10,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.evaluation import evaluate
 from data.paths import RUNS_DIR
+from data.protocols import evaluate
 
 
 def main() -> None:

@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from compare.results import atomic_write_text
 from compare.timing import cpu_model, machine_info, thread_limit
+from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 from deep.export import available_engines, export_onnx, load_engine
 from deep.models import build_model, list_models

@@ -32,8 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy_lomo
 
 from classical.lomo import lomo
-from compare.results import atomic_write_text
 from compare.timing import available_threads, machine_info, thread_limit
+from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 
 SIZES = ((128, 48), (128, 64))

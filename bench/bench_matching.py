@@ -2,7 +2,7 @@
 
 Dimensions: raw LOMO (26,960), the XQDA subspace and the CNN embeddings found in
 ``runs/<dataset>/results.csv`` (when it exists), and 512/1024/2048. One query = one GEMV
-against the gallery + top-50 selection (:class:`compare.matching.ShardedGalleryIndex`, blocks
+against the gallery + top-50 selection (:class:`data.matching.ShardedGalleryIndex`, blocks
 of at most 256 MB), timed with :func:`compare.timing.time_queries`; median ms/query at 1 thread
 and at all cores. Writes ``runs/bench/matching.md`` and refreshes the cache that
 ``make tradeoff-plot`` reads (``runs/bench/matching_scaling.json``).
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from compare.results import atomic_write_text, read_results
+from compare.results import read_results
 from compare.timing import available_threads, cpu_model
 from compare.tradeoff import (
     CNN_DIMS,
@@ -31,6 +31,7 @@ from compare.tradeoff import (
     scaling_markdown,
     scaling_table,
 )
+from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 
 

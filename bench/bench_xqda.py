@@ -26,8 +26,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classical.xqda import XQDA
-from compare.results import atomic_write_text
 from compare.timing import machine_info, thread_limit
+from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 
 FULL = {"train": 12936, "dim": 26960, "ids": 751, "cams": 6, "query": 3368, "gallery": 19732}

@@ -7,7 +7,7 @@ Two protocols, chosen with ``--protocol`` (default: the dataset's own):
     2. LOMO features of train / query / gallery, cached in ``runs/<dataset>/cache/lomo/``.
     3. XQDA fitted on the training set (identities and cameras: all cross-camera pairs).
     4. XQDA distances of every query to the gallery; CMC and mAP with both AP definitions
-       (:func:`compare.evaluation.evaluate`).
+       (:func:`data.protocols.evaluate`).
 ``single-shot`` / ``multi-shot`` (Liao's benchmarks: ``viper``, ``cuhk01``, ``cuhk03``,
 ``cuhk03-detected``; see :mod:`data.benchmarks`)
     1. LOMO features of every image of the benchmark, cached as above.
@@ -16,7 +16,7 @@ Two protocols, chosen with ``--protocol`` (default: the dataset's own):
        view = camera B, every image), then the test persons' camera-B probes ranked against
        their camera-A gallery: one image per person and camera (single-shot) or all of them, the
        distance between two persons being the mean of their image-pair distances (multi-shot).
-    3. The CMC of each trial (:func:`compare.evaluation.two_view_cmc`, as Liao's ``EvalCMC``)
+    3. The CMC of each trial (:func:`data.protocols.two_view_cmc`, as Liao's ``EvalCMC``)
        and its mean over trials, printed at ranks 1/5/10/20 beside Liao's published rank-1
        (:data:`data.benchmarks.LIAO_LOMO_XQDA`). The splits are recorded in ``trials.json``.
     ``--protocol market`` on these benchmarks evaluates trial 0 (every image) with the
@@ -43,9 +43,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,14 +53,15 @@ import numpy as np
 from classical.features import extract_split
 from classical.lomo import lomo
 from classical.xqda import XQDA
-from compare.evaluation import evaluate, mean_cmc, set_distances, two_view_cmc
-from compare.matching import topk_from_distances
-from compare.results import ResultRow, atomic_write_text, extra_json, upsert_rows
+from compare.results import ResultRow, extra_json, upsert_rows
 from compare.timing import TimingResult, machine_info, thread_limit, time_queries
 from data import benchmarks
 from data.images import ImageLoadError, load_image, resize
+from data.io import atomic_write_bytes, atomic_write_text
 from data.layouts import Record, ReidDataset, load_dataset
+from data.matching import topk_from_distances
 from data.paths import REPO_ROOT, run_dir_for
+from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
 
 #: ``market``: the Market-1501 evaluation; the two others: Liao's two-view trials.
 PROTOCOLS = ("market", *benchmarks.SHOTS)
@@ -237,10 +236,7 @@ def _save_model(path: Path, model: XQDA, config: ClassicalConfig) -> None:
         retinex=np.array(config.retinex),
         reg=np.array(config.reg),
     )
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(buffer.getvalue())
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _relative(path: Path) -> str:

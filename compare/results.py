@@ -17,14 +17,14 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import pandas as pd
+
+from data.io import atomic_write_text
 
 KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
 #: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
@@ -105,28 +105,6 @@ def now_iso() -> str:
 
 def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        # mkstemp creates 0600 files; give the result the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_results(path: Path | str) -> pd.DataFrame:

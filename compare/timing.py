@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compare.matching import DEFAULT_BUDGET, ShardedGalleryIndex
+from data.io import atomic_write_text
+from data.matching import DEFAULT_BUDGET, ShardedGalleryIndex
 
 if TYPE_CHECKING:  # pragma: no cover
     from deep.export import Engine
@@ -312,7 +313,7 @@ def time_gallery_matching(
     The query goes through :func:`time_queries` (extraction is a no-op returning a precomputed
     feature), so the figure is the same (b) as in every pipeline's ms/query: one GEMV against
     the gallery plus the top-k selection. Galleries above ``budget`` bytes are matched block by
-    block (:class:`~compare.matching.ShardedGalleryIndex`), as an index that does not fit in
+    block (:class:`~data.matching.ShardedGalleryIndex`), as an index that does not fit in
     memory would be; to keep the measurement itself memory-bounded and fast to set up, every
     full block is the same random array, which does not change the cost of a dense GEMV (it
     streams from main memory either way once a block exceeds the CPU caches).
@@ -397,8 +398,6 @@ def gallery_scaling(
             points.append(point)
             changed = True
     if cache_path is not None and changed:
-        from compare.results import atomic_write_text
-
         atomic_write_text(cache_path, json.dumps(cache, indent=1, sort_keys=True))
     return points
 

@@ -46,7 +46,7 @@ from compare.plot import (
     results_markdown,
 )
 from compare.plot import short_name as _short
-from compare.results import atomic_write_text, fill_defaults, read_results, upsert_rows
+from compare.results import fill_defaults, read_results, upsert_rows
 from compare.timing import (
     available_threads,
     batch_throughput,
@@ -54,6 +54,7 @@ from compare.timing import (
     gallery_scaling,
     machine_info,
 )
+from data.io import atomic_write_text
 from data.paths import REPO_ROOT, RUNS_DIR, run_dir_for
 
 GALLERY_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)

@@ -38,7 +38,7 @@ training persons in both cameras; the shots concern the test persons:
 
 * ``single-shot``: one image per test person and camera; a 1-to-1 ranking.
 * ``multi-shot``: every image; the distance between two persons is the mean of their image-pair
-  distances (``compare.evaluation.set_distances``).
+  distances (``data.protocols.set_distances``).
 
 Every benchmark is also a registered layout (:func:`data.layouts.load_dataset`), so the deep
 pipeline trains on it: the layout is trial 0 with every image (train = its training persons,

@@ -8,7 +8,7 @@ Every layout reads the same three folders under a root::
 
 and turns each into a list of :class:`Record` (path, person id, camera id). Training ids are
 relabelled to ``0..N-1`` (sorted by the original id); query and gallery keep their original ids.
-Gallery junk (id ``-1``) and distractors (id ``0``) are kept: :func:`compare.evaluation.evaluate`
+Gallery junk (id ``-1``) and distractors (id ``0``) are kept: :func:`data.protocols.evaluate`
 handles them as the Market-1501 protocol says. Camera ids are 0-based (``c1`` becomes ``0``).
 
 Adding a layout is one function plus one decorator line::

@@ -55,6 +55,7 @@ from data._synth_draw import (
     junk_image,
     person_image,
 )
+from data.io import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -717,15 +718,8 @@ def contact_sheet(
 
     # A 256-colour palette keeps the committed PNG small (about 150 kB instead of 800 kB).
     palette = Image.fromarray(sheet).quantize(colors=256, dither=Image.Dither.NONE)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_png.name}.", suffix=".tmp", dir=out_png.parent)
-    os.close(fd)
-    try:
+    with atomic_path(out_png, suffix=".tmp") as tmp:
         palette.save(tmp, format="PNG", optimize=True)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private
-        os.replace(tmp, out_png)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return out_png
 
 

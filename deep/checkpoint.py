@@ -10,11 +10,11 @@ saving never corrupts the last good checkpoint.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from data.io import atomic_path
 
 
 class CheckpointError(ValueError):
@@ -22,16 +22,8 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path | str, state: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def file_sha256(path: Path | str) -> str:

@@ -44,7 +44,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
-from compare.results import atomic_write_text
+from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
@@ -636,8 +636,8 @@ def run_sweep(
 def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None) -> dict:
     """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row), the
     training minutes and the last epoch's training accuracy (%)."""
-    from compare.evaluation import evaluate
-    from compare.matching import pairwise_sq_euclidean
+    from data.matching import pairwise_sq_euclidean
+    from data.protocols import evaluate
     from deep.features import extract_embeddings
 
     if config.threads:

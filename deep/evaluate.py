@@ -18,18 +18,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.evaluation import evaluate
-from compare.matching import (
+from compare.results import ResultRow, extra_json, upsert_rows
+from compare.timing import available_threads, machine_info, time_engine_queries
+from data.images import load_image
+from data.io import atomic_write_text
+from data.layouts import ReidDataset, load_dataset
+from data.matching import (
     GalleryIndex,
     pairwise_cosine_distance,
     pairwise_sq_euclidean,
     topk_from_distances,
 )
-from compare.results import ResultRow, atomic_write_text, extra_json, upsert_rows
-from compare.timing import available_threads, machine_info, time_engine_queries
-from data.images import load_image
-from data.layouts import ReidDataset, load_dataset
 from data.paths import REPO_ROOT, run_dir_for
+from data.protocols import evaluate
 from deep.checkpoint import load_checkpoint
 from deep.data import load_records
 from deep.export import (

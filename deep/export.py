@@ -35,10 +35,8 @@ import copy
 import hashlib
 import importlib
 import json
-import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -48,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from data.io import atomic_path, atomic_write_text
 from deep.checkpoint import file_sha256
 from deep.models import ReIDNet
 
@@ -399,9 +398,7 @@ def export_onnx(
     path.parent.mkdir(parents=True, exist_ok=True)
     wrapper = _Embedding(copy.deepcopy(model)).eval()
     example = torch.zeros(2, 3, *input_size)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".onnx") as tmp:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(
@@ -416,11 +413,6 @@ def export_onnx(
                 do_constant_folding=True,
             )
         diff = check_onnx(wrapper.model, tmp, input_size, atol=atol) if check else None
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return diff
 
 
@@ -518,8 +510,6 @@ def export_run(
         "onnxruntime": versions["onnxruntime"],
         "check": {"max_abs_diff": diff, "atol": atol, "batch_sizes": [1, 3], "inputs": "randn"},
     }
-    from compare.results import atomic_write_text
-
     atomic_write_text(sidecar, json.dumps(record, indent=2))
     return ExportResult(path, False, record)
 

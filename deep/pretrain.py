@@ -30,14 +30,13 @@ import hashlib
 import io
 import json
 import logging
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
+from data.io import atomic_write_bytes
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
 from deep.pretrained import (
     FORMAT,
@@ -127,19 +126,6 @@ def backbone_bytes(model_name: str, model_state: dict) -> bytes:
     return buffer.getvalue()
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dict:
     """Write (or, with ``check``, compare) the backbone file and record of a finished run."""
     state = load_checkpoint(run_dir / "model.pt")
@@ -171,10 +157,8 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
         found = file_sha256(target) if target.is_file() else None
         record["matches_shipped"] = found == digest
         return record
-    _atomic_write_bytes(target, data)
-    _atomic_write_bytes(
-        metadata_path(name, out_dir), (json.dumps(record, indent=2) + "\n").encode()
-    )
+    atomic_write_bytes(target, data)
+    atomic_write_bytes(metadata_path(name, out_dir), (json.dumps(record, indent=2) + "\n").encode())
     return record
 
 

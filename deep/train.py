@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from compare.results import atomic_write_text
+from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint

@@ -22,10 +22,10 @@ from classical.pipeline import (
     study_run_name,
 )
 from classical.xqda import XQDA
-from compare.evaluation import two_view_cmc
 from data.benchmarks import load_benchmark
 from data.images import load_image, load_images
 from data.layouts import Record, load_dataset
+from data.protocols import two_view_cmc
 from tests.test_benchmarks import make_cuhk01, make_viper
 
 

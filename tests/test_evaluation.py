@@ -1,11 +1,11 @@
-"""compare.evaluation against a brute-force reference and hand-worked cases."""
+"""data.protocols against a brute-force reference and hand-worked cases."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from compare.evaluation import evaluate
+from data.protocols import evaluate
 
 
 def brute_force(dist, q_ids, g_ids, q_cams, g_cams, ap, max_rank):

@@ -1,11 +1,11 @@
-"""compare.matching against brute force."""
+"""data.matching against brute force."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from compare.matching import (
+from data.matching import (
     GalleryIndex,
     ShardedGalleryIndex,
     pairwise_cosine_distance,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compare.evaluation import mean_cmc, set_distances, two_view_cmc
+from data.protocols import mean_cmc, set_distances, two_view_cmc
 
 
 def test_cmc_hand_worked():
