@@ -23,6 +23,8 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
@@ -277,10 +279,8 @@ def _place_labels(ax, labels: list[dict], obstacles: list[tuple[float, float]]) 
         placed.append(best[2])
 
 
-def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
-    x = agg.ms_query.to_numpy(dtype=float)
-    y = agg[metric].to_numpy(dtype=float)
-    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+def _draw_pareto_front(ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Draw the Pareto front of the valid points as a step line; return their indices."""
     front = np.flatnonzero(ok)[pareto_front(x[ok], y[ok])] if ok.any() else np.array([], int)
     if len(front):
         fx, fy = x[front], y[front]
@@ -295,7 +295,11 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
             zorder=1,
             solid_capstyle="round",
         )
-    # arrows first so the markers sit on top of their ends
+    return front
+
+
+def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[tuple, tuple]]:
+    """Arrow from each student's baseline to its distilled version; return (start, end) pairs."""
     arrows = []
     for _key, sub in agg.groupby(["model", "input_size", "init"], sort=False):
         base = sub[sub.variant == "baseline"]
@@ -318,7 +322,17 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
                 ),
                 zorder=2,
             )
-    labels, obstacles = [], []
+    return arrows
+
+
+def _draw_points(
+    ax, agg: pd.DataFrame, metric: str, ok: np.ndarray, front: np.ndarray
+) -> list[dict]:
+    """One marker with error bars per valid point; return the labels to place next to them.
+
+    Baselines are hollow, front points sit on top and get bold labels.
+    """
+    labels = []
     for i, r in enumerate(agg.itertuples()):
         if not ok[i]:
             continue
@@ -347,10 +361,22 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
                 bold=i in front,
             )
         )
-        obstacles.append((r.ms_query, getattr(r, metric)))
+    return labels
+
+
+def _label_obstacles(
+    labels: list[dict], arrows: list[tuple[tuple, tuple]]
+) -> list[tuple[float, float]]:
+    """Points labels should not cover: the markers and samples along the arrows' shafts."""
+    obstacles = [(item["x"], item["y"]) for item in labels]
     for b, d in arrows:
         for t in np.linspace(0.25, 0.75, 3):  # keep labels off the arrows' shafts
             obstacles.append((b[0] ** (1 - t) * d[0] ** t, b[1] + t * (d[1] - b[1])))
+    return obstacles
+
+
+def _accuracy_axes(ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray, ylabel: str) -> None:
+    """Log ms/query axis with room for labels on the right, padded accuracy axis, grid."""
     ax.set_xscale("log")
     lo, hi = x[ok].min(), x[ok].max()
     _log_axis(ax, "x", span=hi / lo)
@@ -361,6 +387,19 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
     ax.set_xlabel("milliseconds per query: extraction + matching (log scale)")
     ax.set_ylabel(ylabel)
     ax.grid(True, which="major", alpha=0.3)
+
+
+def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
+    """``metric`` against ms/query: Pareto front, distillation arrows, points and labels."""
+    x = agg.ms_query.to_numpy(dtype=float)
+    y = agg[metric].to_numpy(dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    front = _draw_pareto_front(ax, x, y, ok)
+    # arrows first so the markers sit on top of their ends
+    arrows = _draw_distillation_arrows(ax, agg, metric)
+    labels = _draw_points(ax, agg, metric, ok, front)
+    obstacles = _label_obstacles(labels, arrows)
+    _accuracy_axes(ax, x, y, ok, ylabel)
     # front points first: their labels get the best places
     labels.sort(key=lambda item: not item["bold"])
     _place_labels(ax, labels, obstacles)
@@ -453,45 +492,21 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
     ax.grid(True, which="major", alpha=0.3)
 
 
-def plot_tradeoff(
-    results_df: pd.DataFrame,
-    out_png: Path | str,
-    out_svg: Path | str | None = None,
-    *,
-    title: str = "Speed/accuracy trade-off",
-    scaling: pd.DataFrame | None = None,
-) -> pd.DataFrame:
-    """Draw rank-1 and mAP against ms/query (log) and save it as PNG (and SVG).
+def _tag_engines(agg: pd.DataFrame) -> None:
+    """Append each CNN's engine tag to its label, in place: ``R50 [ORT]``."""
+    agg["label"] = [
+        r.label
+        if r.pipeline == "classical"
+        else f"{r.label} [{ENGINE_TAGS.get(r.engine, r.engine)}]"
+        for r in agg.itertuples()
+    ]
 
-    Parameters
-    ----------
-    results_df : DataFrame
-        Rows of a results table (:data:`compare.results.RESULT_COLUMNS`; at least
-        :data:`NEEDED`), one per seed.
-    out_png, out_svg : path
-        Output files (folders are created); ``out_svg=None`` skips the SVG.
-    title : str
-        Figure title.
-    scaling : DataFrame, optional
-        Columns ``dim``, ``gallery_size``, ``ms_match``: adds the gallery-size scaling panel.
 
-    Returns
-    -------
-    DataFrame
-        The plotted points: :func:`aggregate` at each point's fastest engine
-        (:func:`fastest_engines`).
+def _figure_layout(with_scaling: bool) -> tuple[Figure, list[Axes], Axes | None]:
+    """The figure, its two accuracy axes and the scaling axes (None without scaling).
+
+    The layout is fixed before drawing: label placement works in display coordinates.
     """
-    agg = fastest_engines(aggregate(results_df))
-    engine_caption, tag_engines = _engine_caption(agg)
-    if tag_engines:
-        agg["label"] = [
-            r.label
-            if r.pipeline == "classical"
-            else f"{r.label} [{ENGINE_TAGS.get(r.engine, r.engine)}]"
-            for r in agg.itertuples()
-        ]
-    with_scaling = scaling is not None and len(scaling) > 0
-    # the layout is fixed before drawing: label placement works in display coordinates
     if with_scaling:
         fig = plt.figure(figsize=(14, 10.5))
         grid = fig.add_gridspec(
@@ -506,18 +521,14 @@ def plot_tradeoff(
             right=0.985,
         )
         axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
-        scale_ax = fig.add_subplot(grid[1, :])
-    else:
-        fig = plt.figure(figsize=(14, 6))
-        grid = fig.add_gridspec(1, 2, wspace=0.14, top=0.82, bottom=0.1, left=0.055, right=0.985)
-        axes = [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])]
-    _accuracy_panel(axes[0], agg, "rank1", "rank-1 (%)")
-    _accuracy_panel(axes[1], agg, "mAP", "mAP (%)")
-    axes[0].set_title("Rank-1", fontsize=11)
-    axes[1].set_title("mAP (Market-1501 official)", fontsize=11)
-    if with_scaling:
-        _scaling_panel(scale_ax, scaling, agg)
+        return fig, axes, fig.add_subplot(grid[1, :])
+    fig = plt.figure(figsize=(14, 6))
+    grid = fig.add_gridspec(1, 2, wspace=0.14, top=0.82, bottom=0.1, left=0.055, right=0.985)
+    return fig, [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])], None
 
+
+def _legend_handles(agg: pd.DataFrame) -> list[Line2D]:
+    """Legend entries: the families present, hollow/filled variants, the arrow and the front."""
     present = [f for f in FAMILIES if f in set(agg.family)]
     handles = [
         Line2D(
@@ -552,6 +563,26 @@ def plot_tradeoff(
     handles.append(
         Line2D([], [], color=FRONT_COLOR, lw=2.2, alpha=0.6, label="Pareto front (bold labels)")
     )
+    return handles
+
+
+def _subtitle(agg: pd.DataFrame, engine_caption: str) -> str:
+    """Seeds, threads, batch size, the CNNs' engines and initialisation."""
+    seeds = int(agg.seeds.max())
+    threads = sorted({int(t) for t in agg.threads.dropna()}) if "threads" in agg else []
+    sub = (
+        f"mean over {seeds} seeds, error bars = std over seeds; " if seeds > 1 else "1 seed; "
+    ) + f"CPU, {'/'.join(map(str, threads)) or '?'} thread(s), batch size 1"
+    details = [c for c in (engine_caption, _init_caption(agg)) if c]
+    if details:
+        sub += "; " + "; ".join(details)
+    return sub
+
+
+def _add_legend_and_titles(
+    fig: Figure, handles: list[Line2D], title: str, sub: str, with_scaling: bool
+) -> None:
+    """Legend in one row under the title, then the title and the subtitle."""
     fig.legend(
         handles=handles,
         loc="upper center",
@@ -562,14 +593,6 @@ def plot_tradeoff(
         handletextpad=0.3,
         columnspacing=1.2,
     )
-    seeds = int(agg.seeds.max())
-    threads = sorted({int(t) for t in agg.threads.dropna()}) if "threads" in agg else []
-    sub = (
-        f"mean over {seeds} seeds, error bars = std over seeds; " if seeds > 1 else "1 seed; "
-    ) + f"CPU, {'/'.join(map(str, threads)) or '?'} thread(s), batch size 1"
-    details = [c for c in (engine_caption, _init_caption(agg)) if c]
-    if details:
-        sub += "; " + "; ".join(details)
     top = 0.995 if with_scaling else 0.99
     fig.suptitle(title, fontsize=13, y=top, va="top")
     fig.text(
@@ -581,6 +604,10 @@ def plot_tradeoff(
         fontsize=9,
         color="#444444",
     )
+
+
+def _save(fig: Figure, out_png: Path | str, out_svg: Path | str | None) -> None:
+    """Write the PNG (and the SVG unless None), creating folders, and close the figure."""
     out_png = Path(out_png)
     out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=110)
@@ -588,6 +615,51 @@ def plot_tradeoff(
         Path(out_svg).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out_svg)
     plt.close(fig)
+
+
+def plot_tradeoff(
+    results_df: pd.DataFrame,
+    out_png: Path | str,
+    out_svg: Path | str | None = None,
+    *,
+    title: str = "Speed/accuracy trade-off",
+    scaling: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Draw rank-1 and mAP against ms/query (log) and save it as PNG (and SVG).
+
+    Parameters
+    ----------
+    results_df : DataFrame
+        Rows of a results table (:data:`compare.results.RESULT_COLUMNS`; at least
+        :data:`NEEDED`), one per seed.
+    out_png, out_svg : path
+        Output files (folders are created); ``out_svg=None`` skips the SVG.
+    title : str
+        Figure title.
+    scaling : DataFrame, optional
+        Columns ``dim``, ``gallery_size``, ``ms_match``: adds the gallery-size scaling panel.
+
+    Returns
+    -------
+    DataFrame
+        The plotted points: :func:`aggregate` at each point's fastest engine
+        (:func:`fastest_engines`).
+    """
+    agg = fastest_engines(aggregate(results_df))
+    engine_caption, tag_engines = _engine_caption(agg)
+    if tag_engines:
+        _tag_engines(agg)
+    with_scaling = scaling is not None and len(scaling) > 0
+    fig, axes, scale_ax = _figure_layout(with_scaling)
+    _accuracy_panel(axes[0], agg, "rank1", "rank-1 (%)")
+    _accuracy_panel(axes[1], agg, "mAP", "mAP (%)")
+    axes[0].set_title("Rank-1", fontsize=11)
+    axes[1].set_title("mAP (Market-1501 official)", fontsize=11)
+    if with_scaling:
+        _scaling_panel(scale_ax, scaling, agg)
+    sub = _subtitle(agg, engine_caption)
+    _add_legend_and_titles(fig, _legend_handles(agg), title, sub, with_scaling)
+    _save(fig, out_png, out_svg)
     return agg
 
 

@@ -211,12 +211,27 @@ def _texture(
     canvas[mask & pattern] = ident.texture_colour
 
 
-def render_person(
-    ident: Identity, cam: Camera, rng: np.random.Generator, config: SyntheticConfig, view: str
-) -> np.ndarray:
-    """One RGB float32 crop (height x width) of ``ident`` as seen by ``cam``."""
-    h, w = config.height * SUPER, config.width * SUPER
-    canvas = _background(rng, cam, h, w, config.knob("clutter"))
+@dataclass(frozen=True)
+class _Pose:
+    """Where one rendered person's body parts lie on the supersampled canvas (pixels)."""
+
+    cx: float  # x of the body's axis
+    side: bool  # seen from the side: narrower shoulders, a single arm
+    shoulder: float  # shoulder width
+    hip: float  # hip width
+    head_r: float  # head radius
+    head_cy: float  # y of the head's centre
+    neck: float  # y of the neck (top of the torso)
+    body: float  # neck-to-feet height
+    waist: float  # y of the waist
+    feet: float  # y of the soles
+    arm_w: int  # arm thickness
+
+
+def _place_person(
+    ident: Identity, cam: Camera, rng: np.random.Generator, h: int, w: int, view: str
+) -> _Pose:
+    """Size and position the person in an ``h`` x ``w`` canvas, with per-image jitter."""
     scale = cam.scale * rng.uniform(0.94, 1.04)
     person_h = ident.height * h * scale
     top = (h - person_h) / 2 + rng.normal(0, 0.03 * h)
@@ -227,12 +242,25 @@ def render_person(
     head_cy = top + head_r
     neck = head_cy + head_r
     body = person_h - 2 * head_r
-    waist = neck + body * (1 - ident.leg_ratio)
-    feet = top + person_h
-    hip = shoulder * 0.8
+    return _Pose(
+        cx=cx,
+        side=side,
+        shoulder=shoulder,
+        hip=shoulder * 0.8,
+        head_r=head_r,
+        head_cy=head_cy,
+        neck=neck,
+        body=body,
+        waist=neck + body * (1 - ident.leg_ratio),
+        feet=top + person_h,
+        arm_w=max(3, int(shoulder * 0.2)),
+    )
 
-    # Legs (trousers or skirt + bare legs), with a stride that varies per image.
-    stride = rng.uniform(-0.18, 0.18) * shoulder
+
+def _draw_legs(canvas: np.ndarray, ident: Identity, pose: _Pose, rng: np.random.Generator) -> None:
+    """Legs (trousers, or a skirt over bare legs) and shoes, with a stride that varies per image."""
+    cx, hip, waist, feet, head_r = pose.cx, pose.hip, pose.waist, pose.feet, pose.head_r
+    stride = rng.uniform(-0.18, 0.18) * pose.shoulder
     leg_w = max(3, int(hip * 0.36))
     for sign in (-1, 1):
         x_top = cx + sign * hip * 0.25
@@ -268,25 +296,33 @@ def render_person(
         )
         cv2.fillPoly(canvas, [pts], _c(ident.lower))
 
-    # Backpack behind the torso when seen from the front / side.
-    if ident.bag == "backpack" and view != "back":
-        off = shoulder * (0.45 if side else 0.0)
-        cv2.rectangle(
-            canvas,
-            (int(cx - shoulder * 0.45 - off), int(neck + body * 0.05)),
-            (int(cx + shoulder * 0.45 - off), int(waist)),
-            _c(ident.bag_colour),
-            -1,
-        )
 
-    # Torso with texture.
+def _draw_backpack_behind(canvas: np.ndarray, ident: Identity, pose: _Pose, view: str) -> None:
+    """A backpack peeking out behind the torso, seen from the front or the side."""
+    if ident.bag != "backpack" or view == "back":
+        return
+    cx, shoulder = pose.cx, pose.shoulder
+    off = shoulder * (0.45 if pose.side else 0.0)
+    cv2.rectangle(
+        canvas,
+        (int(cx - shoulder * 0.45 - off), int(pose.neck + pose.body * 0.05)),
+        (int(cx + shoulder * 0.45 - off), int(pose.waist)),
+        _c(ident.bag_colour),
+        -1,
+    )
+
+
+def _draw_torso(canvas: np.ndarray, ident: Identity, pose: _Pose, view: str) -> None:
+    """The upper garment: a trapezoid from shoulders to hips, filled with its texture."""
+    cx, shoulder, hip, neck, waist = pose.cx, pose.shoulder, pose.hip, pose.neck, pose.waist
+    h, w = canvas.shape[:2]
     torso_mask = np.zeros((h, w), np.uint8)
     pts = np.array(
         [
             [cx - shoulder / 2, neck],
             [cx + shoulder / 2, neck],
-            [cx + hip / 2, waist + body * 0.04],
-            [cx - hip / 2, waist + body * 0.04],
+            [cx + hip / 2, waist + pose.body * 0.04],
+            [cx - hip / 2, waist + pose.body * 0.04],
         ],
         np.int32,
     )
@@ -301,13 +337,16 @@ def render_person(
         canvas,
     )
 
-    # Arms: sleeves in the garment colour, hands in skin tone; swing varies per image.
-    arm_w = max(3, int(shoulder * 0.2))
+
+def _draw_arms(canvas: np.ndarray, ident: Identity, pose: _Pose, rng: np.random.Generator) -> None:
+    """Sleeves in the garment colour, hands in skin tone; the swing varies per image."""
+    cx, shoulder, body, neck, arm_w = pose.cx, pose.shoulder, pose.body, pose.neck, pose.arm_w
+    side = pose.side
     for sign in (-1, 1) if not side else (1,):
         swing = rng.uniform(-0.25, 0.25) * body
         x_sh = cx + sign * (shoulder / 2 - arm_w / 2) * (0.2 if side else 1.0)
         x_hand = x_sh + sign * shoulder * 0.12 + swing * (0.6 if side else 0.15)
-        y_hand = waist + body * 0.05
+        y_hand = pose.waist + body * 0.05
         elbow = ((x_sh + x_hand) / 2, (neck + y_hand) / 2)
         sleeve_end = (x_hand, y_hand) if ident.long_sleeves else elbow
         cv2.line(
@@ -327,36 +366,48 @@ def render_person(
             )
         cv2.circle(canvas, (int(x_hand), int(y_hand)), max(2, arm_w // 2), _c(ident.skin), -1)
 
-    # Shoulder bag and its strap; backpack on the back view.
-    if ident.bag in ("left", "right"):
-        sign = -1 if ident.bag == "left" else 1
-        if view == "back":
-            sign = -sign
-        bx = cx + sign * (shoulder / 2 + arm_w * 0.4)
-        cv2.line(
-            canvas,
-            (int(cx - sign * shoulder * 0.3), int(neck)),
-            (int(bx), int(waist - body * 0.05)),
-            _c(ident.bag_colour * 0.7),
-            max(2, arm_w // 3),
-        )
-        cv2.rectangle(
-            canvas,
-            (int(bx - arm_w), int(waist - body * 0.1)),
-            (int(bx + arm_w), int(waist + body * 0.12)),
-            _c(ident.bag_colour),
-            -1,
-        )
-    if ident.bag == "backpack" and view == "back":
-        cv2.rectangle(
-            canvas,
-            (int(cx - shoulder * 0.35), int(neck + body * 0.08)),
-            (int(cx + shoulder * 0.35), int(waist - body * 0.05)),
-            _c(ident.bag_colour),
-            -1,
-        )
 
-    # Head: skin face from the front/side, hair from the back; long hair falls on the shoulders.
+def _draw_shoulder_bag(canvas: np.ndarray, ident: Identity, pose: _Pose, view: str) -> None:
+    """A bag on the left or right hip with its strap across the torso (mirrored from the back)."""
+    if ident.bag not in ("left", "right"):
+        return
+    cx, shoulder, body, waist, arm_w = pose.cx, pose.shoulder, pose.body, pose.waist, pose.arm_w
+    sign = -1 if ident.bag == "left" else 1
+    if view == "back":
+        sign = -sign
+    bx = cx + sign * (shoulder / 2 + arm_w * 0.4)
+    cv2.line(
+        canvas,
+        (int(cx - sign * shoulder * 0.3), int(pose.neck)),
+        (int(bx), int(waist - body * 0.05)),
+        _c(ident.bag_colour * 0.7),
+        max(2, arm_w // 3),
+    )
+    cv2.rectangle(
+        canvas,
+        (int(bx - arm_w), int(waist - body * 0.1)),
+        (int(bx + arm_w), int(waist + body * 0.12)),
+        _c(ident.bag_colour),
+        -1,
+    )
+
+
+def _draw_backpack_on_back(canvas: np.ndarray, ident: Identity, pose: _Pose, view: str) -> None:
+    """A backpack covering the torso, seen from the back."""
+    if ident.bag != "backpack" or view != "back":
+        return
+    cv2.rectangle(
+        canvas,
+        (int(pose.cx - pose.shoulder * 0.35), int(pose.neck + pose.body * 0.08)),
+        (int(pose.cx + pose.shoulder * 0.35), int(pose.waist - pose.body * 0.05)),
+        _c(ident.bag_colour),
+        -1,
+    )
+
+
+def _draw_head(canvas: np.ndarray, ident: Identity, pose: _Pose, view: str) -> None:
+    """Skin face from the front/side, hair from the back; long hair falls on the shoulders."""
+    cx, head_cy, head_r = pose.cx, pose.head_cy, pose.head_r
     cv2.ellipse(
         canvas,
         (int(cx), int(head_cy)),
@@ -379,51 +430,80 @@ def render_person(
             _c(ident.hair),
             -1,
         )
-    else:
-        cv2.ellipse(
-            canvas,
-            (int(cx), int(head_cy - head_r * 0.2)),
-            (int(head_r * 0.95), int(head_r * 0.9)),
-            0,
-            180,
-            360,
-            _c(ident.hair),
-            -1,
-        )
-        if ident.long_hair:
-            for sign in (-1, 1):
-                cv2.line(
-                    canvas,
-                    (int(cx + sign * head_r * 0.8), int(head_cy)),
-                    (int(cx + sign * head_r * 0.9), int(head_cy + hair_h * 0.7)),
-                    _c(ident.hair),
-                    max(2, int(head_r * 0.35)),
-                )
-
-    # Occluders: a pole, a car-like block at the bottom, or another pedestrian's shoulder.
-    if rng.random() < config.knob("occlusion"):
-        colour = _c(rng.uniform(20, 235, 3))
-        kind = rng.integers(3)
-        if kind == 0:
-            x = int(rng.uniform(0.1, 0.9) * w)
-            cv2.rectangle(canvas, (x, 0), (x + int(rng.uniform(0.08, 0.18) * w), h), colour, -1)
-        elif kind == 1:
-            y = int(rng.uniform(0.6, 0.8) * h)
-            cv2.rectangle(canvas, (0, y), (w, h), colour, -1)
-        else:
-            x = int(rng.choice([-0.1, 0.9]) * w)
-            cv2.ellipse(
-                canvas, (x, int(h * 0.55)), (int(w * 0.25), int(h * 0.35)), 0, 0, 360, colour, -1
+        return
+    cv2.ellipse(
+        canvas,
+        (int(cx), int(head_cy - head_r * 0.2)),
+        (int(head_r * 0.95), int(head_r * 0.9)),
+        0,
+        180,
+        360,
+        _c(ident.hair),
+        -1,
+    )
+    if ident.long_hair:
+        for sign in (-1, 1):
+            cv2.line(
+                canvas,
+                (int(cx + sign * head_r * 0.8), int(head_cy)),
+                (int(cx + sign * head_r * 0.9), int(head_cy + hair_h * 0.7)),
+                _c(ident.hair),
+                max(2, int(head_r * 0.35)),
             )
 
-    # Badly cropped boxes: the detector cut the head or the feet, or drifted sideways.
-    if rng.random() < config.knob("bad_crop"):
-        dy = int(rng.uniform(0.1, 0.25) * h) * int(rng.choice([-1, 1]))
-        dx = int(rng.uniform(-0.2, 0.2) * w)
-        canvas = cv2.warpAffine(
-            canvas, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE
+
+def _draw_occluder(canvas: np.ndarray, rng: np.random.Generator, config: SyntheticConfig) -> None:
+    """With probability ``occlusion``: a pole, a car-like block at the bottom, or a shoulder."""
+    if rng.random() >= config.knob("occlusion"):
+        return
+    h, w = canvas.shape[:2]
+    colour = _c(rng.uniform(20, 235, 3))
+    kind = rng.integers(3)
+    if kind == 0:
+        x = int(rng.uniform(0.1, 0.9) * w)
+        cv2.rectangle(canvas, (x, 0), (x + int(rng.uniform(0.08, 0.18) * w), h), colour, -1)
+    elif kind == 1:
+        y = int(rng.uniform(0.6, 0.8) * h)
+        cv2.rectangle(canvas, (0, y), (w, h), colour, -1)
+    else:
+        x = int(rng.choice([-0.1, 0.9]) * w)
+        cv2.ellipse(
+            canvas, (x, int(h * 0.55)), (int(w * 0.25), int(h * 0.35)), 0, 0, 360, colour, -1
         )
-    return canvas
+
+
+def _bad_crop(canvas: np.ndarray, rng: np.random.Generator, config: SyntheticConfig) -> np.ndarray:
+    """With probability ``bad_crop``: the detector cut the head or the feet, or drifted sideways."""
+    if rng.random() >= config.knob("bad_crop"):
+        return canvas
+    h, w = canvas.shape[:2]
+    dy = int(rng.uniform(0.1, 0.25) * h) * int(rng.choice([-1, 1]))
+    dx = int(rng.uniform(-0.2, 0.2) * w)
+    return cv2.warpAffine(
+        canvas, np.float32([[1, 0, dx], [0, 1, dy]]), (w, h), borderMode=cv2.BORDER_REPLICATE
+    )
+
+
+def render_person(
+    ident: Identity, cam: Camera, rng: np.random.Generator, config: SyntheticConfig, view: str
+) -> np.ndarray:
+    """One RGB float32 crop (height x width) of ``ident`` as seen by ``cam``.
+
+    Parts are painted back to front; the order of the calls is also the order of the draws
+    from ``rng``, which must not change (it would change every generated image).
+    """
+    h, w = config.height * SUPER, config.width * SUPER
+    canvas = _background(rng, cam, h, w, config.knob("clutter"))
+    pose = _place_person(ident, cam, rng, h, w, view)
+    _draw_legs(canvas, ident, pose, rng)
+    _draw_backpack_behind(canvas, ident, pose, view)
+    _draw_torso(canvas, ident, pose, view)
+    _draw_arms(canvas, ident, pose, rng)
+    _draw_shoulder_bag(canvas, ident, pose, view)
+    _draw_backpack_on_back(canvas, ident, pose, view)
+    _draw_head(canvas, ident, pose, view)
+    _draw_occluder(canvas, rng, config)
+    return _bad_crop(canvas, rng, config)
 
 
 def apply_camera(
