@@ -5,6 +5,26 @@ next to the Market-style ones of :mod:`data.layouts`.
 """
 
 from data import benchmarks as _benchmarks  # noqa: F401
-from data.layouts import Record, ReidDataset, list_layouts, load_dataset, register_layout
+from data.layouts import (
+    DatasetError,
+    Record,
+    ReidDataset,
+    TrainingSetError,
+    check_training_set,
+    list_layouts,
+    load_dataset,
+    record_arrays,
+    register_layout,
+)
 
-__all__ = ["Record", "ReidDataset", "list_layouts", "load_dataset", "register_layout"]
+__all__ = [
+    "DatasetError",
+    "Record",
+    "ReidDataset",
+    "TrainingSetError",
+    "check_training_set",
+    "list_layouts",
+    "load_dataset",
+    "record_arrays",
+    "register_layout",
+]

@@ -90,3 +90,14 @@ def load_images(paths: Sequence[Path | str], size: tuple[int, int] | None = None
             )
         out[i] = image
     return out
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"HxW"`` (e.g. ``"128x48"``) as ``(height, width)``; a ValueError naming the text if not."""
+    try:
+        height, width = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like HEIGHTxWIDTH, e.g. 64x32, got {text!r}") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return height, width

@@ -9,7 +9,10 @@ Every layout reads the same three folders under a root::
 and turns each into a list of :class:`Record` (path, person id, camera id). Training ids are
 relabelled to ``0..N-1`` (sorted by the original id); query and gallery keep their original ids.
 Gallery junk (id ``-1``) and distractors (id ``0``) are kept: :func:`data.protocols.evaluate`
-handles them as the Market-1501 protocol says. Camera ids are 0-based (``c1`` becomes ``0``).
+handles them as the Market-1501 protocol says; training and query images with these ids are
+dropped (they carry no identity to learn or to look for). Any other negative id, and any id
+beyond the 64-bit range of the evaluation arrays (``MAX_ID``), is a :class:`DatasetError` naming
+the files. Camera ids are 0-based (``c1`` becomes ``0``).
 
 Adding a layout is one function plus one decorator line::
 
@@ -17,20 +20,30 @@ Adding a layout is one function plus one decorator line::
     def _load_mydata(root: Path) -> ReidDataset:
         return read_three_folders("mydata", root, parse_market_name)
 
-Generic layout (``"generic"``): file names ``<id>_c<cam>_<anything>.<ext>``. When the files carry
-no camera (``<id>_<anything>.<ext>``), the documented fallback is used: query images get camera 0,
-gallery images camera 1 (so no gallery image is ignored as "same camera"), and the training
-images of each identity alternate between cameras 0 and 1 in file-name order, so that
-cross-camera pairs exist for metric learning. A warning says when the fallback is in use.
+Generic layout (``"generic"``): file names ``<id>_c<cam>_<anything>.<ext>``; Market-1501 style
+names (``0002_c1s1_000451_03.jpg``, camera 1) are understood too. The camera is read from each
+file name. When *no* file of the three folders carries a camera (``<id>_<anything>.<ext>``), the
+documented fallback is used: query images get camera 0, gallery images camera 1 (so no gallery
+image is ignored as "same camera"), and the training images of each identity alternate between
+cameras 0 and 1 in file-name order, so that cross-camera pairs exist for metric learning. A
+warning says when the fallback is in use. Names with a camera mixed with names without one are a
+:class:`DatasetError` naming examples of both kinds and their folders (guessing would silently
+change which gallery images count as same-camera matches).
+
+Before training, :func:`check_training_set` refuses a training set with fewer than two
+identities and warns about identities that cannot contribute (a single image, or a single
+camera for methods that learn from cross-camera pairs).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +54,16 @@ SHOW_FIRST = 5
 
 JUNK_ID = -1
 DISTRACTOR_ID = 0
+#: Largest id (and camera number) accepted: ids are int64 in every array built from records.
+MAX_ID = int(np.iinfo(np.int64).max)
+
+
+class DatasetError(ValueError):
+    """A dataset folder's content cannot be used as it is; the message names files and folder."""
+
+
+class TrainingSetError(DatasetError):
+    """A training set that a method cannot learn from (see :func:`check_training_set`)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +124,8 @@ NameParser = Callable[[str], "tuple[int, int] | None"]
 
 _MARKET_RE = re.compile(r"^(-?\d+)_c(\d)s\d+_\d+_\d+\.\w+$")
 _DUKE_RE = re.compile(r"^(-?\d+)_c(\d+)_f\d+\.\w+$")
-_GENERIC_RE = re.compile(r"^(-?\d+)_c(\d+)(?:[_.-].*)?\.\w+$")
+# ``<id>_c<cam>`` optionally followed by Market-1501's sequence (``c1s1``), then a separator.
+_GENERIC_RE = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+)?(?:[_.-].*)?\.\w+$")
 _GENERIC_NOCAM_RE = re.compile(r"^(-?\d+)(?:[_.-].*)?\.\w+$")
 
 
@@ -126,8 +150,25 @@ def parse_duke_name(name: str) -> tuple[int, int] | None:
 
 
 def parse_generic_name(name: str) -> tuple[int, int] | None:
-    """Generic: ``<id>_c<cam>_<anything>.<ext>`` -> (id, cam - 1)."""
+    """Generic: ``<id>_c<cam>_<anything>.<ext>`` -> (id, cam - 1).
+
+    Market-1501 style names are understood too: ``0002_c1s1_000451_03.jpg`` -> (2, 0). Names
+    without a camera, or with camera ``c0`` (cameras are 1-based in names), give None.
+    """
     return _parse(_GENERIC_RE, name)
+
+
+def _id_out_of_range(pid: int, camid: int | None = None) -> bool:
+    """An id other than -1 below 0, or an id / camera too large for the int64 arrays."""
+    return pid < JUNK_ID or pid > MAX_ID or (camid is not None and camid > MAX_ID)
+
+
+def _ids_out_of_range_error(bad: list[str], folder: Path) -> DatasetError:
+    return DatasetError(
+        f"{len(bad)} file name(s) in {folder} carry an id outside {JUNK_ID}..{MAX_ID} or a "
+        f"camera number beyond {MAX_ID} (-1 marks junk boxes, 0 distractors; no other negative "
+        f"id has a meaning, and ids must fit in 64 bits), e.g. {bad[:SHOW_FIRST]}"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +185,7 @@ def list_images(folder: Path) -> list[Path]:
         # Market-1501 ships Thumbs.db in some folders: skip non-images, but say how many.
         log.info("%s: skipped %d non-image file(s)", folder, skipped)
     if not images:
-        raise ValueError(
+        raise DatasetError(
             f"split folder {folder} contains no images (extensions {sorted(IMAGE_EXTENSIONS)})"
         )
     return images
@@ -162,10 +203,13 @@ def read_split(folder: Path, parser: NameParser) -> list[Record]:
             continue
         records.append(Record(path=path, pid=parsed[0], camid=parsed[1]))
     if bad:
-        raise ValueError(
+        raise DatasetError(
             f"{len(bad)} file name(s) in {folder} do not follow the layout's naming convention, "
             f"e.g. {bad[:SHOW_FIRST]}"
         )
+    out_of_range = [r.path.name for r in records if _id_out_of_range(r.pid, r.camid)]
+    if out_of_range:
+        raise _ids_out_of_range_error(out_of_range, folder)
     return records
 
 
@@ -190,7 +234,7 @@ def _drop_ids(records: list[Record], ids: set[int], split: str, folder: Path) ->
             "%s: dropped %d %s image(s) with junk/distractor ids %s", folder, dropped, split, ids
         )
     if not kept:
-        raise ValueError(f"split folder {folder} has no images left after dropping ids {ids}")
+        raise DatasetError(f"split folder {folder} has no images left after dropping ids {ids}")
     return kept
 
 
@@ -218,6 +262,140 @@ def warn_unmatched_queries(query: list[Record], gallery: list[Record], where: Pa
     return len(unmatched)
 
 
+def record_arrays(records: Sequence[Record]) -> tuple[np.ndarray, np.ndarray]:
+    """Person ids and camera ids of ``records`` as int64 arrays, as evaluation wants them.
+
+    Parameters
+    ----------
+    records : sequence of Record
+
+    Returns
+    -------
+    (ids, cams) : two int64 ndarrays of shape (len(records),)
+
+    Raises
+    ------
+    DatasetError
+        An id or camera does not fit in int64 (the message names the file).
+    """
+    low = -MAX_ID - 1
+    for r in records:
+        if not (low <= r.pid <= MAX_ID and low <= r.camid <= MAX_ID):
+            raise DatasetError(
+                f"id {r.pid} / camera {r.camid} of {r.path} does not fit in a 64-bit integer"
+            )
+    ids = np.fromiter((r.pid for r in records), dtype=np.int64, count=len(records))
+    cams = np.fromiter((r.camid for r in records), dtype=np.int64, count=len(records))
+    return ids, cams
+
+
+def _describe_records(records: Sequence[Record]) -> str:
+    folders = sorted({str(r.path.parent) for r in records})
+    if len(folders) == 1:
+        return folders[0]
+    return f"{len(folders)} folders ({', '.join(folders[:3])}{', ...' if len(folders) > 3 else ''})"
+
+
+def check_training_set(
+    train: ReidDataset | Sequence[Record],
+    *,
+    needs_cross_camera_pairs: bool,
+    what: str | None = None,
+) -> list[str]:
+    """Refuse a training set a method cannot learn from; warn about identities that add little.
+
+    Parameters
+    ----------
+    train : ReidDataset or sequence of Record
+        A dataset (its ``train`` split is checked; messages show the original ids of the
+        dataset's ``train_pid_map``) or the training records themselves.
+    needs_cross_camera_pairs : bool
+        True for methods that learn from same-identity pairs seen by different cameras (XQDA):
+        then identities seen by a single camera are reported, and a set where *no* identity is
+        seen by two cameras is an error. False for ID-classification training (the CNNs): then
+        identities with a single image are reported.
+    what : str, optional
+        How messages name the training set. Default: ``"<name> (<root>/bounding_box_train)"``
+        for a dataset, the records' folder otherwise.
+
+    Returns
+    -------
+    list of str
+        Warnings, empty when every identity can contribute. Each is also logged at WARNING
+        level on this module's logger, so callers need not print them again (keep them, e.g.,
+        in a run summary).
+
+    Raises
+    ------
+    TrainingSetError
+        (a ValueError) The set has no image, fewer than 2 identities (ID classification would
+        have one class and a zero loss, metric learning no negative pair), or, with
+        ``needs_cross_camera_pairs``, no identity seen by two or more cameras.
+    """
+    if isinstance(train, ReidDataset):
+        records: Sequence[Record] = train.train
+        original = {new: old for old, new in train.train_pid_map.items()}
+        if what is None:
+            what = f"{train.name} ({train.root / SPLIT_DIRS['train']})"
+    else:
+        records = list(train)
+        original = {}
+        if what is None:
+            what = _describe_records(records) if records else "(no records)"
+    if not records:
+        raise TrainingSetError(
+            f"training set {what} has no images; training needs at least 2 identities"
+        )
+    files: dict[int, list[Record]] = {}
+    for r in records:
+        files.setdefault(r.pid, []).append(r)
+    n_ids = len(files)
+
+    def show(pid: int) -> str:
+        recs = files[pid]
+        cams = sorted({r.camid + 1 for r in recs})
+        cam_text = f"camera{'s' if len(cams) > 1 else ''} {', '.join(f'c{c}' for c in cams)}"
+        return (
+            f"id {original.get(pid, pid)} ({len(recs)} image{'s' if len(recs) > 1 else ''}, "
+            f"{cam_text}, e.g. {recs[0].path.name})"
+        )
+
+    if n_ids < 2:
+        (pid,) = files
+        raise TrainingSetError(
+            f"training set {what} has 1 identity ({show(pid)}); training needs at least 2 "
+            "identities (ID classification would have a single class and a zero loss, metric "
+            "learning no pair of different people). Use a dataset with more identities."
+        )
+    warnings: list[str] = []
+    if needs_cross_camera_pairs:
+        single_cam = [pid for pid, recs in files.items() if len({r.camid for r in recs}) < 2]
+        if len(single_cam) == n_ids:
+            raise TrainingSetError(
+                f"training set {what}: none of its {n_ids} identities is seen by two or more "
+                "cameras, so there is no same-identity cross-camera pair to learn from (e.g. "
+                f"{'; '.join(show(p) for p in single_cam[:SHOW_FIRST])}); check the camera ids "
+                "in the file names"
+            )
+        if single_cam:
+            warnings.append(
+                f"{len(single_cam)} of {n_ids} training identities in {what} are seen by a "
+                "single camera, so they give no same-identity cross-camera pair, only "
+                f"negatives (e.g. {'; '.join(show(p) for p in single_cam[:SHOW_FIRST])})"
+            )
+    else:
+        single_image = [pid for pid, recs in files.items() if len(recs) < 2]
+        if single_image:
+            warnings.append(
+                f"{len(single_image)} of {n_ids} training identities in {what} have a single "
+                "image, so each is a class learnt from one example with no positive pair "
+                f"(e.g. {'; '.join(show(p) for p in single_image[:SHOW_FIRST])})"
+            )
+    for message in warnings:
+        log.warning("%s", message)
+    return warnings
+
+
 def read_three_folders(name: str, root: Path | str, parser: NameParser) -> ReidDataset:
     """Read a Market-style root with the given file-name parser."""
     root = _check_root(name, Path(root))
@@ -225,11 +403,18 @@ def read_three_folders(name: str, root: Path | str, parser: NameParser) -> ReidD
     train = read_split(folders["train"], parser)
     query = read_split(folders["query"], parser)
     gallery = read_split(folders["gallery"], parser)
+    return _assemble(name, root, train, query, gallery)
+
+
+def _assemble(
+    name: str, root: Path, train: list[Record], query: list[Record], gallery: list[Record]
+) -> ReidDataset:
+    """Drop junk/distractors from train and query, relabel train, warn about unmatched queries."""
     # Junk and distractors carry no identity to learn or to look for; the gallery keeps them.
-    train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", folders["train"])
-    query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", folders["query"])
+    train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", root / SPLIT_DIRS["train"])
+    query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", root / SPLIT_DIRS["query"])
     train, mapping = relabel(train)
-    warn_unmatched_queries(query, gallery, folders["query"])
+    warn_unmatched_queries(query, gallery, root / SPLIT_DIRS["query"])
     return ReidDataset(name, root, train, query, gallery, mapping)
 
 
@@ -306,45 +491,107 @@ def _load_duke(root: Path) -> ReidDataset:
 @register_layout("generic")
 def _load_generic(root: Path) -> ReidDataset:
     root = _check_root("generic", root)
-    names = [p.name for p in list_images(root / SPLIT_DIRS["query"])]
-    if all(parse_generic_name(n) is not None for n in names):
-        return read_three_folders("generic", root, parse_generic_name)
-    return _load_generic_without_cameras(root)
+    parsed = {split: _read_generic_split(root / d) for split, d in SPLIT_DIRS.items()}
+    n_with = sum(camid is not None for items in parsed.values() for _, _, camid in items)
+    n_total = sum(len(items) for items in parsed.values())
+    if n_with == n_total:
+        records = {
+            split: [Record(path, pid, camid) for path, pid, camid in items]  # type: ignore[arg-type]
+            for split, items in parsed.items()
+        }
+        return _assemble("generic", root, records["train"], records["query"], records["gallery"])
+    if n_with == 0:
+        return _generic_without_cameras(root, parsed, n_total)
+    raise DatasetError(_mixed_cameras_message(root, parsed, n_with, n_total - n_with))
 
 
-def _load_generic_without_cameras(root: Path) -> ReidDataset:
-    log.warning(
-        "%s: file names carry no camera id; using the fallback (query camera 0, gallery camera 1, "
-        "training images alternate cameras 0/1 per identity)",
-        root,
+#: (path, id, 0-based camera or None when the name carries no camera)
+_GenericItem = tuple[Path, int, "int | None"]
+
+
+def _read_generic_split(folder: Path) -> list[_GenericItem]:
+    """Parse every name of a generic split folder, each with its own camera (or None)."""
+    items: list[_GenericItem] = []
+    bad: list[str] = []
+    camera_zero: list[str] = []
+    for path in list_images(folder):
+        with_cam = _GENERIC_RE.match(path.name)
+        if with_cam is not None:
+            pid, cam = int(with_cam.group(1)), int(with_cam.group(2))
+            if cam < 1:
+                camera_zero.append(path.name)
+                continue
+            items.append((path, pid, cam - 1))
+            continue
+        without_cam = _GENERIC_NOCAM_RE.match(path.name)
+        if without_cam is None:
+            bad.append(path.name)
+            continue
+        items.append((path, int(without_cam.group(1)), None))
+    if bad:
+        raise DatasetError(
+            f"{len(bad)} file name(s) in {folder} do not start with '<id>_' (generic layout: "
+            f"'<id>_c<cam>_<anything>.<ext>' or '<id>_<anything>.<ext>'), e.g. {bad[:SHOW_FIRST]}"
+        )
+    if camera_zero:
+        raise DatasetError(
+            f"{len(camera_zero)} file name(s) in {folder} have camera c0, but camera numbers in "
+            f"names are 1-based (c1 is the first camera), e.g. {camera_zero[:SHOW_FIRST]}"
+        )
+    out_of_range = [p.name for p, pid, cam in items if _id_out_of_range(pid, cam)]
+    if out_of_range:
+        raise _ids_out_of_range_error(out_of_range, folder)
+    return items
+
+
+def _mixed_cameras_message(
+    root: Path, parsed: dict[str, list[_GenericItem]], n_with: int, n_without: int
+) -> str:
+    show = 3
+    parts = []
+    for split, items in parsed.items():
+        with_cam = [p.name for p, _, cam in items if cam is not None]
+        without_cam = [p.name for p, _, cam in items if cam is None]
+        described = []
+        if with_cam:
+            described.append(f"{len(with_cam)} with a camera, e.g. {with_cam[:show]}")
+        if without_cam:
+            described.append(f"{len(without_cam)} without, e.g. {without_cam[:show]}")
+        parts.append(f"{root / SPLIT_DIRS[split]}: {'; '.join(described)}")
+    return (
+        f"generic dataset {root}: {n_with} image name(s) carry a camera id "
+        f"('<id>_c<cam>_...') and {n_without} do not ('<id>_...'). Cameras are read per file, "
+        "so either every name carries one or none does (then a documented fallback assigns "
+        "cameras); a mix would silently change which gallery images count as same-camera "
+        "matches. Add the camera to the names that lack one (or drop it from all). "
+        + " | ".join(parts)
     )
 
-    def reader(split: str, camid_of: Callable[[int, int], int]) -> list[Record]:
-        folder = root / SPLIT_DIRS[split]
-        images = list_images(folder)
-        bad = [p.name for p in images if _GENERIC_NOCAM_RE.match(p.name) is None]
-        if bad:
-            raise ValueError(
-                f"{len(bad)} file name(s) in {folder} do not start with '<id>_', "
-                f"e.g. {bad[:SHOW_FIRST]}"
-            )
+
+def _generic_without_cameras(
+    root: Path, parsed: dict[str, list[_GenericItem]], n_total: int
+) -> ReidDataset:
+    log.warning(
+        "%s: none of the %d image names in its three split folders carries a camera id "
+        "('<id>_c<cam>_...'); with no camera ids, using the documented fallback (query camera 0, "
+        "gallery camera 1, training images alternate cameras 0/1 per identity)",
+        root,
+        n_total,
+    )
+
+    def records(split: str, camid_of: Callable[[int, int], int]) -> list[Record]:
         seen: dict[int, int] = {}
-        records = []
-        for p in images:
-            pid = int(_GENERIC_NOCAM_RE.match(p.name).group(1))  # type: ignore[union-attr]
+        out = []
+        for path, pid, _ in parsed[split]:
             nth = seen.get(pid, 0)
             seen[pid] = nth + 1
-            records.append(Record(p, pid, camid_of(pid, nth)))
-        return records
+            out.append(Record(path, pid, camid_of(pid, nth)))
+        return out
 
-    train = reader("train", lambda _pid, nth: nth % 2)
-    query = reader("query", lambda _pid, _nth: 0)
-    gallery = reader("gallery", lambda _pid, _nth: 1)
-    train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", root / SPLIT_DIRS["train"])
-    query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", root / SPLIT_DIRS["query"])
-    train, mapping = relabel(train)
-    warn_unmatched_queries(query, gallery, root / SPLIT_DIRS["query"])
-    return ReidDataset("generic", root, train, query, gallery, mapping)
+    train = records("train", lambda _pid, nth: nth % 2)
+    query = records("query", lambda _pid, _nth: 0)
+    gallery = records("gallery", lambda _pid, _nth: 1)
+    return _assemble("generic", root, train, query, gallery)
 
 
 def _synthetic_default_root() -> Path:

@@ -20,10 +20,15 @@ Two AP variants are offered, because papers mix them:
     Non-interpolated AP, ``mean_k k / (r_k + 1)``, as torchreid and fast-reid report, averaged over
     the queries that have at least one valid match (others are skipped, also for CMC). It reads
     about 0.5-1.0 mAP points higher than the official variant on Market-1501.
+
+Ids and cameras are compared as int64 (the kernel is compiled for int64 arrays), so ids of 2**31
+or more never wrap onto small ones; ids below -1 and ids that do not fit in int64 are refused.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 
 import numba
@@ -74,15 +79,69 @@ class EvalResult:
         return self.rank(1)
 
 
-def _as_1d(name: str, values: np.ndarray, length: int) -> np.ndarray:
+_INT64 = np.iinfo(np.int64)
+#: Floats represent every integer exactly only up to 2**53: larger float ids may already be wrong.
+_MAX_EXACT_FLOAT = 2**53
+
+
+def _exact_int(value: object) -> int | None:
+    """``value`` as an exact Python int, or None if it is not an integer."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(value) and float(value).is_integer():
+        if abs(value) > _MAX_EXACT_FLOAT:
+            return None  # may already have been rounded
+        return int(value)
+    return None
+
+
+def _as_1d(
+    name: str, values: np.ndarray, length: int, *, min_value: int | None = None
+) -> np.ndarray:
+    """``values`` as a 1-D int64 array of ``length`` integers; never wraps or rounds an id.
+
+    Raises ValueError naming ``name`` for a wrong shape, non-integer values, values outside the
+    int64 range (or below ``min_value``), and float values too large to be exact.
+    """
     array = np.asarray(values)
     if array.ndim != 1 or array.shape[0] != length:
         raise ValueError(f"{name} must be a 1-D array of length {length}, got shape {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        if not np.all(np.equal(np.mod(array, 1), 0)):
+    kind = array.dtype.kind
+    if kind == "u" and array.size and int(array.max()) > _INT64.max:
+        raise ValueError(
+            f"{name} holds {int(array.max())}, beyond the int64 range of ids (max {_INT64.max})"
+        )
+    if kind in "iub":
+        out = array.astype(np.int64)
+    elif kind == "f":
+        if not np.all(np.isfinite(array)) or not np.all(np.equal(np.mod(array, 1), 0)):
+            raise ValueError(f"{name} must hold integer ids, got non-integer {array.dtype} values")
+        if array.size and float(np.abs(array).max()) > _MAX_EXACT_FLOAT:
+            raise ValueError(
+                f"{name} holds float ids up to {float(np.abs(array).max()):.0f}, beyond 2**53 "
+                "where floats are no longer exact integers; pass an integer (int64) array"
+            )
+        out = array.astype(np.int64)
+    elif kind == "O":
+        ints = [_exact_int(v) for v in array.tolist()]
+        if any(v is None for v in ints):
             raise ValueError(f"{name} must hold integer ids, got dtype {array.dtype}")
-        array = array.astype(np.int64)
-    return array
+        too_big = [v for v in ints if not _INT64.min <= v <= _INT64.max]
+        if too_big:
+            raise ValueError(
+                f"{name} holds {too_big[0]}, beyond the int64 range of ids "
+                f"({_INT64.min}..{_INT64.max})"
+            )
+        out = np.array(ints, dtype=np.int64)
+    else:
+        raise ValueError(f"{name} must hold integer ids, got dtype {array.dtype}")
+    if min_value is not None and out.size and int(out.min()) < min_value:
+        i = int(np.argmin(out))
+        raise ValueError(
+            f"{name} holds {int(out[i])} at index {i}; ids must be >= {min_value} "
+            "(-1 marks junk, 0 distractors; no other negative id has a meaning)"
+        )
+    return out
 
 
 def evaluate(
@@ -102,9 +161,10 @@ def evaluate(
     ----------
     distmat : ndarray of shape (n_query, n_gallery)
     query_ids, gallery_ids : ndarray of int
-        Person ids; gallery id -1 is junk, 0 a distractor.
+        Person ids, ``>= -1`` and within int64; gallery id -1 is junk, 0 a distractor. Ids are
+        compared as int64, never narrowed; out-of-range or non-integer ids raise ValueError.
     query_cams, gallery_cams : ndarray of int
-        Camera ids.
+        Camera ids (int64).
     ap : {"official", "torchreid"}
         AP variant and query averaging (see the module docstring).
     max_rank : int
@@ -130,11 +190,11 @@ def evaluate(
         raise ValueError(f"max_rank must be >= 1, got {max_rank}")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    # int32 ids halve the memory traffic of the per-chunk gathers.
-    q_ids = _as_1d("query_ids", query_ids, n_query).astype(np.int32)
-    g_ids = _as_1d("gallery_ids", gallery_ids, n_gallery).astype(np.int32)
-    q_cams = _as_1d("query_cams", query_cams, n_query).astype(np.int32)
-    g_cams = _as_1d("gallery_cams", gallery_cams, n_gallery).astype(np.int32)
+    # int64 throughout: narrower ids would wrap (2**32 + 1 == 1 in int32) and silently match.
+    q_ids = _as_1d("query_ids", query_ids, n_query, min_value=-1)
+    g_ids = _as_1d("gallery_ids", gallery_ids, n_gallery, min_value=-1)
+    q_cams = _as_1d("query_cams", query_cams, n_query)
+    g_cams = _as_1d("gallery_cams", gallery_cams, n_gallery)
     max_rank = min(max_rank, n_gallery)
 
     for start in range(0, n_query, chunk_size):

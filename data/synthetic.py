@@ -56,6 +56,7 @@ from data._synth_draw import (
     person_image,
 )
 from data.io import atomic_path
+from data.layouts import DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -270,6 +271,14 @@ PRESETS: dict[str, SyntheticConfig] = {
 }
 
 
+class NotSyntheticDatasetError(FileExistsError, DatasetError):
+    """The folder exists and is not a synthetic dataset written by this generator.
+
+    A :class:`~data.layouts.DatasetError` (so a ``ValueError``: command lines report it as a
+    clear error) and, as before, a ``FileExistsError``.
+    """
+
+
 def _check_seed(seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -434,20 +443,45 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
 
 
 def _check_replaceable(out_dir: Path) -> None:
-    """Refuse to delete a folder that this generator did not write."""
+    """Refuse to delete a folder that this generator did not write.
+
+    Raises
+    ------
+    NotSyntheticDatasetError
+        ``out_dir`` is a file, or a non-empty folder without the generator's manifest.
+    """
     if not out_dir.exists():
         return
+    advice = (
+        "Choose another folder (--data-root for --dataset synthetic, --out for "
+        "python -m data.synthetic), or remove it yourself if it may be replaced."
+    )
     if not out_dir.is_dir():
-        raise FileExistsError(f"{out_dir} exists and is not a folder; choose another output folder")
+        raise NotSyntheticDatasetError(
+            f"{out_dir} exists and is not a folder, so it is not a synthetic dataset made by "
+            f"this generator; refusing to replace it. {advice}"
+        )
     if (out_dir / MANIFEST).is_file():
         return  # ours (possibly an older version or other settings)
-    found = [p for p in out_dir.rglob("*") if p.is_file()]
+    found = []
+    for path in out_dir.rglob("*"):
+        if path.is_file():
+            found.append(path)
+            if len(found) > 3:
+                break
     if found:
         shown = ", ".join(str(p.relative_to(out_dir)) for p in found[:3])
-        raise FileExistsError(
-            f"{out_dir} exists but has no {MANIFEST}, so it was not written by the synthetic "
-            f"generator ({len(found)} files, e.g. {shown}); refusing to delete it. Choose a new "
-            "or empty folder, or remove it yourself."
+        hint = ""
+        if all((out_dir / d).is_dir() for d in SPLIT_DIRS.values()):
+            hint = (
+                " It looks like a dataset in the Market-1501 layout: to use it as it is, pass "
+                "--dataset market1501 (or dukemtmcreid, generic) with --data-root "
+                f"{out_dir}."
+            )
+        raise NotSyntheticDatasetError(
+            f"{out_dir} exists and is not a synthetic dataset made by this generator (it has no "
+            f"{MANIFEST}; files such as {shown}); refusing to delete or overwrite it. "
+            f"{advice}{hint}"
         )
 
 
@@ -516,8 +550,9 @@ def generate(out_dir: Path | str, *, seed: int = 0, config: SyntheticConfig | No
     ------
     ValueError
         Bad seed or config (the message names the field).
-    FileExistsError
-        ``out_dir`` exists and was not written by this generator.
+    NotSyntheticDatasetError
+        (a ValueError and a FileExistsError) ``out_dir`` exists and was not written by this
+        generator.
     """
     config = config or SyntheticConfig()
     _check_seed(seed)
@@ -611,8 +646,9 @@ def ensure_synthetic(
 
     Raises
     ------
-    FileExistsError
-        ``root`` exists, is not complete, and was not written by this generator.
+    NotSyntheticDatasetError
+        (a ValueError and a FileExistsError) ``root`` exists and is neither empty nor written
+        by this generator (a Market-1501 folder, say); nothing is written next to it.
     """
     if root is None:
         from data.paths import DATASETS_DIR
@@ -642,6 +678,8 @@ def ensure_synthetic(
 
     if up_to_date()[0]:
         return root
+    # Someone else's folder: say so before taking the lock (which writes a file next to it).
+    _check_replaceable(root)
     root.parent.mkdir(parents=True, exist_ok=True)
     with _folder_lock(root):
         ok, want_seed, want_config = up_to_date()  # another process may have just written it
