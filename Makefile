@@ -51,17 +51,19 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m classical.pipeline $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
 	$(PY) -m deep.pretrain $(MODELS_ARG)
 
+# deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)
 	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
+	$(PY) -m compare.measure runs/$(DATASET)/deep/$(MODEL)/baseline_seed$(SEED) $(ROOT_ARG) $(THREADS_ARG)
 
 distill: $(STAMP)
-	$(PY) -m deep.distill run $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE)
 
 tradeoff-plot: $(STAMP)
 	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE)

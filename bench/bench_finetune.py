@@ -27,8 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.timing import cpu_model
 from data.layouts import load_dataset, validation_split
 from data.paths import RUNS_DIR, run_dir_for
-from deep.distill import PROFILES, train_on_split
-from deep.train import TrainConfig, worker_pool
+from deep.config import TrainConfig
+from deep.distill import train_on_split
+from deep.profiles import PROFILES
+from deep.train import worker_pool
 
 #: The quick profile's epochs from scratch (each model fits its training set; README).
 SCRATCH_EPOCHS = {

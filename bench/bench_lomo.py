@@ -5,7 +5,7 @@ gradient areas; Retinex off unless stated, as the reference comparison is withou
 
 * numba ``classical.lomo.lomo`` on a batch (best of 3 repeats), 1 thread and all threads, and at
   batch size 1 (the per-query case);
-* ``bench/numpy_lomo.py``: the plain NumPy implementation (whole-array per-pixel maps, one
+* ``tests/numpy_lomo.py``: the plain NumPy implementation (whole-array per-pixel maps, one
   ``np.bincount`` per window; the tests' oracle) and a batch-vectorised NumPy version (all
   windows of a batch in one ``bincount`` per scale), both single-threaded by nature;
 * the Retinex (MSRCR, OpenCV blur) cost on top, 1 thread.
@@ -26,15 +26,14 @@ from pathlib import Path
 
 import numpy as np
 
+# The repository root, for classical/, compare/, data/ and the NumPy oracle in tests/.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import numpy_lomo
 
 from classical.lomo import lomo
 from compare.timing import available_threads, machine_info, thread_limit
 from data.io import atomic_write_text
 from data.paths import RUNS_DIR
+from tests.numpy_lomo import lomo_numpy, lomo_numpy_batched
 
 SIZES = ((128, 48), (128, 64))
 TARGET_SPEEDUP = 20.0
@@ -93,9 +92,9 @@ def measure_size(height: int, width: int, batch: int, baseline_images: int, repe
         )
 
     with thread_limit(1):
-        plain = best_seconds(lambda: numpy_lomo.lomo_numpy(few), max(1, repeats // 3))
+        plain = best_seconds(lambda: lomo_numpy(few), max(1, repeats // 3))
         add("NumPy, plain (oracle)", 1, plain, len(few))
-        batched = best_seconds(lambda: numpy_lomo.lomo_numpy_batched(few), repeats)
+        batched = best_seconds(lambda: lomo_numpy_batched(few), repeats)
         add("NumPy, batch-vectorised", 1, batched, len(few))
         add("numba", 1, best_seconds(lambda: lomo(images, retinex=False), repeats), batch)
         single = median_single(lambda im: lomo(im, retinex=False), images, 200)

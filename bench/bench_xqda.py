@@ -70,7 +70,7 @@ def run(shape: dict, seed: int = 0) -> dict:
     rss_features = peak_rss_gib()
 
     start = time.perf_counter()
-    model = XQDA().fit(X, train_ids, cams)
+    model = XQDA().fit(X, train_ids, cams=cams)
     fit_s = time.perf_counter() - start
     rss_fit = peak_rss_gib()
     del X
@@ -101,7 +101,6 @@ def run(shape: dict, seed: int = 0) -> dict:
         "fit_phases_s": model.fit_seconds_,
         "reduction": model.reduction_,
         "n_components": int(model.n_components_),
-        "qr_reduced": bool(model.qr_reduced_),
         "peak_rss_gib_features": rss_features,
         "peak_rss_gib_fit": rss_fit,
         "features_gib": shape["train"] * shape["dim"] * 4 / 2**30,

@@ -38,6 +38,10 @@ CHUNK = 512
 #: Temporary folders older than this (seconds) are considered abandoned and removed.
 STALE_SECONDS = 24 * 3600
 
+#: The files of a cache entry: raw float32 features (row-major) and their description.
+FEATURES_FILE = "features.f32"
+META_FILE = "meta.json"
+
 _LAYOUT_KEYS = ("num_scales", "block_size", "block_step", "hsv_bins", "radii")
 
 
@@ -82,12 +86,13 @@ def cache_key(records: Sequence[Record], size: tuple[int, int], params: dict) ->
 
 
 def _open(folder: Path, shape: tuple[int, int]) -> np.memmap | None:
-    meta_path = folder / "meta.json"
+    """The complete cache entry in ``folder`` as a read-only memmap, or None if it is not one."""
+    meta_path = folder / META_FILE
     try:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         return None
-    data = folder / "features.f32"
+    data = folder / FEATURES_FILE
     if tuple(meta.get("shape", ())) != shape or not data.is_file():
         return None
     if data.stat().st_size != shape[0] * shape[1] * 4:
@@ -96,6 +101,7 @@ def _open(folder: Path, shape: tuple[int, int]) -> np.memmap | None:
 
 
 def _clean_stale(cache_dir: Path) -> None:
+    """Remove temporary folders left behind by interrupted runs (older than STALE_SECONDS)."""
     now = time.time()
     for tmp in cache_dir.glob(".tmp-*"):
         try:
@@ -103,6 +109,100 @@ def _clean_stale(cache_dir: Path) -> None:
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
             pass
+
+
+def _stream_features(
+    path: Path,
+    records: Sequence[Record],
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    params: dict,
+    chunk: int,
+    loader: Callable[[Path, tuple[int, int]], np.ndarray],
+    desc: str,
+    progress: bool,
+) -> float:
+    """Decode and describe ``records`` chunk by chunk into a float32 file; returns seconds.
+
+    Only one chunk of images is in memory at a time; the features go straight to a memmap.
+    """
+    out = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
+    start_time = time.perf_counter()
+    with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
+        for start in range(0, len(records), chunk):
+            batch = records[start : start + chunk]
+            images = np.stack([loader(r.path, size) for r in batch])
+            out[start : start + len(batch)] = lomo(images, dtype=np.float32, **params)
+            bar.update(len(batch))
+    out.flush()
+    del out
+    return time.perf_counter() - start_time
+
+
+def _write_meta(
+    folder: Path,
+    records: Sequence[Record],
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    params: dict,
+    seconds: float,
+) -> None:
+    """``meta.json`` of an entry: what it holds and how it was made (read back by ``_open``)."""
+    meta = {
+        "shape": list(shape),
+        "size": list(size),
+        "params": {k: _describe(v) for k, v in params.items()},
+        "version": FEATURE_VERSION,
+        "count": len(records),
+        "first": str(records[0].path),
+        "last": str(records[-1].path),
+        "seconds": round(seconds, 3),
+    }
+    (folder / META_FILE).write_text(json.dumps(meta, indent=2))
+
+
+def _publish(tmp: Path, folder: Path, shape: tuple[int, int]) -> None:
+    """Rename the complete entry ``tmp`` to ``folder``: atomic, so it appears whole or not at all.
+
+    If another process finished the same entry first, its copy is kept; a broken entry in the
+    way is replaced.
+    """
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if _open(folder, shape) is None:
+            shutil.rmtree(folder, ignore_errors=True)
+            os.replace(tmp, folder)
+
+
+def _write_entry(
+    cache_dir: Path,
+    key: str,
+    records: Sequence[Record],
+    shape: tuple[int, int],
+    size: tuple[int, int],
+    params: dict,
+    chunk: int,
+    loader: Callable[[Path, tuple[int, int]], np.ndarray],
+    desc: str,
+    progress: bool,
+) -> None:
+    """Extract the entry ``cache_dir / key`` in a temporary folder next to it, then publish it.
+
+    An interrupted run leaves no entry behind, only a ``.tmp-*`` folder that a later run removes.
+    """
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    _clean_stale(cache_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
+    try:
+        seconds = _stream_features(
+            tmp / FEATURES_FILE, records, shape, size, params, chunk, loader, desc, progress
+        )
+        _write_meta(tmp, records, shape, size, params, seconds)
+        _publish(tmp, cache_dir / key, shape)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def extract_split(
@@ -154,41 +254,7 @@ def extract_split(
     if cached is not None:
         return cached
 
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale(cache_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
-    try:
-        out = np.memmap(tmp / "features.f32", dtype=np.float32, mode="w+", shape=shape)
-        start_time = time.perf_counter()
-        with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
-            for start in range(0, len(records), chunk):
-                batch = records[start : start + chunk]
-                images = np.stack([loader(r.path, size) for r in batch])
-                out[start : start + len(batch)] = lomo(images, dtype=np.float32, **params)
-                bar.update(len(batch))
-        out.flush()
-        del out
-        meta = {
-            "shape": list(shape),
-            "size": list(size),
-            "params": {k: _describe(v) for k, v in params.items()},
-            "version": FEATURE_VERSION,
-            "count": len(records),
-            "first": str(records[0].path),
-            "last": str(records[-1].path),
-            "seconds": round(time.perf_counter() - start_time, 3),
-        }
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-        try:
-            os.replace(tmp, folder)  # atomic: the entry appears complete or not at all
-        except OSError:
-            # Another process finished the same entry first (or a broken one is in the way).
-            if _open(folder, shape) is None:
-                shutil.rmtree(folder, ignore_errors=True)
-                os.replace(tmp, folder)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    _write_entry(cache_dir, key, records, shape, size, params, chunk, loader, desc, progress)
     opened = _open(folder, shape)
     if opened is None:  # pragma: no cover - only if the cache folder vanished under us
         raise RuntimeError(f"LOMO cache entry {folder} could not be read back")

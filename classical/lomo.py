@@ -22,8 +22,9 @@ once per call, integer (uint8) histograms and SIMD-friendly cell sums; see
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from types import MappingProxyType
 
 import numba
 import numpy as np
@@ -32,19 +33,51 @@ from classical import _lomo_kernels as kernels
 from classical.retinex import msrcr
 
 SILTP_BINS = kernels.SILTP_BINS
-#: Every LOMO parameter with its default (the paper's settings, Retinex off), in signature order.
-DEFAULT_PARAMS = {
-    "retinex": False,
-    "num_scales": 3,
-    "block_size": 10,
-    "block_step": 5,
-    "hsv_bins": (8, 8, 8),
-    "tau": 0.3,
-    "radii": (3, 5),
-    "num_points": 4,
-}
 
 RetinexArg = bool | Callable[[np.ndarray], np.ndarray] | None
+
+
+@dataclass(frozen=True)
+class LomoParams:
+    """Every LOMO parameter with its default: the paper's settings, Retinex off.
+
+    The one place the defaults are written down: :func:`lomo`, :func:`lomo_counts`,
+    :func:`layout`, :class:`LOMO`, :data:`DEFAULT_PARAMS` (hence the feature cache of
+    :mod:`classical.features`) and the NumPy oracle of the tests take theirs from
+    :data:`DEFAULTS`.
+
+    Attributes
+    ----------
+    retinex : bool or callable
+        Pre-processing of the colour branch (see :func:`lomo`).
+    num_scales, block_size, block_step : int
+        Pyramid scales, window size and step (pixels).
+    hsv_bins : (int, int, int)
+        Joint HSV histogram bins.
+    tau : float
+        SILTP scale-invariance tolerance.
+    radii : tuple of int
+        SILTP radii, one texture part each.
+    num_points : int
+        SILTP neighbours (only 4 is implemented).
+    """
+
+    retinex: RetinexArg = False
+    num_scales: int = 3
+    block_size: int = 10
+    block_step: int = 5
+    hsv_bins: tuple[int, int, int] = (8, 8, 8)
+    tau: float = 0.3
+    radii: tuple[int, ...] = (3, 5)
+    num_points: int = 4
+
+
+#: The paper's LOMO parameters (Retinex off).
+DEFAULTS = LomoParams()
+#: The same as a read-only mapping name -> default, in signature order.
+DEFAULT_PARAMS: Mapping[str, object] = MappingProxyType(
+    {field.name: getattr(DEFAULTS, field.name) for field in fields(LomoParams)}
+)
 
 
 @dataclass(frozen=True)
@@ -111,11 +144,11 @@ def layout(
     height: int,
     width: int,
     *,
-    num_scales: int = 3,
-    block_size: int = 10,
-    block_step: int = 5,
-    hsv_bins: tuple[int, int, int] = (8, 8, 8),
-    radii: tuple[int, ...] = (3, 5),
+    num_scales: int = DEFAULTS.num_scales,
+    block_size: int = DEFAULTS.block_size,
+    block_step: int = DEFAULTS.block_step,
+    hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+    radii: tuple[int, ...] = DEFAULTS.radii,
 ) -> LomoLayout:
     """Feature layout (and dimension, ``.dim``) for images of ``height x width``."""
     return _layout_cached(int(height), int(width), int(num_scales), int(block_size),
@@ -338,14 +371,14 @@ def _run(
 def lomo_counts(
     images: np.ndarray,
     *,
-    retinex: RetinexArg = False,
-    num_scales: int = 3,
-    block_size: int = 10,
-    block_step: int = 5,
-    hsv_bins: tuple[int, int, int] = (8, 8, 8),
-    tau: float = 0.3,
-    radii: tuple[int, ...] = (3, 5),
-    num_points: int = 4,
+    retinex: RetinexArg = DEFAULTS.retinex,
+    num_scales: int = DEFAULTS.num_scales,
+    block_size: int = DEFAULTS.block_size,
+    block_step: int = DEFAULTS.block_step,
+    hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+    tau: float = DEFAULTS.tau,
+    radii: tuple[int, ...] = DEFAULTS.radii,
+    num_points: int = DEFAULTS.num_points,
 ) -> np.ndarray:
     """Raw integer max-occurrence counts (n, d) int32, before ``log`` and normalisation.
 
@@ -370,14 +403,14 @@ def lomo_counts(
 def lomo(
     images: np.ndarray,
     *,
-    retinex: RetinexArg = False,
-    num_scales: int = 3,
-    block_size: int = 10,
-    block_step: int = 5,
-    hsv_bins: tuple[int, int, int] = (8, 8, 8),
-    tau: float = 0.3,
-    radii: tuple[int, ...] = (3, 5),
-    num_points: int = 4,
+    retinex: RetinexArg = DEFAULTS.retinex,
+    num_scales: int = DEFAULTS.num_scales,
+    block_size: int = DEFAULTS.block_size,
+    block_step: int = DEFAULTS.block_step,
+    hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+    tau: float = DEFAULTS.tau,
+    radii: tuple[int, ...] = DEFAULTS.radii,
+    num_points: int = DEFAULTS.num_points,
     dtype: type | np.dtype = np.float32,
 ) -> np.ndarray:
     """LOMO features of a batch of RGB images.
@@ -433,14 +466,14 @@ class LOMO:
     def __init__(
         self,
         *,
-        retinex: RetinexArg = False,
-        num_scales: int = 3,
-        block_size: int = 10,
-        block_step: int = 5,
-        hsv_bins: tuple[int, int, int] = (8, 8, 8),
-        tau: float = 0.3,
-        radii: tuple[int, ...] = (3, 5),
-        num_points: int = 4,
+        retinex: RetinexArg = DEFAULTS.retinex,
+        num_scales: int = DEFAULTS.num_scales,
+        block_size: int = DEFAULTS.block_size,
+        block_step: int = DEFAULTS.block_step,
+        hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+        tau: float = DEFAULTS.tau,
+        radii: tuple[int, ...] = DEFAULTS.radii,
+        num_points: int = DEFAULTS.num_points,
         dtype: type | np.dtype = np.float32,
     ) -> None:
         self.retinex = retinex

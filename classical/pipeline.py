@@ -1,4 +1,4 @@
-"""LOMO + XQDA end to end: ``make lomo-xqda`` (``python -m classical.pipeline``).
+"""LOMO + XQDA fitted and scored on the dataset's protocol: ``python -m classical.pipeline``.
 
 Two protocols, chosen with ``--protocol`` (default: the dataset's own):
 
@@ -22,15 +22,13 @@ Two protocols, chosen with ``--protocol`` (default: the dataset's own):
     ``--protocol market`` on these benchmarks evaluates trial 0 (every image) with the
     Market-1501 code instead, as the deep pipeline does.
 
-Then, for both: milliseconds per query (LOMO of one decoded query image, resize included, +
-projection + matching against the projected gallery with top-k ranking, batch size 1, median
-over at least 100 queries, cycled when there are fewer; one thread unless ``--threads`` says
-otherwise; trial 0's probes and gallery for the two-view protocols), then
-``runs/<dataset>/classical/<run name>/summary.json`` and ``xqda.npz`` (W, M; trial 0's for the
-two-view protocols), a row of ``runs/<dataset>/results.csv`` and a one-screen summary.
+Outputs: ``runs/<dataset>/classical/<run name>/summary.json`` (accuracy, dimensions, seconds)
+and ``xqda.npz`` (W, M; trial 0's for the two-view protocols). :func:`run` returns a
+:class:`FittedRun` whose :class:`LomoXqda` pipeline ``compare`` times query by query
+(``make lomo-xqda`` = ``python -m compare.lomo_xqda``: this, then ms/query and a results row).
 
-The run name (:func:`run_name`, also the row's ``model``) holds every setting that changes the
-numbers, so differently configured runs never overwrite each other, e.g.
+The run name (:func:`run_name`, also the results row's ``model``) holds every setting that
+changes the numbers, so differently configured runs never overwrite each other, e.g.
 ``lomo_xqda_market_128x48_retinex-off_reg0.001_svd``.
 
     python -m classical.pipeline --dataset synthetic
@@ -52,26 +50,24 @@ import numpy as np
 
 from classical.features import extract_split
 from classical.lomo import lomo
-from classical.xqda import XQDA
-from compare.results import ResultRow, extra_json, upsert_rows
-from compare.timing import TimingResult, machine_info, thread_limit, time_queries
+from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
-from data.images import ImageLoadError, load_image, resize
-from data.io import atomic_write_bytes, atomic_write_text
-from data.layouts import Record, ReidDataset, load_dataset
-from data.matching import topk_from_distances
-from data.paths import REPO_ROOT, run_dir_for
+from data.images import ImageLoadError, parse_size, resize
+from data.io import OutputError, atomic_write_bytes, atomic_write_text, ensure_dir
+from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
+from data.paths import run_dir_for
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
 
 #: ``market``: the Market-1501 evaluation; the two others: Liao's two-view trials.
 PROTOCOLS = ("market", *benchmarks.SHOTS)
 #: Ranks printed and stored for the two-view protocols (as Liao's EvalCMC reports).
 TRIAL_RANKS = (1, 5, 10, 20)
+SOLVERS = ("svd", "eig")
 
 
 @dataclass
 class ClassicalConfig:
-    """Settings of one LOMO + XQDA run.
+    """Settings of one LOMO + XQDA run (every one is a flag of ``python -m classical.pipeline``).
 
     Attributes
     ----------
@@ -93,14 +89,9 @@ class ClassicalConfig:
     split_seed : int
         Trial ``t`` of a benchmark is seeded with ``split_seed + t`` (random splits and
         single-shot picks); ``--protocol market`` on a benchmark uses trial 0.
-    threads : int or None
-        Threads for the per-query timing (None: all cores). Extraction and fitting use all cores.
-    num_timed_queries, top_k : int
-        Timed queries (cycled when the query set is smaller) and the ranking depth when timing.
     run_root : str or None
         Folder for this dataset's outputs (default ``runs/<dataset>``): the run goes to
-        ``<run_root>/classical/<run name>``, the cache to ``<run_root>/cache/lomo`` and the row
-        to ``<run_root>/results.csv``.
+        ``<run_root>/classical/<run name>`` and the cache to ``<run_root>/cache/lomo``.
     progress : bool
         tqdm bars during extraction.
     """
@@ -115,11 +106,38 @@ class ClassicalConfig:
     protocol: str | None = None
     num_trials: int | None = None
     split_seed: int = 0
-    threads: int | None = 1
-    num_timed_queries: int = 100
-    top_k: int = 50
     run_root: str | None = None
     progress: bool = True
+
+    def validate(self) -> str:
+        """Check every setting before any work; returns the protocol the run uses."""
+        if self.reg <= 0:
+            raise ValueError(
+                f"--reg must be > 0 (XQDA adds it to the intra-class covariance, which is "
+                f"singular without it), got {self.reg}"
+            )
+        if self.n_components is not None and self.n_components < 1:
+            raise ValueError(f"--n-components must be >= 1, got {self.n_components}")
+        if self.solver not in SOLVERS:
+            raise ValueError(f"--solver must be one of {SOLVERS}, got {self.solver!r}")
+        if min(self.size) < 8:
+            raise ValueError(f"--size must be at least 8x8, got {self.size}")
+        protocol = resolve_protocol(self.dataset, self.protocol)
+        if self.num_trials is not None:
+            if protocol == "market":
+                raise ValueError("--trials applies to the two-view protocols only")
+            if self.num_trials < 1:
+                raise ValueError(f"--trials must be >= 1, got {self.num_trials}")
+        if self.split_seed and not benchmarks.is_two_view(self.dataset):
+            raise ValueError(
+                f"--split-seed applies to the two-view benchmarks only, not {self.dataset!r}"
+            )
+        if self.split_seed < 0:
+            raise ValueError(f"--split-seed must be >= 0, got {self.split_seed}")
+        return protocol
+
+    def out_root(self) -> Path:
+        return Path(self.run_root) if self.run_root else run_dir_for(self.dataset)
 
 
 def resolve_protocol(dataset: str, protocol: str | None = None) -> str:
@@ -168,147 +186,123 @@ def study_run_name(dataset: str = "synthetic") -> str:
     return run_name(ClassicalConfig(dataset=dataset), "market")
 
 
-class XQDAMatcher:
-    """Rank the projected gallery for projected queries with the XQDA metric.
+# ---------------------------------------------------------------------------------------------
+# The pipeline: fit / extract / match
+# ---------------------------------------------------------------------------------------------
+class LomoXqda:
+    """LOMO features + XQDA metric: the classical pipeline behind one small interface.
 
-    ``d(q, g) = g M g' - 2 q (g M)' + q M q'``: the gallery side ``g M`` and ``g M g'`` are
-    precomputed, so a query costs one (n_gallery x r) matrix-vector product, then top-k. The
-    evaluation uses :meth:`distance_matrix`, the same arithmetic as the timed :meth:`match`.
-
-    Parameters
-    ----------
-    model : XQDA
-        Fitted model (its ``metric_``).
-    projected_gallery : ndarray (n_gallery, r)
-        ``model.transform(gallery)``.
-    k : int
-        Ranking depth of :meth:`match`.
-    dtype : numpy dtype
-        Precision of the gallery-side matrix product (float32 halves its memory traffic).
+    ``fit`` learns XQDA from training images, ``extract`` turns one decoded image into its
+    projected feature (the per-query path ``compare`` times), ``features`` does the same for
+    many records through the LOMO cache, and ``matcher`` ranks a projected gallery.
     """
 
-    def __init__(
-        self,
-        model: XQDA,
-        projected_gallery: np.ndarray,
-        k: int,
-        dtype: type | np.dtype = np.float32,
-    ) -> None:
-        g = np.asarray(projected_gallery, dtype=np.float64)
-        self.metric = model.metric_
-        gallery_m = g @ self.metric
-        self.gallery_norm = np.einsum("ij,ij->i", gallery_m, g)
-        self.gallery_m = np.ascontiguousarray(gallery_m, dtype=dtype)
-        self.k = min(k, g.shape[0])
+    def __init__(self, config: ClassicalConfig, cache_dir: Path) -> None:
+        self.config = config
+        self.cache_dir = cache_dir
+        self.model = XQDA(reg=config.reg, n_components=config.n_components, solver=config.solver)
+        self.fit_seconds = 0.0
 
-    def distance_matrix(self, projected_queries: np.ndarray, block: int = 1024) -> np.ndarray:
-        """(n_query, n_gallery) XQDA distances, by blocks of queries."""
-        q_all = np.asarray(projected_queries)
-        out = np.empty((q_all.shape[0], self.gallery_m.shape[0]), dtype=np.float64)
-        for start in range(0, q_all.shape[0], block):
-            q = q_all[start : start + block]
-            q64 = q.astype(np.float64)
-            q_norm = np.einsum("ij,ij->i", q64 @ self.metric, q64)
-            cross = q.astype(self.gallery_m.dtype) @ self.gallery_m.T
-            out[start : start + len(q)] = self.gallery_norm[None, :] - 2.0 * cross + q_norm[:, None]
-        return out
-
-    def distances(self, projected_query: np.ndarray) -> np.ndarray:
-        """XQDA distances of one query to every gallery item."""
-        q = np.asarray(projected_query).reshape(-1)
-        q64 = q.astype(np.float64)
-        cross = self.gallery_m @ q.astype(self.gallery_m.dtype)
-        return self.gallery_norm - 2.0 * cross + q64 @ self.metric @ q64
-
-    def match(self, projected_query: np.ndarray) -> np.ndarray:
-        """Indices of the ``k`` nearest gallery items, best first."""
-        return topk_from_distances(self.distances(projected_query)[None, :], self.k)[0][0]
-
-
-def _save_model(path: Path, model: XQDA, config: ClassicalConfig) -> None:
-    buffer = io.BytesIO()
-    np.savez(
-        buffer,
-        components=model.components_,
-        metric=model.metric_,
-        spectrum=model.spectrum_,
-        size=np.array(config.size),
-        retinex=np.array(config.retinex),
-        reg=np.array(config.reg),
-    )
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _relative(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
-
-
-def _check_config(config: ClassicalConfig, protocol: str) -> None:
-    two_view = benchmarks.is_two_view(config.dataset)
-    if config.num_trials is not None:
-        if protocol == "market":
-            raise ValueError("num_trials (--trials) applies to the two-view protocols only")
-        if config.num_trials < 1:
-            raise ValueError(f"num_trials must be >= 1, got {config.num_trials}")
-    if config.split_seed and not two_view:
-        raise ValueError(
-            "split_seed (--split-seed) applies to the two-view benchmarks only, not "
-            f"{config.dataset!r}"
+    def lomo(self, records: list[Record], desc: str) -> np.ndarray:
+        """Cached LOMO features (n, d) float32 of ``records``."""
+        return extract_split(
+            records,
+            self.cache_dir,
+            size=self.config.size,
+            params={"retinex": self.config.retinex},
+            desc=desc,
+            progress=self.config.progress,
         )
 
+    def fit(self, features: np.ndarray, records: list[Record]) -> LomoXqda:
+        """XQDA on the LOMO ``features`` of the training ``records`` (cross-camera pairs)."""
+        ids, cams = record_arrays(records)
+        t0 = time.perf_counter()
+        self.model.fit(features, ids, cams=cams)
+        self.fit_seconds = time.perf_counter() - t0
+        self._components32 = np.ascontiguousarray(self.model.components_, dtype=np.float32)
+        return self
 
-def run(config: ClassicalConfig) -> dict:
-    """Run the classical pipeline; returns the summary (also written to ``summary.json``)."""
+    def fit_views(
+        self, features_a: np.ndarray, view_a: list[Record], features_b: np.ndarray, view_b: list
+    ) -> LomoXqda:
+        """XQDA on two camera views (Liao's two-view benchmarks)."""
+        t0 = time.perf_counter()
+        self.model.fit_views(
+            features_a, record_arrays(view_a)[0], features_b, record_arrays(view_b)[0]
+        )
+        self.fit_seconds = time.perf_counter() - t0
+        self._components32 = np.ascontiguousarray(self.model.components_, dtype=np.float32)
+        return self
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        # float32 projection, as in the timed per-query path (same numbers measured as timed)
+        return self.model.transform(features, dtype=np.float32)
+
+    def extract(self, image: np.ndarray) -> np.ndarray:
+        """One decoded RGB image -> projected feature: resize, LOMO, XQDA projection."""
+        feature = lomo(
+            resize(image, self.config.size), retinex=self.config.retinex, dtype=np.float32
+        )
+        return feature @ self._components32
+
+    def matcher(self, projected_gallery: np.ndarray, k: int = 50) -> XQDAMatcher:
+        """Ranks ``projected_gallery`` for a projected query (``.match``) or many
+        (``.distance_matrix``) with the XQDA metric."""
+        return XQDAMatcher(self.model, projected_gallery, k)
+
+    def save(self, path: Path) -> None:
+        """``xqda.npz``: W, M, the spectrum and the settings that produced them."""
+        buffer = io.BytesIO()
+        np.savez(
+            buffer,
+            components=self.model.components_,
+            metric=self.model.metric_,
+            spectrum=self.model.spectrum_,
+            size=np.array(self.config.size),
+            retinex=np.array(self.config.retinex),
+            reg=np.array(self.config.reg),
+        )
+        atomic_write_bytes(path, buffer.getvalue())
+
+
+@dataclass
+class FittedRun:
+    """A finished classical run: its summary, the fitted pipeline, and the split it was scored
+    on (trial 0 for the two-view protocols), for ``compare`` to time query by query."""
+
+    summary: dict
+    pipeline: LomoXqda
+    queries: list[Record]
+    projected_gallery: np.ndarray
+    out_dir: Path
+
+
+def run(config: ClassicalConfig) -> FittedRun:
+    """Fit and score the classical pipeline; writes ``summary.json`` and ``xqda.npz``."""
     start = time.perf_counter()
-    protocol = resolve_protocol(config.dataset, config.protocol)
-    _check_config(config, protocol)
-    root = Path(config.run_root) if config.run_root else run_dir_for(config.dataset)
+    protocol = config.validate()
+    root = config.out_root()
     name = run_name(config, protocol)
     out_dir = root / "classical" / name
     if protocol == "market":
-        return _run_market(config, root, out_dir, name, start)
-    return _run_trials(config, protocol, root, out_dir, name, start)
+        fitted = _run_market(config, root, out_dir, name)
+    else:
+        fitted = _run_trials(config, protocol, root, out_dir, name)
+    fitted.summary["seconds"]["total"] = time.perf_counter() - start
+    write_summary(fitted)
+    return fitted
 
 
-def _features(records: list[Record], cache: Path, config: ClassicalConfig, desc: str):
-    return extract_split(
-        records,
-        cache,
-        size=config.size,
-        params={"retinex": config.retinex},
-        desc=desc,
-        progress=config.progress,
-    )
+def write_summary(fitted: FittedRun) -> None:
+    """(Re)write the run's ``summary.json``, atomically."""
+    summary = json.loads(json.dumps(fitted.summary, default=_json_default))
+    atomic_write_text(fitted.out_dir / "summary.json", json.dumps(summary, indent=2))
 
 
-def _labels(records: list[Record]) -> tuple[np.ndarray, np.ndarray]:
-    return np.array([r.pid for r in records]), np.array([r.camid for r in records])
-
-
-def _time(
-    config: ClassicalConfig, model: XQDA, queries: list[Record], matcher: XQDAMatcher
-) -> TimingResult:
-    """Per-query latency: decoded query image -> LOMO -> projection -> XQDA ranking."""
-    components = np.ascontiguousarray(model.components_, dtype=np.float32)
-    n_images = min(len(queries), config.num_timed_queries)
-    query_images = [load_image(r.path) for r in queries[:n_images]]
-
-    def extract_one(image: np.ndarray) -> np.ndarray:
-        feature = lomo(resize(image, config.size), retinex=config.retinex, dtype=np.float32)
-        return feature @ components
-
-    with thread_limit(None):  # compile/warm the kernels outside the timed region
-        extract_one(query_images[0])
-    return time_queries(
-        extract_one,
-        matcher.match,
-        query_images,
-        num_queries=max(100, config.num_timed_queries),
-        threads=config.threads,
-    )
-
-
+# ---------------------------------------------------------------------------------------------
+# Market-1501 protocol
+# ---------------------------------------------------------------------------------------------
 def _market_dataset(config: ClassicalConfig) -> ReidDataset:
     if benchmarks.is_two_view(config.dataset):
         bench = benchmarks.load_benchmark(
@@ -318,58 +312,47 @@ def _market_dataset(config: ClassicalConfig) -> ReidDataset:
     return load_dataset(config.dataset, config.data_root)
 
 
-def _run_market(
-    config: ClassicalConfig, root: Path, out_dir: Path, name: str, start: float
-) -> dict:
+def _load_market(config: ClassicalConfig) -> ReidDataset:
     dataset = _market_dataset(config)
     print(dataset.summary())
     for split in ("train", "query", "gallery"):
         if not getattr(dataset, split):
             raise ValueError(f"dataset {config.dataset!r} has no {split} images")
-    cache = root / "cache" / "lomo"
-    out_dir.mkdir(parents=True, exist_ok=True)
+    # XQDA learns from cross-camera pairs: refuse a set without any, warn on identities without
+    check_training_set(dataset, needs_cross_camera_pairs=True)
+    return dataset
 
+
+def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -> FittedRun:
+    dataset = _load_market(config)
+    ensure_dir(out_dir)
+    pipeline = LomoXqda(config, root / "cache" / "lomo")
     seconds = {}
     t0 = time.perf_counter()
     feats = {
-        split: _features(getattr(dataset, split), cache, config, f"LOMO {split}")
-        for split in ("train", "query", "gallery")
+        s: pipeline.lomo(getattr(dataset, s), f"LOMO {s}") for s in ("train", "query", "gallery")
     }
     seconds["features"] = time.perf_counter() - t0
-
-    labels = {split: _labels(getattr(dataset, split)) for split in ("train", "query", "gallery")}
+    pipeline.fit(feats["train"], dataset.train)
+    seconds["fit"] = pipeline.fit_seconds
     t0 = time.perf_counter()
-    model = XQDA(reg=config.reg, n_components=config.n_components, solver=config.solver)
-    model.fit(feats["train"], *labels["train"])
-    seconds["fit"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    # float32 projection, as in the timed per-query path below (same numbers measured as timed).
-    q_proj = model.transform(feats["query"], dtype=np.float32)
-    g_proj = model.transform(feats["gallery"], dtype=np.float32)
-    matcher = XQDAMatcher(model, g_proj, config.top_k)
-    dist = matcher.distance_matrix(q_proj)
+    q_proj, g_proj = pipeline.project(feats["query"]), pipeline.project(feats["gallery"])
+    dist = pipeline.matcher(g_proj).distance_matrix(q_proj)
     seconds["distances"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    (q_ids, q_cams), (g_ids, g_cams) = labels["query"], labels["gallery"]
+    (q_ids, q_cams), (g_ids, g_cams) = record_arrays(dataset.query), record_arrays(dataset.gallery)
     official = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="official")
     torchreid = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="torchreid")
     seconds["evaluation"] = time.perf_counter() - t0
-
-    timing = _time(config, model, dataset.query, matcher)
-    _save_model(out_dir / "xqda.npz", model, config)
-    seconds["total"] = time.perf_counter() - start
-
-    feature_dim = int(feats["train"].shape[1])
-    xqda_dim = int(model.n_components_)
+    pipeline.save(out_dir / "xqda.npz")
     summary = {
         "dataset": config.dataset,
         "protocol": "market",
         "run_name": name,
         "config": asdict(config),
-        "rank1": _rank(official.cmc, 1),
-        "rank5": _rank(official.cmc, 5),
-        "rank10": _rank(official.cmc, 10),
+        "rank1": rank_at(official.cmc, 1),
+        "rank5": rank_at(official.cmc, 5),
+        "rank10": rank_at(official.cmc, 10),
         "mAP": official.mAP,
         "mAP_torchreid": torchreid.mAP,
         "cmc": [float(v) for v in official.cmc[:20]],
@@ -379,39 +362,89 @@ def _run_market(
         "num_train_ids": dataset.num_train_pids,
         "num_train_cams": dataset.num_train_cams,
         "num_gallery": len(dataset.gallery),
-        "feature_dim": feature_dim,
-        "xqda_dim": xqda_dim,
-        "xqda_qr_reduced": bool(model.qr_reduced_),
+        "feature_dim": int(feats["train"].shape[1]),
+        "seconds": seconds,
+        **_xqda_facts(pipeline.model),
+    }
+    return FittedRun(summary, pipeline, dataset.query, g_proj, out_dir)
+
+
+def _xqda_facts(model: XQDA) -> dict:
+    return {
+        "xqda_dim": int(model.n_components_),
         "xqda_top_spectrum": [float(v) for v in model.spectrum_[:10]],
         "xqda_intra_pairs": model.n_intra_pairs_,
         "xqda_extra_pairs": model.n_extra_pairs_,
         "metric_eigenvalues_clipped": int(model.n_clipped_),
-        "seconds": seconds,
         "xqda_fit_seconds": model.fit_seconds_,
         "xqda_reduction": model.reduction_,
-        "timing": timing.as_dict(),
-        "machine": machine_info(timing.threads),
     }
-    summary = json.loads(json.dumps(summary, default=_json_default))
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
-    row = _row(
-        config,
-        name,
-        model,
-        timing,
-        out_dir,
-        ranks=(summary["rank1"], summary["rank5"], summary["rank10"]),
-        maps=(official.mAP, torchreid.mAP),
-        extra={"protocol": "market"},
-    )
-    upsert_rows(root / "results.csv", [row])
-    _print_summary(summary, out_dir)
-    return summary
+
+
+# ---------------------------------------------------------------------------------------------
+# Liao's two-view protocols
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class _TrialResult:
+    cmc: np.ndarray
+    record: dict  # per-trial numbers for summary.json
+    split: dict  # the trial's split for trials.json
+    pipeline: LomoXqda
+    probes: list[Record]
+    projected_gallery: np.ndarray
+    distance_seconds: float
+
+
+class _BenchmarkFeatures:
+    """LOMO of every benchmark image, computed once; rows looked up by record."""
+
+    def __init__(self, pipeline: LomoXqda, bench) -> None:
+        records = bench.records()
+        self.features = pipeline.lomo(records, f"LOMO {bench.name}")
+        self._row = {r.path: i for i, r in enumerate(records)}
+
+    def __call__(self, records: list[Record]) -> np.ndarray:
+        index = np.array([self._row[r.path] for r in records], dtype=np.int64)
+        return np.asarray(self.features[index])
+
+
+def _run_trial(config, protocol, bench, trial, rows, cache_dir) -> _TrialResult:
+    """Fit XQDA on one trial's training persons, score its test persons (two-view CMC)."""
+    train = bench.train_images(trial)
+    view_a = [r for r in train if r.camid == benchmarks.CAMERA_A]
+    view_b = [r for r in train if r.camid == benchmarks.CAMERA_B]
+    pipeline = LomoXqda(config, cache_dir).fit_views(rows(view_a), view_a, rows(view_b), view_b)
+    t0 = time.perf_counter()
+    probes, gallery = bench.test_images(trial, protocol)
+    g_proj = pipeline.project(rows(gallery))
+    dist = pipeline.matcher(g_proj).distance_matrix(pipeline.project(rows(probes)))
+    q_ids, g_ids = record_arrays(probes)[0], record_arrays(gallery)[0]
+    if protocol == "multi-shot":
+        dist, q_ids, g_ids = set_distances(dist, q_ids, g_ids)
+    cmc = two_view_cmc(dist, q_ids, g_ids)
+    record = {
+        "index": trial.index,
+        "seed": trial.seed,
+        "num_train_persons": len(trial.train_pids),
+        "num_test_persons": len(trial.test_pids),
+        "num_train_images": len(train),
+        "num_probe_images": len(probes),
+        "num_gallery_images": len(gallery),
+        **{f"rank{k}": rank_at(cmc, k) for k in TRIAL_RANKS},
+        "xqda_dim": int(pipeline.model.n_components_),
+        "fit_seconds": pipeline.fit_seconds,
+    }
+    split = trial.as_dict()
+    if protocol == "single-shot":
+        split["probe_images"] = [_in_root(r.path, bench.root) for r in probes]
+        split["gallery_images"] = [_in_root(r.path, bench.root) for r in gallery]
+    seconds = time.perf_counter() - t0
+    return _TrialResult(cmc, record, split, pipeline, probes, g_proj, seconds)
 
 
 def _run_trials(
-    config: ClassicalConfig, protocol: str, root: Path, out_dir: Path, name: str, start: float
-) -> dict:
+    config: ClassicalConfig, protocol: str, root: Path, out_dir: Path, name: str
+) -> FittedRun:
     bench = benchmarks.load_benchmark(
         config.dataset, config.data_root, num_trials=config.num_trials, seed=config.split_seed
     )
@@ -419,84 +452,42 @@ def _run_trials(
         f"{bench.name} at {bench.root}: {len(bench.persons)} persons, {bench.num_images} images; "
         f"{bench.split}; {protocol}"
     )
-    cache = root / "cache" / "lomo"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    seconds = {"fit": 0.0, "distances": 0.0}
+    ensure_dir(out_dir)
+    cache_dir = root / "cache" / "lomo"
     t0 = time.perf_counter()
-    records = bench.records()
-    feats = _features(records, cache, config, f"LOMO {bench.name}")
-    seconds["features"] = time.perf_counter() - t0
-    row_of = {r.path: i for i, r in enumerate(records)}
-
-    def rows(recs: list[Record]) -> np.ndarray:
-        return np.asarray(feats[np.array([row_of[r.path] for r in recs], dtype=np.int64)])
-
-    curves, per_trial, splits = [], [], []
-    first = None
+    rows = _BenchmarkFeatures(LomoXqda(config, cache_dir), bench)
+    seconds = {"features": time.perf_counter() - t0, "fit": 0.0, "distances": 0.0}
+    results = []
     for trial in bench.trials:
-        train = bench.train_images(trial)
-        view_a = [r for r in train if r.camid == benchmarks.CAMERA_A]
-        view_b = [r for r in train if r.camid == benchmarks.CAMERA_B]
-        t0 = time.perf_counter()
-        model = XQDA(reg=config.reg, n_components=config.n_components, solver=config.solver)
-        model.fit_views(rows(view_a), rows(view_b), _labels(view_a)[0], _labels(view_b)[0])
-        fit_seconds = time.perf_counter() - t0
-        seconds["fit"] += fit_seconds
-
-        t0 = time.perf_counter()
-        probes, gallery = bench.test_images(trial, protocol)
-        q_proj = model.transform(rows(probes), dtype=np.float32)
-        g_proj = model.transform(rows(gallery), dtype=np.float32)
-        matcher = XQDAMatcher(model, g_proj, config.top_k)
-        dist = matcher.distance_matrix(q_proj)
-        q_ids, g_ids = _labels(probes)[0], _labels(gallery)[0]
-        if protocol == "multi-shot":
-            dist, q_ids, g_ids = set_distances(dist, q_ids, g_ids)
-        cmc = two_view_cmc(dist, q_ids, g_ids)
-        seconds["distances"] += time.perf_counter() - t0
-        curves.append(cmc)
-        per_trial.append(
-            {
-                "index": trial.index,
-                "seed": trial.seed,
-                "num_train_persons": len(trial.train_pids),
-                "num_test_persons": len(trial.test_pids),
-                "num_train_images": len(train),
-                "num_probe_images": len(probes),
-                "num_gallery_images": len(gallery),
-                **{f"rank{k}": _rank(cmc, k) for k in TRIAL_RANKS},
-                "xqda_dim": int(model.n_components_),
-                "fit_seconds": fit_seconds,
-            }
-        )
-        split = trial.as_dict()
-        if protocol == "single-shot":
-            split["probe_images"] = [_in_root(r.path, bench.root) for r in probes]
-            split["gallery_images"] = [_in_root(r.path, bench.root) for r in gallery]
-        splits.append(split)
-        if first is None:
-            first = (model, matcher, probes)
+        result = _run_trial(config, protocol, bench, trial, rows, cache_dir)
+        seconds["fit"] += result.pipeline.fit_seconds
+        seconds["distances"] += result.distance_seconds
+        results.append(result)
         print(
-            f"  trial {trial.index + 1}/{len(bench.trials)}: rank-1 {100 * cmc[0]:.1f}%  "
-            f"({len(trial.test_pids)} test persons, XQDA {model.n_components_}-d, fit "
-            f"{fit_seconds:.1f} s)",
+            f"  trial {trial.index + 1}/{len(bench.trials)}: rank-1 {100 * result.cmc[0]:.1f}%  "
+            f"({len(trial.test_pids)} test persons, XQDA {result.record['xqda_dim']}-d, fit "
+            f"{result.pipeline.fit_seconds:.1f} s)",
             flush=True,
         )
-
-    mean, std = mean_cmc(curves)
-    model, matcher, probes = first
-    timing = _time(config, model, probes, matcher)
-    _save_model(out_dir / "xqda.npz", model, config)
+    first = results[0]
+    first.pipeline.save(out_dir / "xqda.npz")
     atomic_write_text(
         out_dir / "trials.json",
-        json.dumps({"benchmark": bench.name, "split": bench.split, "trials": splits}, indent=1),
+        json.dumps(
+            {"benchmark": bench.name, "split": bench.split, "trials": [r.split for r in results]},
+            indent=1,
+        ),
     )
-    seconds["total"] = time.perf_counter() - start
+    summary = _trials_summary(config, protocol, name, bench, results, rows.features.shape[1])
+    summary["seconds"] = seconds
+    return FittedRun(summary, first.pipeline, first.probes, first.projected_gallery, out_dir)
 
+
+def _trials_summary(config, protocol, name, bench, results, feature_dim: int) -> dict:
+    mean, std = mean_cmc([r.cmc for r in results])
     figure = benchmarks.published_figure(config.dataset, protocol)
-    feature_dim = int(feats.shape[1])
-    xqda_dim = int(model.n_components_)
-    summary = {
+    per_trial = [r.record for r in results]
+    return {
         "dataset": config.dataset,
         "protocol": protocol,
         "run_name": name,
@@ -509,8 +500,8 @@ def _run_trials(
             "original_persons": bench.original_persons,
             "split": bench.split,
         },
-        "num_trials": len(curves),
-        **{f"rank{k}": _rank(mean, k) for k in TRIAL_RANKS},
+        "num_trials": len(results),
+        **{f"rank{k}": rank_at(mean, k) for k in TRIAL_RANKS},
         "rank1_std": float(std[0]),
         "cmc": [float(v) for v in mean[:50]],
         "cmc_std": [float(v) for v in std[:50]],
@@ -522,93 +513,26 @@ def _run_trials(
             "comparable": len(bench.persons) == figure.persons,
         },
         "trials": per_trial,
-        "feature_dim": feature_dim,
-        "xqda_dim": xqda_dim,
+        "feature_dim": int(feature_dim),
+        "xqda_dim": per_trial[-1]["xqda_dim"],
         "xqda_dim_mean": float(np.mean([t["xqda_dim"] for t in per_trial])),
-        "metric_eigenvalues_clipped": int(model.n_clipped_),
-        "seconds": seconds,
-        "timing": timing.as_dict(),
-        "timing_note": "trial 0: its probes against its gallery images, image by image",
-        "machine": machine_info(timing.threads),
+        "metric_eigenvalues_clipped": int(results[-1].pipeline.model.n_clipped_),
     }
-    summary = json.loads(json.dumps(summary, default=_json_default))
-    atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2))
-    row = _row(
-        config,
-        name,
-        model,
-        timing,
-        out_dir,
-        ranks=(summary["rank1"], summary["rank5"], summary["rank10"]),
-        maps=(float("nan"), float("nan")),  # Liao's protocol reports the CMC only
-        extra={
-            "protocol": protocol,
-            "trials": len(curves),
-            "split_seed": config.split_seed,
-            "rank20": 100 * summary["rank20"],
-            "rank1_std": 100 * summary["rank1_std"],
-            "published_rank1": None if figure is None else figure.rank1,
-        },
-    )
-    upsert_rows(root / "results.csv", [row])
-    _print_trials(summary, out_dir)
-    return summary
 
 
-def _row(
-    config: ClassicalConfig,
-    name: str,
-    model: XQDA,
-    timing: TimingResult,
-    out_dir: Path,
-    *,
-    ranks: tuple[float, float, float],
-    maps: tuple[float, float],
-    extra: dict,
-) -> ResultRow:
-    feature_dim = int(model.n_features_in_)
-    xqda_dim = int(model.n_components_)
-    return ResultRow(
-        dataset=config.dataset,
-        pipeline="classical",
-        model=name,
-        variant="classical",
-        seed=0,
-        input_size=f"{config.size[0]}x{config.size[1]}",
-        params=int(model.components_.size + model.metric_.size),
-        gflops=float("nan"),
-        embedding_dim=xqda_dim,
-        rank1=100 * ranks[0],
-        rank5=100 * ranks[1],
-        rank10=100 * ranks[2],
-        mAP=100 * maps[0],
-        mAP_torchreid=100 * maps[1],
-        ms_extract=timing.ms_extract,
-        ms_match=timing.ms_match,
-        ms_query=timing.ms_query,
-        ms_query_p90=timing.ms_query_p90,
-        threads=timing.threads,
-        device="cpu",
-        run_dir=_relative(out_dir),
-        extra=extra_json(
-            retinex=config.retinex,
-            feature_dim=feature_dim,
-            xqda_dim=xqda_dim,
-            reg=config.reg,
-            solver=config.solver,
-            n_components=config.n_components,
-            projection_gflops=2 * feature_dim * xqda_dim / 1e9,
-            gflops_note="LOMO is integer histogram work; FLOPs not meaningful",
-            **extra,
-        ),
-    )
-
-
+# ---------------------------------------------------------------------------------------------
+# Reporting
+# ---------------------------------------------------------------------------------------------
 def _in_root(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 def _rank(cmc: np.ndarray, k: int) -> float:
+    """CMC at rank k; the curve is capped at the gallery size and flat beyond it."""
+    return float(cmc[min(k, len(cmc)) - 1])
+
+
+def rank_at(cmc: np.ndarray, k: int) -> float:
     """CMC at rank k; the curve is capped at the gallery size and flat beyond it."""
     return float(cmc[min(k, len(cmc)) - 1])
 
@@ -623,31 +547,37 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _timing_lines(s: dict, out_dir: Path) -> str:
-    t = s["timing"]
-    sec = s["seconds"]
-    return (
-        f"  ms/query {t['ms_query']:.2f} = LOMO+projection {t['ms_extract']:.2f} + matching "
-        f"{t['ms_match']:.3f} (p90 {t['ms_query_p90']:.2f}; median of {t['num_queries']}, "
-        f"{t['threads']} thread(s))\n"
-        f"  features {sec['features']:.1f} s, fit {sec['fit']:.1f} s, total {sec['total']:.1f} s\n"
-        f"  wrote {out_dir / 'summary.json'} and a row of {out_dir.parents[1] / 'results.csv'}"
-    )
-
-
-def _print_summary(s: dict, out_dir: Path) -> None:
+def accuracy_text(s: dict) -> str:
+    """The run's accuracy, in a few lines (both protocols)."""
     retinex = "on" if s["config"]["retinex"] else "off"
-    print(
-        f"\nLOMO + XQDA on {s['dataset']}: rank-1 {100 * s['rank1']:.1f}%  rank-5 "
-        f"{100 * s['rank5']:.1f}%  rank-10 {100 * s['rank10']:.1f}%  mAP {100 * s['mAP']:.1f}% "
-        f"(torchreid-style {100 * s['mAP_torchreid']:.1f}%)\n"
-        f"  {s['num_queries']} queries ({s['num_valid_queries']} with a true match) against "
-        f"{s['num_gallery']} gallery images; trained on {s['num_train']} images, "
-        f"{s['num_train_ids']} ids, {s['num_train_cams']} cameras\n"
-        f"  LOMO {s['feature_dim']}-d -> XQDA {s['xqda_dim']}-d "
-        f"({s['metric_eigenvalues_clipped']} negative metric eigenvalues); Retinex {retinex}\n"
-        + _timing_lines(s, out_dir)
+    if s["protocol"] == "market":
+        return (
+            f"\nLOMO + XQDA on {s['dataset']}: rank-1 {100 * s['rank1']:.1f}%  rank-5 "
+            f"{100 * s['rank5']:.1f}%  rank-10 {100 * s['rank10']:.1f}%  mAP {100 * s['mAP']:.1f}% "
+            f"(torchreid-style {100 * s['mAP_torchreid']:.1f}%)\n"
+            f"  {s['num_queries']} queries ({s['num_valid_queries']} with a true match) against "
+            f"{s['num_gallery']} gallery images; trained on {s['num_train']} images, "
+            f"{s['num_train_ids']} ids, {s['num_train_cams']} cameras\n"
+            f"  LOMO {s['feature_dim']}-d -> XQDA {s['xqda_dim']}-d "
+            f"({s['metric_eigenvalues_clipped']} negative metric eigenvalues); Retinex {retinex}"
+        )
+    first = s["trials"][0]
+    lines = [
+        f"\nLOMO + XQDA on {s['dataset']}, {s['protocol']}: mean CMC over {s['num_trials']} "
+        f"trial(s) of {first['num_test_persons']} test persons "
+        f"({first['num_train_persons']} for training)",
+    ]
+    for k in TRIAL_RANKS:
+        line = f"  rank-{k:<3d} {100 * s[f'rank{k}']:5.1f}%"
+        if k == 1:
+            line += f" +- {100 * s['rank1_std']:.1f}   {published_line(s)}"
+        lines.append(line)
+    lines.append("  per trial rank-1: " + " ".join(f"{100 * t['rank1']:.1f}" for t in s["trials"]))
+    lines.append(
+        f"  LOMO {s['feature_dim']}-d -> XQDA {s['xqda_dim_mean']:.0f}-d (mean over trials); "
+        f"Retinex {retinex}"
     )
+    return "\n".join(lines)
 
 
 def published_line(s: dict) -> str:
@@ -672,52 +602,41 @@ def published_line(s: dict) -> str:
     return text
 
 
-def _print_trials(s: dict, out_dir: Path) -> None:
-    first = s["trials"][0]
-    retinex = "on" if s["config"]["retinex"] else "off"
-    lines = [
-        f"\nLOMO + XQDA on {s['dataset']}, {s['protocol']}: mean CMC over {s['num_trials']} "
-        f"trial(s) of {first['num_test_persons']} test persons "
-        f"({first['num_train_persons']} for training)",
-    ]
-    for k in TRIAL_RANKS:
-        line = f"  rank-{k:<3d} {100 * s[f'rank{k}']:5.1f}%"
-        if k == 1:
-            line += f" +- {100 * s['rank1_std']:.1f}   {published_line(s)}"
-        lines.append(line)
-    lines.append("  per trial rank-1: " + " ".join(f"{100 * t['rank1']:.1f}" for t in s["trials"]))
-    lines.append(
-        f"  LOMO {s['feature_dim']}-d -> XQDA {s['xqda_dim_mean']:.0f}-d (mean over trials); "
-        f"Retinex {retinex}; splits in {out_dir / 'trials.json'}"
-    )
-    print("\n".join(lines) + "\n" + _timing_lines(s, out_dir))
-
-
-def _size(text: str) -> tuple[int, int]:
+# ---------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------
+def _size_arg(text: str) -> tuple[int, int]:
     try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 128x48, got {text!r}") from None
-    if h < 1 or w < 1:
-        raise argparse.ArgumentTypeError(f"size must be positive, got {text!r}")
-    return h, w
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="LOMO + XQDA pipeline (make lomo-xqda)")
-    parser.add_argument("--dataset", default="synthetic", help="layout name (default synthetic)")
+def config_parser(description: str) -> argparse.ArgumentParser:
+    """The flags of :class:`ClassicalConfig` (shared with ``compare.lomo_xqda``); every default
+    comes from the dataclass."""
+    d = ClassicalConfig()
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--dataset", default=d.dataset, help=f"layout name (default {d.dataset})")
     parser.add_argument("--data-root", default=None, help="dataset folder")
-    parser.add_argument("--size", type=_size, default=(128, 48), help="LOMO input HxW (128x48)")
+    parser.add_argument(
+        "--size",
+        type=_size_arg,
+        default=d.size,
+        help=f"LOMO input HxW (default {d.size[0]}x{d.size[1]})",
+    )
     parser.add_argument(
         "--retinex",
         action=argparse.BooleanOptionalAction,
-        default=False,
+        default=d.retinex,
         help="MSRCR on the colour branch (default off: our approximation of the paper's Retinex "
         "lowers accuracy, see classical/retinex.py)",
     )
-    parser.add_argument("--reg", type=float, default=1e-3, help="XQDA lambda (0.001)")
-    parser.add_argument("--n-components", type=int, default=None, help="XQDA dimension (auto)")
-    parser.add_argument("--solver", choices=("svd", "eig"), default="svd")
+    parser.add_argument("--reg", type=float, default=d.reg, help=f"XQDA lambda (default {d.reg:g})")
+    parser.add_argument(
+        "--n-components", type=int, default=None, help="XQDA dimension (default: automatic)"
+    )
+    parser.add_argument("--solver", choices=SOLVERS, default=d.solver, help="XQDA eigen-solver")
     parser.add_argument(
         "--protocol",
         choices=PROTOCOLS,
@@ -730,18 +649,20 @@ def main(argv: list[str] | None = None) -> int:
         "--trials", type=int, default=None, help="two-view protocols: first N trials (all)"
     )
     parser.add_argument(
-        "--split-seed", type=int, default=0, help="benchmarks: trial t is seeded with this + t (0)"
+        "--split-seed",
+        type=int,
+        default=d.split_seed,
+        help="benchmarks: trial t is seeded with this + t (default 0)",
     )
-    parser.add_argument(
-        "--threads", type=int, default=1, help="threads for the per-query timing (default 1)"
-    )
-    parser.add_argument("--num-timed-queries", type=int, default=100)
     parser.add_argument(
         "--runs-dir", default=None, help="output folder for this dataset (default runs/<dataset>)"
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
-    args = parser.parse_args(argv)
-    config = ClassicalConfig(
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
+    return ClassicalConfig(
         dataset=args.dataset,
         data_root=args.data_root,
         size=args.size,
@@ -752,16 +673,26 @@ def main(argv: list[str] | None = None) -> int:
         protocol=args.protocol,
         num_trials=args.trials,
         split_seed=args.split_seed,
-        threads=args.threads,
-        num_timed_queries=args.num_timed_queries,
         run_root=args.runs_dir,
         progress=not args.no_progress,
     )
+
+
+#: Errors a run reports as one clear line (bad dataset, image, argument or output folder).
+USER_ERRORS = (FileNotFoundError, ValueError, ImageLoadError, OutputError, PermissionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = config_parser("LOMO + XQDA: fit and score (make lomo-xqda also times it)")
+    args = parser.parse_args(argv)
     try:
-        run(config)
-    except (FileNotFoundError, ValueError, ImageLoadError) as err:
+        config = config_from_args(args)
+        fitted = run(config)
+    except USER_ERRORS as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    print(accuracy_text(fitted.summary))
+    print(f"  wrote {fitted.out_dir / 'summary.json'}")
     return 0
 
 

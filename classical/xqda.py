@@ -10,10 +10,16 @@ exceeds the number of samples, ``lambda * I`` on the intra covariance, the SVD o
 eigenproblem ``S_E w = lambda S_I w`` instead (it generally keeps a different number of
 directions).
 
-``fit(X, y, cams)`` uses *all* cross-camera pairs of the training set (pairs of samples from
+``fit(X, y, cams=cams)`` uses *all* cross-camera pairs of the training set (pairs of samples from
 different cameras; intra = same id, extra = different ids) in closed form from per-(id, camera)
 sums, never building pairs. With two cameras the formulas are the spec's two-view ones term by
-term, so it equals ``fit_views`` (the paper's gallery/probe setting).
+term, so it equals ``fit_views`` (the paper's gallery/probe setting). Without ``cams`` every pair
+of distinct samples counts, as if each sample came from its own camera (what a scikit-learn
+``Pipeline`` fitted with ``fit(X, y)`` gets).
+
+:class:`XQDA` is a scikit-learn estimator (``clone``, ``get_params``/``set_params``, ``Pipeline``);
+:class:`XQDAMatcher` holds the one implementation of the distance arithmetic, used by the
+estimator's distance methods and by :mod:`classical.pipeline` (evaluation and timed queries).
 
 Scale: everything after the reduction happens on (samples x samples) matrices, built with
 in-place LAPACK/BLAS calls (lauum/syrk/syr2k, Cholesky, triangular solves). Up to
@@ -38,6 +44,10 @@ import scipy.linalg
 import scipy.linalg.blas as blas
 import scipy.linalg.lapack as lapack
 import scipy.sparse
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from data.matching import topk_from_distances
 
 #: Reduced dimension above which the memory-lean route is taken (A A' eigenvectors instead of the
 #: full SVD, covariances not copied, QR reflectors spilled to disk).
@@ -49,8 +59,12 @@ RITZ_MARGIN = 0.9
 SPILL_BYTES = 1 << 30
 #: Bytes of a float64 column block of X when accumulating its Gram matrix or lifting W.
 COLUMN_BLOCK_BYTES = 128 << 20
-#: Rows per block when transforming features or computing distances.
+#: Rows per block when checking or transforming features.
 ROW_BLOCK = 2048
+#: Queries per block in :meth:`XQDAMatcher.distance_matrix`.
+QUERY_BLOCK = 1024
+#: ``check_is_fitted`` message (``%(name)s``: the class name).
+_NOT_FITTED = "This %(name)s instance is not fitted yet; call 'fit' or 'fit_views' first."
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,9 +136,16 @@ def _others(sums: np.ndarray, owner: np.ndarray) -> np.ndarray:
     return out
 
 
-def _pair_counts(ids: np.ndarray, cams: np.ndarray) -> tuple[float, float]:
-    """(same-id, all) unordered cross-camera pair counts, from the labels alone."""
+def _pair_counts(ids: np.ndarray, cams: np.ndarray | None) -> tuple[float, float]:
+    """(same-id, all) unordered cross-camera pair counts, from the labels alone.
+
+    ``cams=None``: every pair of distinct samples (each sample its own camera).
+    """
     _, id_index = np.unique(ids, return_inverse=True)
+    if cams is None:
+        per_id = np.bincount(id_index).astype(np.float64)
+        n = float(len(ids))
+        return (np.sum(per_id**2) - n) / 2.0, (n**2 - n) / 2.0
     _, cam_index = np.unique(cams, return_inverse=True)
     n_cam_total = np.bincount(cam_index)
     n_cross = (len(ids) ** 2 - np.sum(n_cam_total.astype(np.float64) ** 2)) / 2.0
@@ -198,6 +219,28 @@ def _pair_scatters(Z: np.ndarray, ids: np.ndarray, cams: np.ndarray, triangular:
     group_partners = _others(group_sums, group_owner)
     intra = blas.dsyr2k(-0.5, group_sums.T, group_partners.T, beta=1.0, c=intra, lower=1,
                         overwrite_c=1)  # fmt: skip
+    return _symmetrise_from_lower(intra), n_intra, _symmetrise_from_lower(every), n_cross
+
+
+def _all_pair_scatters(Z: np.ndarray, ids: np.ndarray, triangular: bool = False):
+    """:func:`_pair_scatters` without cameras: over every pair of distinct samples.
+
+    Over the unordered pairs of a set of ``k`` rows with sum ``s``,
+    ``sum (z_i - z_j)(z_i - z_j)' = k sum_i z_i z_i' - s s'``: the intra scatter sums this over
+    the identities, the other one takes all rows as the set. Same arguments and returns as
+    :func:`_pair_scatters`; each identity's rows are summed once (no per-sample groups, which
+    would make the partner sums quadratic in the number of samples).
+    """
+    _, id_index = np.unique(ids, return_inverse=True)
+    per_id = np.bincount(id_index)
+    n = len(ids)
+    every = _weighted_gram(Z, np.full(n, float(n)), triangular)
+    total = np.asarray(Z.sum(axis=0))[None, :]
+    every = blas.dsyrk(-1.0, total, beta=1.0, c=every, trans=1, lower=1, overwrite_c=1)
+    intra = _weighted_gram(Z, per_id[id_index].astype(np.float64), triangular)
+    id_sums = _group_sums(Z, id_index, len(per_id))
+    intra = blas.dsyrk(-1.0, id_sums, beta=1.0, c=intra, trans=1, lower=1, overwrite_c=1)
+    n_intra, n_cross = _pair_counts(ids, None)
     return _symmetrise_from_lower(intra), n_intra, _symmetrise_from_lower(every), n_cross
 
 
@@ -338,8 +381,12 @@ def _reduce(X: np.ndarray):
 # ---------------------------------------------------------------------------------------------
 # the estimator
 # ---------------------------------------------------------------------------------------------
-class XQDA:
-    """Cross-view Quadratic Discriminant Analysis, scikit-learn style.
+class XQDA(TransformerMixin, BaseEstimator):
+    """Cross-view Quadratic Discriminant Analysis, a scikit-learn estimator (transformer).
+
+    ``clone``, ``get_params``/``set_params`` and ``Pipeline`` work as for any scikit-learn
+    estimator; the camera labels are a keyword-only fit parameter (in a ``Pipeline``:
+    ``pipe.fit(X, y, xqda__cams=cams)``, or ``set_fit_request(cams=True)`` with metadata routing).
 
     Parameters
     ----------
@@ -363,10 +410,9 @@ class XQDA:
         problems up to ``LARGE_PROBLEM`` reduced dimensions, else those > 1 (at least one).
     n_components_ : int
     n_features_in_ : int
-    qr_reduced_ : bool
-        Whether the fit ran in the span of the data (d > number of samples).
     reduction_ : str
-        ``"none"``, ``"qr"`` (the spec's economy QR) or ``"gram-cholesky"`` (large problems).
+        ``"none"`` (d <= number of samples), else the fit ran in the span of the data: ``"qr"``
+        (the spec's economy QR) or ``"gram-cholesky"`` (large problems).
     n_intra_pairs_, n_extra_pairs_ : int
         Cross-camera pairs of the same / of different identities.
     embedding_ : ndarray (n_components_, n_components_)
@@ -384,19 +430,14 @@ class XQDA:
         self.n_components = n_components
         self.solver = solver
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {"reg": self.reg, "n_components": self.n_components, "solver": self.solver}
-
-    def set_params(self, **params) -> XQDA:
-        for name, value in params.items():
-            if name not in ("reg", "n_components", "solver"):
-                raise ValueError(f"unknown XQDA parameter {name!r}")
-            setattr(self, name, value)
-        return self
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # y (the identities) is what XQDA learns from
+        return tags
 
     # -- fitting ---------------------------------------------------------------------------
-    def fit(self, X: np.ndarray, y: np.ndarray, cams: np.ndarray) -> XQDA:
-        """Learn from all cross-camera pairs of ``(X, y, cams)``.
+    def fit(self, X: np.ndarray, y: np.ndarray, *, cams: np.ndarray | None = None) -> XQDA:
+        """Learn from all cross-camera pairs of ``(X, y)``.
 
         Parameters
         ----------
@@ -404,42 +445,58 @@ class XQDA:
             Training features (float32 or float64; a memmap is read, not copied whole).
         y : array (n_samples,)
             Identity labels.
-        cams : array (n_samples,)
-            Camera labels; only pairs of samples from different cameras are used.
+        cams : array (n_samples,) or None
+            Camera labels; only pairs of samples from different cameras are used. ``None``
+            uses every pair of distinct samples (as if each sample had its own camera).
 
         Returns
         -------
-        self
+        XQDA
+            ``self``, fitted.
         """
         self._check_params()
         X = _check_features("X", X, min_rows=2)
         y = _check_labels("y", y, X.shape[0])
-        cams = _check_labels("cams", cams, X.shape[0])
         if np.unique(y).size < 2:
             raise ValueError("XQDA needs at least two identities in y")
-        if np.unique(cams).size < 2:
-            raise ValueError(
-                "XQDA learns from cross-camera pairs but cams holds a single camera; pass the "
-                "true camera ids (or use fit_views with two views)"
-            )
+        if cams is not None:
+            cams = _check_labels("cams", cams, X.shape[0])
+            if np.unique(cams).size < 2:
+                raise ValueError(
+                    "XQDA learns from cross-camera pairs but cams holds a single camera; pass "
+                    "the true camera ids, cams=None for all pairs, or use fit_views with two views"
+                )
         return self._fit(X, y, cams)
 
     def fit_views(
         self,
         X_gallery: np.ndarray,
-        X_probe: np.ndarray,
         y_gallery: np.ndarray,
+        X_probe: np.ndarray,
         y_probe: np.ndarray,
     ) -> XQDA:
         """The paper's two-view setting: pairs are (gallery row, probe row).
 
+        Each view is what :meth:`fit` takes, features then identities; the same as
+        ``fit(vstack(views), concat(ids), cams=[0] * n + [1] * m)``.
+
         Parameters
         ----------
-        X_gallery, X_probe : arrays (n, d) and (m, d)
-        y_gallery, y_probe : arrays (n,) and (m,)
-            Identity labels of the rows.
+        X_gallery, y_gallery : arrays (n, d) and (n,)
+            Gallery view (camera A) features and identity labels.
+        X_probe, y_probe : arrays (m, d) and (m,)
+            Probe view (camera B) features and identity labels.
+
+        Returns
+        -------
+        XQDA
+            ``self``, fitted.
         """
         self._check_params()
+        if np.ndim(y_gallery) == 2:  # a call in the former (Xg, Xp, yg, yp) order: say so
+            raise ValueError(
+                "y_gallery is 2-D: fit_views takes (X_gallery, y_gallery, X_probe, y_probe)"
+            )
         Xg = _check_features("X_gallery", X_gallery)
         Xp = _check_features("X_probe", X_probe)
         if Xg.shape[1] != Xp.shape[1]:
@@ -464,11 +521,13 @@ class XQDA:
                 f"n_components must be a positive int or None, got {self.n_components!r}"
             )
 
-    def _fit(self, X: np.ndarray, y: np.ndarray, cams: np.ndarray) -> XQDA:
+    def _fit(self, X: np.ndarray, y: np.ndarray, cams: np.ndarray | None) -> XQDA:
         n_intra, n_cross = _pair_counts(y, cams)
         if n_intra == 0:
             raise ValueError(
                 "no identity appears in two cameras, so there are no intra-personal pairs"
+                if cams is not None
+                else "no identity has two samples, so there are no intra-personal pairs"
             )
         if n_cross - n_intra == 0:
             raise ValueError("there are no cross-camera pairs of different identities")
@@ -481,16 +540,20 @@ class XQDA:
         finally:
             reduction.close()
         self.n_features_in_ = X.shape[1]
-        self.qr_reduced_ = reduction.name != "none"
         self.reduction_ = reduction.name
         self.fit_seconds_ = seconds
         return self
 
     def _fit_reduced(self, reduction, y, cams, seconds: dict) -> None:
         start = time.perf_counter()
-        intra, n_intra, extra, n_cross = _pair_scatters(
-            reduction.coords, y, cams, triangular=reduction.triangular
-        )
+        if cams is None:
+            intra, n_intra, extra, n_cross = _all_pair_scatters(
+                reduction.coords, y, triangular=reduction.triangular
+            )
+        else:
+            intra, n_intra, extra, n_cross = _pair_scatters(
+                reduction.coords, y, cams, triangular=reduction.triangular
+            )
         if reduction.name != "gram-cholesky":  # the Gram route needs L again to lift V
             reduction.coords = None
         n_extra = n_cross - n_intra
@@ -590,8 +653,7 @@ class XQDA:
 
     # -- using the model -------------------------------------------------------------------
     def _check_fitted(self, X: np.ndarray, name: str) -> np.ndarray:
-        if not hasattr(self, "components_"):
-            raise RuntimeError("this XQDA instance is not fitted yet; call fit or fit_views first")
+        check_is_fitted(self, ("components_", "metric_"), msg=_NOT_FITTED)
         X = _check_features(name, X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
@@ -610,6 +672,10 @@ class XQDA:
             Precision of the product and of the result. float32 halves the memory traffic of
             the (n_features x n_components_) projection, which dominates a single query's cost;
             with float32 features its rounding is of the order of the features' own.
+
+        Returns
+        -------
+        ndarray (n, n_components_)
         """
         X = self._check_fitted(X, "X")
         dtype = np.dtype(dtype)
@@ -631,34 +697,26 @@ class XQDA:
     def pairwise_distances(self, X_query: np.ndarray, X_gallery: np.ndarray) -> np.ndarray:
         """XQDA distances ``(x - z)' W M W' (x - z)``, shape (n_query, n_gallery).
 
-        Smaller means more similar.
+        Smaller means more similar. Float64 projections, then :meth:`projected_distances`.
         """
         return self.projected_distances(self.transform(X_query), self.transform(X_gallery))
 
     def projected_distances(self, q: np.ndarray, g: np.ndarray) -> np.ndarray:
         """Distances between already projected features (outputs of :meth:`transform`).
 
-        ``q M q' + g M g' - 2 q M g'``, by blocks of query rows (matrix products only).
+        ``g M g' - 2 q (g M)' + q M q'`` in float64: :meth:`XQDAMatcher.distance_matrix` with
+        ``dtype=float64``, the arithmetic the pipeline evaluates with.
+
+        Parameters
+        ----------
+        q, g : arrays (n_query, n_components_) and (n_gallery, n_components_)
+
+        Returns
+        -------
+        ndarray (n_query, n_gallery), float64
         """
-        if not hasattr(self, "metric_"):
-            raise RuntimeError("this XQDA instance is not fitted yet; call fit or fit_views first")
-        q = np.asarray(q, dtype=np.float64)
-        g = np.asarray(g, dtype=np.float64)
-        r = self.n_components_
-        if q.ndim != 2 or g.ndim != 2 or q.shape[1] != r or g.shape[1] != r:
-            raise ValueError(f"projected features must have {r} columns, got {q.shape}, {g.shape}")
-        gM = g @ self.metric_
-        g_norm = np.einsum("ij,ij->i", gM, g)
-        out = np.empty((q.shape[0], g.shape[0]), dtype=np.float64)
-        for start in range(0, q.shape[0], ROW_BLOCK):
-            block = q[start : start + ROW_BLOCK]
-            qM = block @ self.metric_
-            rows = out[start : start + len(block)]
-            np.matmul(qM, g.T, out=rows)
-            rows *= -2.0
-            rows += np.einsum("ij,ij->i", qM, block)[:, None]
-            rows += g_norm[None, :]
-        return out
+        g = np.asarray(g)
+        return XQDAMatcher(self, g, k=max(1, len(g)), dtype=np.float64).distance_matrix(q)
 
     def embedding(self, X: np.ndarray) -> np.ndarray:
         """Euclidean embedding: squared Euclidean distances between rows = XQDA distances.
@@ -670,3 +728,78 @@ class XQDA:
         return self.transform(X) @ self.embedding_
 
     euclidean_transform = embedding
+
+
+# ---------------------------------------------------------------------------------------------
+# matching with the learned metric
+# ---------------------------------------------------------------------------------------------
+def _check_projected(name: str, values: np.ndarray, width: int) -> None:
+    if values.ndim != 2 or values.shape[1] != width:
+        raise ValueError(
+            f"{name} must be projected features with {width} columns (XQDA.transform), got "
+            f"shape {values.shape}"
+        )
+
+
+class XQDAMatcher:
+    """Rank the projected gallery for projected queries with the XQDA metric.
+
+    ``d(q, g) = g M g' - 2 q (g M)' + q M q'``: the gallery side ``g M`` and ``g M g'`` are
+    precomputed, so a query costs one (n_gallery x r) matrix-vector product, then top-k. The
+    evaluation uses :meth:`distance_matrix`, the same arithmetic as the timed :meth:`match`;
+    :meth:`XQDA.projected_distances` is :meth:`distance_matrix` with ``dtype=float64``.
+
+    Parameters
+    ----------
+    model : XQDA
+        Fitted model (its ``metric_``).
+    projected_gallery : ndarray (n_gallery, r)
+        ``model.transform(gallery)``.
+    k : int
+        Ranking depth of :meth:`match` (capped at the gallery size).
+    dtype : numpy dtype
+        Precision of the gallery-side matrix product (float32 halves its memory traffic); the
+        norms ``g M g'`` and ``q M q'`` are always float64.
+    """
+
+    def __init__(
+        self,
+        model: XQDA,
+        projected_gallery: np.ndarray,
+        k: int,
+        dtype: type | np.dtype = np.float32,
+    ) -> None:
+        check_is_fitted(model, ("metric_",), msg=_NOT_FITTED)
+        g = np.asarray(projected_gallery, dtype=np.float64)
+        _check_projected("projected_gallery", g, model.metric_.shape[0])
+        self.metric = model.metric_
+        gallery_m = g @ self.metric
+        self.gallery_norm = np.einsum("ij,ij->i", gallery_m, g)
+        self.gallery_m = np.ascontiguousarray(gallery_m, dtype=dtype)
+        self.k = min(k, g.shape[0])
+
+    def distance_matrix(
+        self, projected_queries: np.ndarray, block: int = QUERY_BLOCK
+    ) -> np.ndarray:
+        """(n_query, n_gallery) XQDA distances (float64), by blocks of ``block`` queries."""
+        q_all = np.asarray(projected_queries)
+        _check_projected("projected_queries", q_all, self.metric.shape[0])
+        out = np.empty((q_all.shape[0], self.gallery_m.shape[0]), dtype=np.float64)
+        for start in range(0, q_all.shape[0], block):
+            q = q_all[start : start + block]
+            q64 = q.astype(np.float64)
+            q_norm = np.einsum("ij,ij->i", q64 @ self.metric, q64)
+            cross = q.astype(self.gallery_m.dtype) @ self.gallery_m.T
+            out[start : start + len(q)] = self.gallery_norm[None, :] - 2.0 * cross + q_norm[:, None]
+        return out
+
+    def distances(self, projected_query: np.ndarray) -> np.ndarray:
+        """XQDA distances of one query to every gallery item (not validated: the timed path)."""
+        q = np.asarray(projected_query).reshape(-1)
+        q64 = q.astype(np.float64)
+        cross = self.gallery_m @ q.astype(self.gallery_m.dtype)
+        return self.gallery_norm - 2.0 * cross + q64 @ self.metric @ q64
+
+    def match(self, projected_query: np.ndarray) -> np.ndarray:
+        """Indices of the ``k`` nearest gallery items, best first."""
+        return topk_from_distances(self.distances(projected_query)[None, :], self.k)[0][0]

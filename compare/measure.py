@@ -1,38 +1,37 @@
-"""Evaluate a trained run on every inference engine: accuracy, ms per query, size; rows.
+"""Measure a trained CNN run on every inference engine: accuracy, ms per query, size; rows.
 
-``evaluate_run`` measures the run's accuracy (both AP variants, Euclidean and cosine) and times
-its queries (:func:`compare.timing.time_engine_queries`) on each engine of
-:data:`deep.export.ENGINES` that is installed: eager PyTorch, and ONNX Runtime and OpenVINO on
-the model exported once to ``RUN_DIR/model.onnx`` (:func:`deep.export.export_run`). Each engine's
-accuracy comes from its own embeddings of the test split, and is compared with PyTorch's (largest
-embedding difference, rank-1/mAP difference, queries whose ranking changed). ``summary.json``
-keeps PyTorch's numbers at the top level, as before, and every engine's under ``engines``; the
-results table gets one row per engine.
+:func:`measure_run` measures the run's accuracy (both AP variants, Euclidean and cosine;
+:func:`deep.evaluation.score_embeddings`) and times its queries
+(:func:`compare.timing.time_engine_queries`) on each engine of :data:`deep.export.ENGINES` that
+is installed: eager PyTorch, and ONNX Runtime and OpenVINO on the model exported once to
+``RUN_DIR/model.onnx`` (:func:`deep.export.export_run`). Each engine's accuracy comes from its
+own embeddings of the test split, and is compared with PyTorch's (largest embedding difference,
+rank-1/mAP difference, queries whose ranking changed). ``summary.json`` keeps PyTorch's numbers
+at the top level and every engine's under ``engines``; the results table gets one row per
+engine.
+
+    python -m compare.measure runs/synthetic/deep/resnet18/baseline_seed0 [--data-root DIR]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from compare.results import ResultRow, extra_json, upsert_rows
+from compare.results import ResultRow, extra_json, results_path, upsert_rows
 from compare.timing import available_threads, machine_info, time_engine_queries
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
-from data.matching import (
-    GalleryIndex,
-    pairwise_cosine_distance,
-    pairwise_sq_euclidean,
-    topk_from_distances,
-)
-from data.paths import REPO_ROOT, run_dir_for
-from data.protocols import evaluate
-from deep.checkpoint import load_checkpoint
-from deep.data import load_records
+from data.matching import GalleryIndex, pairwise_sq_euclidean, topk_from_distances
+from data.paths import REPO_ROOT
+from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
+from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
     ENGINES,
     EngineNotInstalled,
@@ -44,30 +43,35 @@ from deep.export import (
     load_engine,
     weights_hash,
 )
+from deep.loader import load_records
 from deep.models import model_complexity
-from deep.train import model_from_state
+from deep.train import worker_pool
 
 #: Gallery items each timed query ranks (top-k), as in every pipeline.
 TOP_K = 50
 
 
-def evaluate_run(
+def measure_run(
     run_dir: Path | str,
     *,
     dataset: ReidDataset | None = None,
+    data_root: str | None = None,
     num_timed_queries: int = 100,
     threads: int | None = 1,
     table: bool | None = None,
     engines: list[str] | tuple[str, ...] | None = None,
 ) -> dict:
-    """Evaluate ``run_dir/model.pt`` on each engine; write ``summary.json`` and results rows.
+    """Measure ``run_dir/model.pt`` on each engine; write ``summary.json`` and results rows.
 
     Parameters
     ----------
     run_dir : path
         A finished run folder (``model.pt``).
     dataset : ReidDataset, optional
-        The run's dataset, already loaded (default: loaded from the run's config).
+        The run's dataset, already loaded (default: loaded from the run's config, from
+        ``data_root`` when given: a dataset moved since training).
+    data_root : str, optional
+        Where the run's dataset is now (default: where it was when the run was trained).
     num_timed_queries : int
         Single queries timed per engine.
     threads : int or None
@@ -85,22 +89,43 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir / "model.pt")
-    model, cfg = model_from_state(state), state["config"]
-    strict = engines is not None
-    wanted = check_engines(engines) if strict else available_engines()
-    weights = weights_hash(state["model"])
-    previous = _previous_summary(run_dir, weights)
-    if "torch" not in wanted and previous is None:
-        wanted = ["torch", *wanted]
-    dataset = dataset or load_dataset(cfg["dataset"], cfg["data_root"])
+    cfg = state["config"]
+    if dataset is None:
+        dataset = load_dataset(cfg["dataset"], data_root or cfg["data_root"])
     size = tuple(int(v) for v in cfg["input_size"])
     threads = available_threads() if threads is None else int(threads)
+    weights = weights_hash(state["model"])
+    previous = _previous_summary(run_dir, weights)
+    strict = engines is not None
+    wanted = check_engines(engines) if strict else available_engines()
+    if "torch" not in wanted and previous is None:
+        wanted = ["torch", *wanted]
     split = _Split(dataset, size, num_timed_queries)
+    results, failed = _measure_engines(run_dir, state, split, wanted, previous, threads, strict)
+    summary = _summary(run_dir, state, size, results, previous, weights, threads)
+    if failed:
+        summary["engines_failed"] = failed
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    _record_rows(run_dir, summary, list(results), table)
+    for name, entry in results.items():
+        _print_entry(cfg, name, entry)
+    return summary
 
+
+def _measure_engines(
+    run_dir: Path,
+    state: dict,
+    split: _Split,
+    wanted: list[str],
+    previous: dict | None,
+    threads: int,
+    strict: bool,
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """Accuracy on every engine (PyTorch first, the reference) and timing on the wanted ones."""
+    model, size = model_from_state(state), split.size
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
-    reference = None
-    exported = None
+    reference = exported = None
     for name in ["torch", *[e for e in ENGINES if e in wanted and e != "torch"]]:
         try:
             if name == "torch":
@@ -129,44 +154,44 @@ def evaluate_run(
                 engine,
                 GalleryIndex(g, k=TOP_K).match,
                 split.query_images,
-                num_queries=num_timed_queries,
+                num_queries=split.num_timed,
                 threads=threads,
             )
             entry["timing"] = timing.as_dict()
         elif previous is not None:  # torch as the reference only: keep its earlier timing
             entry["timing"] = previous["engines"]["torch"]["timing"]
         results[name] = entry
+    return results, failed
 
-    summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
-    if failed:
-        summary["engines_failed"] = failed
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    table_path = run_dir_for(cfg["dataset"]) / "results.csv"
+
+def _record_rows(run_dir: Path, summary: dict, engines: list[str], table: bool | None) -> None:
+    """Upsert the run's rows into the shared table, if the run belongs to the study's tree."""
+    table_path = results_path(summary["dataset"])
     if table is None:
         table = run_dir.resolve().is_relative_to((table_path.parent / "deep").resolve())
+        if not table:
+            print(f"{run_dir} is outside {table_path.parent / 'deep'}: not added to {table_path}")
     if table:
-        upsert_rows(table_path, [row_from_summary(summary, run_dir, e) for e in results])
-    else:
-        print(f"{run_dir} is outside {table_path.parent / 'deep'}: not added to {table_path}")
-    for name, entry in results.items():
-        t = entry["timing"]
-        print(
-            f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}, {name}): "
-            f"rank-1 {100 * entry['rank1']:.1f}% mAP {100 * entry['mAP']:.1f}%  "
-            f"ms/query {t['ms_query']:.2f} (extract {t['ms_extract']:.2f} + match "
-            f"{t['ms_match']:.3f})"
-        )
-    return summary
+        upsert_rows(table_path, [row_from_summary(summary, run_dir, e) for e in engines])
+
+
+def _print_entry(cfg: dict, name: str, entry: dict) -> None:
+    t = entry["timing"]
+    print(
+        f"{cfg['model']} ({cfg['variant']}, seed {cfg['seed']}, {name}): "
+        f"rank-1 {100 * entry['rank1']:.1f}% mAP {100 * entry['mAP']:.1f}%  "
+        f"ms/query {t['ms_query']:.2f} (extract {t['ms_extract']:.2f} + match "
+        f"{t['ms_match']:.3f})"
+    )
 
 
 class _Split:
     """The test split loaded once for every engine: images at the input size, ids, cameras."""
 
     def __init__(self, dataset: ReidDataset, size: tuple[int, int], num_timed: int) -> None:
+        self.size, self.num_timed = size, num_timed
         self.images = {s: load_records(getattr(dataset, s), size) for s in ("query", "gallery")}
-        ids = {s: np.array([r.pid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
-        cams = {s: np.array([r.camid for r in getattr(dataset, s)]) for s in ("query", "gallery")}
-        self.labels = (ids["query"], ids["gallery"], cams["query"], cams["gallery"])
+        self.labels = split_labels(dataset.query, dataset.gallery)
         # timed queries start from the decoded image, as a query arrives
         self.query_images = [load_image(r.path) for r in dataset.query[:num_timed]]
 
@@ -175,21 +200,7 @@ def _evaluate_engine(engine, split: _Split) -> tuple[dict, np.ndarray, np.ndarra
     """Accuracy of one engine's embeddings of the test split, and the embeddings."""
     q = engine_embeddings(engine, split.images["query"])
     g = engine_embeddings(engine, split.images["gallery"])
-    euclid = pairwise_sq_euclidean(q, g)
-    official = evaluate(euclid, *split.labels)
-    torchreid = evaluate(euclid, *split.labels, ap="torchreid")
-    cosine = evaluate(pairwise_cosine_distance(q, g), *split.labels)
-    entry = {
-        "engine": engine.name,
-        "rank1": official.rank(1),
-        "rank5": official.rank(5),
-        "rank10": official.rank(10),
-        "mAP": official.mAP,
-        "mAP_torchreid": torchreid.mAP,
-        "cosine": {"rank1": cosine.rank(1), "mAP": cosine.mAP},
-        "embedding_dim": int(q.shape[1]),
-    }
-    return entry, q, g
+    return {"engine": engine.name, **score_embeddings(q, g, split.labels)}, q, g
 
 
 def _versus(reference: tuple, q: np.ndarray, g: np.ndarray, entry: dict) -> dict:
@@ -226,7 +237,6 @@ def _previous_summary(run_dir: Path, weights: str) -> dict | None:
 def _summary(
     run_dir: Path,
     state: dict,
-    model,
     size: tuple[int, int],
     results: dict[str, dict],
     previous: dict | None,
@@ -238,7 +248,7 @@ def _summary(
     engines = dict(previous["engines"]) if previous is not None else {}
     engines.update(results)
     torch_entry = engines["torch"]
-    params, gflops = model_complexity(model, size)
+    params, gflops = model_complexity(model_from_state(state), size)
     return {
         "run_dir": str(run_dir),
         "model": cfg["model"],
@@ -340,19 +350,75 @@ def rows_from_summary(summary: dict, run_dir: Path | str) -> list[ResultRow]:
     return [row_from_summary(summary, run_dir, e) for e in summary_engines(summary)]
 
 
+def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
+    """Rows of ``engines`` rebuilt from the run's ``summary.json`` when it holds them for the
+    weights in ``model.pt`` now (a retrained run's old summary does not count)."""
+    try:
+        summary = json.loads((run_dir / "summary.json").read_text())
+        weights = weights_hash(load_checkpoint(run_dir / "model.pt")["model"])
+    except (OSError, ValueError, CheckpointError):
+        return []
+    if summary.get("weights_sha256") != weights:
+        return []
+    held = summary.get("engines", {})
+    return [row_from_summary(summary, run_dir, e) for e in engines if "timing" in held.get(e, {})]
+
+
+def _measure_job(run_dir: str, data_root: str | None) -> str:
+    measure_run(run_dir, data_root=data_root)
+    return f"measured {run_dir}"
+
+
+def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: int = 1) -> None:
+    """Rows for every run: restored from its summary when that holds every installed engine
+    for the current weights, else measured (``jobs`` runs at a time, in worker processes)."""
+    engines = available_engines()
+    todo = []
+    for run_dir in run_dirs:
+        rows = current_rows(run_dir, engines)
+        if len(rows) == len(engines):
+            summary = json.loads((run_dir / "summary.json").read_text())
+            _record_rows(run_dir, summary, engines, None)
+        else:
+            todo.append(str(run_dir))
+    if not todo:
+        return
+    with worker_pool(jobs) as pool:
+        for future in [pool.submit(_measure_job, r, data_root) for r in todo]:
+            print(future.result(), flush=True)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
-    """``python -m deep.evaluate RUN_DIR...``: (re-)evaluate and re-time finished runs.
+    """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
 
     Useful to re-time every model on a quiet machine after a study whose runs were timed while
     other jobs shared the CPU; accuracy is deterministic and comes out unchanged. Every
     installed engine is timed unless ``--engines`` names some.
     """
-    import argparse
-    import sys
-
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding model.pt")
-    parser.add_argument("--threads", type=int, default=1, help="threads for timing")
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="threads every engine computes with"
+    )
+    parser.add_argument(
+        "--num-timed-queries", type=positive_int, default=100, help="single queries timed"
+    )
+    parser.add_argument(
+        "--data-root",
+        default=None,
+        help="where the runs' dataset is now (default: where it was when they were trained)",
+    )
     parser.add_argument(
         "--engines",
         nargs="+",
@@ -361,15 +427,21 @@ def main(argv: list[str] | None = None) -> int:
         help="inference engines to time (default: every installed one)",
     )
     args = parser.parse_args(argv)
+    missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
+    if missing:
+        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
-    for run_dir in args.run_dirs:
-        if not (run_dir / "model.pt").exists():
-            print(f"error: no model.pt in {run_dir}", file=sys.stderr)
-            return 2
     try:
         for run_dir in args.run_dirs:
-            evaluate_run(run_dir, threads=args.threads, engines=args.engines)
-    except (EngineNotInstalled, ExportError) as err:
+            measure_run(
+                run_dir,
+                data_root=args.data_root,
+                threads=args.threads,
+                num_timed_queries=args.num_timed_queries,
+                engines=args.engines,
+            )
+    except (EngineNotInstalled, ExportError, CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

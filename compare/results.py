@@ -15,8 +15,10 @@ Accuracy columns are percentages (0-100); times are milliseconds.
 from __future__ import annotations
 
 import contextlib
+import csv
 import datetime as _dt
 import json
+import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -24,7 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.io import atomic_write_text
+from data.io import OutputError, atomic_write_text
+from data.paths import run_dir_for
 
 KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
 #: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
@@ -107,19 +110,71 @@ def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def results_path(dataset: str, run_root: Path | str | None = None) -> Path:
+    """The shared results table of ``dataset``: ``<run_root>/results.csv``, where ``run_root``
+    defaults to ``runs/<dataset>``."""
+    return Path(run_root or run_dir_for(dataset)) / "results.csv"
+
+
+class ResultsTableError(ValueError):
+    """A results table that cannot be read or written (a folder, garbage, a cut-off row)."""
+
+
+def _check_rows(path: Path) -> None:
+    """Every row has the header's number of fields: a row cut off mid-way (a copy interrupted,
+    a disk that filled up) must not be read as a row of NaNs."""
+    try:
+        with open(path, newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, None)
+            if header is None:
+                return
+            for number, row in enumerate(reader, start=2):
+                if row and len(row) != len(header):
+                    raise ResultsTableError(
+                        f"results table {path}, line {number}: {len(row)} fields where the "
+                        f"header has {len(header)} (cut off or not a results table); repair or "
+                        "move the file away"
+                    )
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise ResultsTableError(f"results table {path} is not a CSV file: {err}") from None
+
+
+def check_table(path: Path | str) -> None:
+    """Fail now, before any work, if the results table at ``path`` could not be updated later:
+    it is a folder, unreadable, malformed, or its folder cannot be written."""
+    path = Path(path)
+    if path.exists():
+        if not path.is_file():
+            raise ResultsTableError(f"results table {path} is a folder, not a file")
+        _read_for_update(path)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not os.access(folder, os.W_OK):
+        raise OutputError(f"cannot write the results table {path}: {folder} is not writable")
+
+
 def read_results(path: Path | str) -> pd.DataFrame:
     """Read and validate a results table; clear errors name the file and the problem."""
     path = Path(path)
+    if path.is_dir():
+        raise ResultsTableError(f"results table {path} is a folder, not a file")
     if not path.is_file():
         raise FileNotFoundError(f"results table not found: {path}")
+    _check_rows(path)
     try:
         df = pd.read_csv(path, dtype={"git_commit": str, "extra": str, "engine": str, "init": str})
     except pd.errors.EmptyDataError:
         raise ValueError(f"results table {path} is empty") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        raise ResultsTableError(f"results table {path} is not a CSV file: {err}") from None
     df = fill_defaults(df)
     missing = [c for c in RESULT_COLUMNS if c not in df.columns]
     if missing:
-        raise ValueError(f"results table {path} lacks columns {missing}")
+        raise ResultsTableError(
+            f"results table {path} lacks columns {missing} (not a results table?)"
+        )
     if df.empty:
         raise ValueError(f"results table {path} has a header but no rows")
     return df

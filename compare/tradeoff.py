@@ -2,10 +2,11 @@
 
 ``python -m compare.tradeoff --dataset synthetic [--data-root PATH] [--profile quick]``
 
-1. Runs the classical pipeline (``python -m classical.pipeline``) when its row is missing from
-   ``runs/<dataset>/results.csv``, and the distillation study (``python -m deep.distill run``)
-   when any of the rows its profile produces is missing (``--skip-runs`` runs nothing). Each
-   pipeline times its own queries with :func:`compare.timing.time_queries` and writes its rows.
+1. Runs the classical pipeline (``python -m compare.lomo_xqda``) when its row is missing from
+   ``runs/<dataset>/results.csv``, and the distillation study (``python -m
+   compare.distillation``: :mod:`deep.distill` trains, :mod:`compare.measure` measures) when
+   any of the rows its profile produces is missing (``--skip-runs`` runs nothing). Every
+   pipeline's queries are timed by :func:`compare.timing.time_queries`.
 2. Times every CNN run on every installed inference engine (eager PyTorch, ONNX Runtime,
    OpenVINO; :mod:`deep.export`) that the table has no row for: the run is exported once to
    ``model.onnx`` in its folder (reused while the weights are unchanged), evaluated on the test
@@ -36,6 +37,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from classical.lomo import layout, lomo
+from classical.pipeline import ClassicalConfig, study_run_name
+from compare.measure import current_rows, measure_run, rows_from_summary
 from compare.plot import (
     ENGINE_NAMES,
     aggregate,
@@ -46,7 +50,7 @@ from compare.plot import (
     results_markdown,
 )
 from compare.plot import short_name as _short
-from compare.results import fill_defaults, read_results, upsert_rows
+from compare.results import fill_defaults, read_results, results_path, upsert_rows
 from compare.timing import (
     available_threads,
     batch_throughput,
@@ -54,13 +58,19 @@ from compare.timing import (
     gallery_scaling,
     machine_info,
 )
+from data.images import load_image, parse_size, resize
 from data.io import atomic_write_text
+from data.layouts import load_dataset
 from data.paths import REPO_ROOT, RUNS_DIR, run_dir_for
+from deep.checkpoint import load_trained
+from deep.export import available_engines, export_run, load_engine
+from deep.profiles import PROFILES
 
 GALLERY_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
 CNN_DIMS = (512, 1024, 2048)
-LOMO_DIM = 26_960  # LOMO of a 128-pixel-high image (Liao et al. 2015)
+#: LOMO dimension at the classical pipeline's default input size (26,960 at 128x48).
+LOMO_DIM = layout(*ClassicalConfig().size).dim
 PLOTTED_VARIANTS = ("classical", "baseline", "distilled")
 THROUGHPUT_BATCH = 64
 
@@ -81,10 +91,6 @@ def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, s
     """(model, variant, seed, input_size, init) the distillation profile writes, or None if
     unknown. The initialisation is part of it: rows of scratch runs do not stand in for the
     fine-tuned runs of a profile that fine-tunes."""
-    try:
-        from deep.distill import PROFILES
-    except ImportError:
-        return None
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
     p = PROFILES[profile]
@@ -103,8 +109,6 @@ def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, s
 def study_classical(df: pd.DataFrame) -> pd.Series:
     """Which rows are the classical pipeline at the study's settings (``make lomo-xqda``'s
     defaults, Market-1501 evaluation): the only classical row the study plots."""
-    from classical.pipeline import study_run_name
-
     return (df.pipeline == "classical") & (df.model.astype(str) == study_run_name())
 
 
@@ -151,14 +155,14 @@ def _run(args: list[str]) -> None:
 
 def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | None) -> list[str]:
     """Run the pipelines whose rows are missing; returns the ones that ran."""
-    results = run_dir_for(dataset) / "results.csv"
+    results = results_path(dataset)
     todo = missing_runs(_existing(results), dataset, profile)
     root = ["--data-root", str(data_root)] if data_root else []
     if "classical" in todo:
-        _run(["classical.pipeline", "--dataset", dataset, *root, "--protocol", "market"])
+        _run(["compare.lomo_xqda", "--dataset", dataset, *root, "--protocol", "market"])
     if "deep" in todo:
         extra = ["--jobs", str(jobs)] if jobs else []
-        _run(["deep.distill", "run", "--dataset", dataset, *root, "--profile", profile, *extra])
+        _run(["compare.distillation", "--dataset", dataset, *root, "--profile", profile, *extra])
     if not todo:
         print(f"all rows present in {results}; nothing to run")
     return todo
@@ -189,23 +193,6 @@ def missing_engines(
     return out
 
 
-def _rows_from_summary(run: Path, engines: list[str]) -> list:
-    """Rows of ``engines`` rebuilt from the run's summary when it holds them for its weights."""
-    from deep.checkpoint import load_checkpoint
-    from deep.evaluate import row_from_summary
-    from deep.export import weights_hash
-
-    try:
-        summary = json.loads((run / "summary.json").read_text())
-        weights = weights_hash(load_checkpoint(run / "model.pt")["model"])
-    except (OSError, ValueError):
-        return []
-    if summary.get("weights_sha256") != weights:
-        return []
-    held = summary.get("engines", {})
-    return [row_from_summary(summary, run, e) for e in engines if "timing" in held.get(e, {})]
-
-
 def ensure_engine_rows(
     dataset: str, data_root: str | None, *, engines: Sequence[str] | None = None
 ) -> list[str]:
@@ -213,12 +200,10 @@ def ensure_engine_rows(
 
     Rows are restored from the run's ``summary.json`` when it already holds them (same weights);
     otherwise the run is evaluated and timed on the missing engines
-    (:func:`deep.evaluate.evaluate_run`) with the thread count of its existing rows. Runs whose
+    (:func:`compare.measure.measure_run`) with the thread count of its existing rows. Runs whose
     ``model.pt`` is gone are skipped with a message. Returns the run folders that got rows.
     """
-    from deep.export import available_engines
-
-    results = run_dir_for(dataset) / "results.csv"
+    results = results_path(dataset)
     df = _existing(results)
     engines = list(engines) if engines is not None else available_engines()
     todo = missing_engines(df, dataset, engines)
@@ -232,17 +217,14 @@ def ensure_engine_rows(
         if not (run / "model.pt").is_file():
             print(f"  {run_dir}: no model.pt; not timed on {', '.join(missing)}")
             continue
-        rows = _rows_from_summary(run, missing)
+        rows = current_rows(run, missing)
         restored = {r.engine for r in rows}
         left = [e for e in missing if e not in restored]
         if left:
-            from data.layouts import load_dataset
-            from deep.evaluate import evaluate_run, rows_from_summary
-
             if loaded is None:
                 loaded = load_dataset(dataset, data_root)
             threads = df[df.run_dir.astype(str) == run_dir].threads.dropna()
-            summary = evaluate_run(
+            summary = measure_run(
                 run,
                 dataset=loaded,
                 threads=int(threads.iloc[0]) if len(threads) else 1,
@@ -290,8 +272,6 @@ def scaling_dims(df: pd.DataFrame, dataset: str | None = None) -> dict[int, str]
         if pd.notna(xqda):
             add(int(xqda), "XQDA")
     if dataset is not None and classical.empty:
-        from classical.pipeline import study_run_name
-
         summary = run_dir_for(dataset) / "classical" / study_run_name() / "summary.json"
         if summary.is_file():
             data = json.loads(summary.read_text())
@@ -404,22 +384,13 @@ def crossover_markdown(agg: pd.DataFrame, table: pd.DataFrame) -> str:
 # ---------------------------------------------------------------------------------------------
 # 4. Bulk extraction throughput (gallery indexing)
 # ---------------------------------------------------------------------------------------------
-def _size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in str(text).lower().split("x"))
-    return h, w
-
-
 def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
     """images/s of ``row``'s extraction on a batch of ``THROUGHPUT_BATCH`` decoded images.
 
     A CNN runs on the row's engine (its exported ``model.onnx`` for ONNX Runtime / OpenVINO).
     """
-    from data.images import resize
-
-    size = _size(row.input_size)
+    size = parse_size(row.input_size)
     if row.pipeline == "classical":
-        from classical.lomo import lomo
-
         extra = _extra(row)
         retinex = bool(extra.get("retinex", False))
         # the XQDA projection's cost depends only on its shape, so a random one of that shape
@@ -432,9 +403,6 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
             return lomo(resized, retinex=retinex, dtype=np.float64) @ projection
 
     else:
-        from deep.export import export_run, load_engine
-        from deep.train import load_trained
-
         run = _run_path(str(row.run_dir))
         engine_name = str(row.get("engine", "torch"))
         source = load_trained(run)[0] if engine_name == "torch" else export_run(run).path
@@ -507,9 +475,6 @@ def throughput_table(
 
 
 def _throughput_images(dataset: str, data_root: str | None) -> np.ndarray:
-    from data.images import load_image
-    from data.layouts import load_dataset
-
     records = load_dataset(dataset, data_root).gallery[:THROUGHPUT_BATCH]
     return np.stack([load_image(r.path) for r in records])
 

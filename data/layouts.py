@@ -594,38 +594,6 @@ def _generic_without_cameras(
     return _assemble("generic", root, train, query, gallery)
 
 
-def _synthetic_default_root() -> Path:
-    from data.paths import DATASETS_DIR
-
-    return DATASETS_DIR / "synthetic"
-
-
-@register_layout("synthetic", default_root=_synthetic_default_root())
-def _load_synthetic(root: Path) -> ReidDataset:
-    # The built-in set is generated on first use, then read by the very same Market-1501 code path.
-    from data.synthetic import ensure_synthetic
-
-    ensure_synthetic(root)
-    dataset = read_three_folders("synthetic", root, parse_market_name)
-    return dataset
-
-
-def _synthetic_pretrain_default_root() -> Path:
-    from data.paths import DATASETS_DIR
-
-    return DATASETS_DIR / "synthetic_pretrain"
-
-
-@register_layout("synthetic_pretrain", default_root=_synthetic_pretrain_default_root())
-def _load_synthetic_pretrain(root: Path) -> ReidDataset:
-    # The CNNs' pretraining set (``make pretrain``): the "pretrain" preset, generated on first use,
-    # with identities drawn from their own random stream (disjoint from every study dataset).
-    from data.synthetic import PRESETS, ensure_synthetic
-
-    ensure_synthetic(root, seed=0, config=PRESETS["pretrain"])
-    return read_three_folders("synthetic_pretrain", root, parse_market_name)
-
-
 def validation_split(
     dataset: ReidDataset, *, val_fraction: float = 0.2, seed: int = 0
 ) -> ReidDataset:

@@ -48,6 +48,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from data import paths
 from data._synth_draw import (
     PALETTE,
     draw_camera,
@@ -56,7 +57,13 @@ from data._synth_draw import (
     person_image,
 )
 from data.io import atomic_path
-from data.layouts import DatasetError
+from data.layouts import (
+    DatasetError,
+    ReidDataset,
+    parse_market_name,
+    read_three_folders,
+    register_layout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -651,9 +658,7 @@ def ensure_synthetic(
         by this generator (a Market-1501 folder, say); nothing is written next to it.
     """
     if root is None:
-        from data.paths import DATASETS_DIR
-
-        root = DATASETS_DIR / "synthetic"
+        root = paths.DATASETS_DIR / "synthetic"
     root = Path(root)
     if seed is not None:
         _check_seed(seed)
@@ -806,9 +811,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"contact sheet written to {sheet}")
         return 0
     if args.out is None:
-        from data.paths import DATASETS_DIR
-
-        args.out = DATASETS_DIR / "synthetic"
+        args.out = paths.DATASETS_DIR / "synthetic"
     start = time.perf_counter()
     try:
         if args.force:
@@ -820,6 +823,23 @@ def main(argv: list[str] | None = None) -> int:
     counts = read_manifest(args.out)["counts"]
     print(f"synthetic dataset ready at {args.out} ({time.perf_counter() - start:.1f} s): {counts}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic layouts: generated on first use, then read by the Market-1501 code path
+# ---------------------------------------------------------------------------------------------
+@register_layout("synthetic", default_root=paths.DATASETS_DIR / "synthetic")
+def _load_synthetic(root: Path) -> ReidDataset:
+    ensure_synthetic(root)
+    return read_three_folders("synthetic", root, parse_market_name)
+
+
+@register_layout("synthetic_pretrain", default_root=paths.DATASETS_DIR / "synthetic_pretrain")
+def _load_synthetic_pretrain(root: Path) -> ReidDataset:
+    # The CNNs' pretraining set (``make pretrain``): the "pretrain" preset, generated on first use,
+    # with identities drawn from their own random stream (disjoint from every study dataset).
+    ensure_synthetic(root, seed=0, config=PRESETS["pretrain"])
+    return read_three_folders("synthetic_pretrain", root, parse_market_name)
 
 
 if __name__ == "__main__":

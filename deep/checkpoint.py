@@ -10,11 +10,13 @@ saving never corrupts the last good checkpoint.
 from __future__ import annotations
 
 import hashlib
+import pickle
 from pathlib import Path
 
 import torch
 
 from data.io import atomic_path
+from deep.models import ReIDNet, build_model
 
 
 class CheckpointError(ValueError):
@@ -42,8 +44,17 @@ def load_checkpoint(path: Path | str, *, expected_model: str | None = None) -> d
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt files
-        raise CheckpointError(f"checkpoint {path} cannot be read: {err}") from err
+    except pickle.UnpicklingError as err:
+        # torch's own message suggests weights_only=False, which would run the file's code
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain containers; it was "
+            "refused because loading it could run code. Use a checkpoint written by this toolkit"
+        ) from err
+    except Exception as err:  # torch raises several types for corrupt or truncated files
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read (truncated or not a torch file): "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}"
+        ) from err
     if not isinstance(state, dict) or "model" not in state or "model_name" not in state:
         raise CheckpointError(f"{path} is not a reid-tradeoff training checkpoint")
     if expected_model is not None and state["model_name"] != expected_model:
@@ -52,3 +63,23 @@ def load_checkpoint(path: Path | str, *, expected_model: str | None = None) -> d
             "requested"
         )
     return state
+
+
+def model_from_state(state: dict) -> ReIDNet:
+    """The model (in eval mode) of a loaded ``model.pt`` state (see :func:`load_trained`)."""
+    cfg = state["config"]
+    model = build_model(
+        state["model_name"],
+        state["num_classes"],
+        bn_neck=cfg["bn_neck"],
+        last_stride=cfg["last_stride"],
+    )
+    model.load_state_dict(state["model"])
+    model.eval()
+    return model
+
+
+def load_trained(run_dir: Path | str, *, expected_model: str | None = None) -> tuple[ReIDNet, dict]:
+    """(model in eval mode, config dict) of a finished run folder."""
+    state = load_checkpoint(Path(run_dir) / "model.pt", expected_model=expected_model)
+    return model_from_state(state), state["config"]

@@ -1,26 +1,25 @@
-"""Knowledge distillation study: ``make distill`` (``python -m deep.distill run``).
+"""Knowledge distillation: the teacher and every student, trained alone and distilled.
 
 A teacher, trained once (the paper's ResNet-50 in the ``full`` profile; ResNet-18 in ``quick``,
-see ``PROFILES``), teaches small students with Hinton soft targets
+see :mod:`deep.profiles`), teaches small students with Hinton soft targets
 (:func:`deep.kd_loss.distillation_loss`). Every student is trained twice per seed with exactly
 the same recipe, epochs, augmentation and seed: alone (``baseline``) and with the teacher
-(``distilled``), so the only difference is the teacher. Results go to the shared table
-``runs/<dataset>/results.csv`` and a table of baseline vs distilled (mean and std over seeds) is
-printed and written to ``runs/<dataset>/distill.md``.
+(``distilled``), so the only difference is the teacher. This module trains; ``compare`` measures
+the runs and writes the table of baseline vs distilled (``make distill`` =
+``python -m compare.distillation``, which calls :func:`run_study`).
 
 Cost control
 ------------
-* Batches are a pure function of (seed, epoch, batch index) (:mod:`deep.data`), so the teacher's
-  logits for a seed are computed once, cached on disk (``runs/<dataset>/deep/teacher_cache``),
-  and shared by all students of that seed; the cache records each batch's sample indices and is
-  checked against them.
-* Finished runs (a ``summary.json`` whose config equals the requested one) are reused, so a
-  re-run with nothing changed takes seconds.
+* Batches are a pure function of (seed, epoch, batch index) (:mod:`deep.loader`), so the
+  teacher's logits for a seed are computed once and cached on disk (:mod:`deep.teacher`).
+* Finished runs (a ``model.pt`` of the requested recipe, started from the shipped backbone and,
+  if distilled, from the current teacher) are reused, so a re-run with nothing changed takes
+  seconds.
 * Independent runs go to a pool of worker processes, one thread each (``--jobs``).
 
-Commands::
+Commands (training only; ``python -m compare.measure RUN_DIR`` measures a run)::
 
-    python -m deep.distill run   --dataset synthetic --profile quick     # the whole study
+    python -m deep.distill run   --dataset synthetic --profile quick     # every run of the study
     python -m deep.distill train --teacher RUN_DIR --student mobilenet_v1_0.25 --T 4 --alpha 0.9
     python -m deep.distill sweep --dataset synthetic --student mobilenet_v1_1.0 \
         [--teacher-model resnet50]        # T x alpha on a validation split of the training ids
@@ -30,37 +29,33 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor
 
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
-from deep.data import Batch, load_records
+from deep.checkpoint import CheckpointError, load_checkpoint, load_trained
+from deep.config import TrainConfig
+from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.pretrained import PretrainedWeightsError, read_metadata
-from deep.train import (
-    SCHEDULE_FIELDS,
-    TrainConfig,
-    discard_stale_checkpoint,
-    load_trained,
-    model_from_state,
-    train,
-    training_loader,
-    worker_pool,
+from deep.profiles import PROFILES, Profile, get_profile, study_configs
+from deep.teacher import (
+    TeacherSignal,
+    open_teacher,
+    precompute_job,
+    teacher_cache_path,
+    teacher_weights,
+    weights_fingerprint,
 )
+from deep.train import discard_stale_run, train, worker_pool
 
 # The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
 __all__ = [
@@ -75,215 +70,14 @@ __all__ = [
 log = logging.getLogger("deep.distill")
 
 
-@dataclass(frozen=True)
-class Profile:
-    """A study size: which students, how many seeds, and the shared training recipe."""
-
-    students: tuple[str, ...]
-    seeds: tuple[int, ...]
-    teacher: str
-    recipe: dict
-    T: float = 4.0
-    alpha: float = 0.9
-    #: Models trained alone (first seed only) so the trade-off plot shows them too.
-    reference_models: tuple[str, ...] = ()
-    #: Per-model epochs overriding ``recipe["epochs"]`` (the teacher's and students' too).
-    epochs: Mapping[str, int] = field(default_factory=dict)
-
-    def recipe_for(self, model: str) -> dict:
-        """The recipe ``model`` trains with: the shared one and the model's own epochs."""
-        return {**self.recipe, "epochs": self.epochs.get(model, self.recipe["epochs"])}
-
-
-QUICK_RECIPE = dict(
-    input_size=(64, 32),
-    epochs=20,
-    batch_size=16,
-    # Fine-tuning: lr 0.01 beat 0.05 by 5-15 validation mAP points for every model and tied
-    # with 0.003 (bench/bench_finetune.py, README).
-    lr=0.01,
-    optimizer="sgd",
-    scheduler="cosine",
-    warmup_epochs=2,
-    label_smoothing=0.1,
-    erasing=0.0,
-    pad=4,
-    bn_neck=False,
-    threads=1,
-    # Fine-tuned from the shipped backbones pretrained on a disjoint synthetic set (make
-    # pretrain, deep.pretrained); chosen against scratch on the validation split (README).
-    init="pretrained",
-)
-FULL_RECIPE = dict(
-    input_size=(256, 128),
-    epochs=60,
-    batch_size=64,
-    lr=0.05,
-    optimizer="sgd",
-    scheduler="cosine",
-    warmup_epochs=5,
-    label_smoothing=0.1,
-    erasing=0.5,
-    pad=10,
-    bn_neck=True,
-    threads=None,
-    # No backbones ship at 256x128 for every model of this profile: scratch unless you bring
-    # weights (deep.train --init pretrained --weights PATH, e.g. ImageNet ones).
-    init="scratch",
-)
-PROFILES = {
-    "quick": Profile(
-        students=(
-            "mobilenet_v1_0.25",
-            "mobilenet_v1_0.5",
-            "mobilenet_v1_1.0",
-            "mobilenet_v2_1.0",
-            "resnet18",
-        ),
-        seeds=(0, 1, 2),
-        # Every CNN is fine-tuned from its shipped backbone (make pretrain). ResNet-18 teaches:
-        # ResNet-50 did not fit the pretraining set in an affordable schedule and, fine-tuned
-        # from that backbone, taught worse on the validation split (README, "Teacher").
-        teacher="resnet18",
-        recipe=QUICK_RECIPE,
-        T=2.0,
-        alpha=0.9,
-        # Fine-tuning epochs per model: the best validation mAP at lr 0.01 among 5, 10 and 20
-        # epochs (bench/bench_finetune.py on 80% of the training ids; README, "Pretraining").
-        epochs={
-            "mobilenet_v1_0.25": 10,
-            "mobilenet_v1_0.5": 10,
-            "mobilenet_v1_1.0": 20,
-            "mobilenet_v2_1.0": 20,
-            "resnet18": 20,
-        },
-    ),
-    "full": Profile(
-        students=(
-            "mobilenet_v1_0.25",
-            "mobilenet_v1_0.5",
-            "mobilenet_v1_0.75",
-            "mobilenet_v1_1.0",
-            "mobilenet_v2_1.0",
-            "resnet18",
-            "resnet34",
-        ),
-        seeds=(0, 1, 2),
-        teacher="resnet50",
-        recipe=FULL_RECIPE,
-    ),
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Teacher outputs, computed once per (teacher, seed, recipe) and shared by all students
-# ---------------------------------------------------------------------------------------------
-class TeacherSignal:
-    """``teacher(batch) -> (logits, embedding)`` for the training loop, with a disk cache.
-
-    The cache maps (epoch, batch index) to the teacher's logits on that exact augmented batch;
-    it is valid because batches depend only on (seed, epoch, batch index). Embeddings (for the
-    optional feature-level term) are never cached: that path runs the teacher on the fly.
-    """
-
-    def __init__(
-        self,
-        teacher_dir: Path | str,
-        *,
-        cache_path: Path | None = None,
-        need_embedding: bool = False,
-    ) -> None:
-        self.model, self.config = load_trained(teacher_dir)
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-        self.model.eval()
-        self.embedding_dim = self.model.embedding_dim
-        self.need_embedding = need_embedding
-        self.cache_path = cache_path
-        self.cache: dict[str, Tensor] = {}
-        if cache_path is not None and cache_path.exists():
-            self.cache = torch.load(cache_path, map_location="cpu", weights_only=True)
-
-    @torch.no_grad()
-    def __call__(self, batch: Batch) -> tuple[Tensor, Tensor | None]:
-        key = f"{batch.epoch}:{batch.index}"
-        if not self.need_embedding and key in self.cache:
-            cached = self.cache[key]
-            if torch.equal(cached["indices"], batch.sample_indices):
-                return cached["logits"], None
-            log.warning("teacher cache entry %s does not match its batch; recomputing", key)
-        logits, embedding = self.model(batch.images, return_embedding=True)
-        if self.cache_path is not None and not self.need_embedding:
-            self.cache[key] = {"indices": batch.sample_indices.clone(), "logits": logits.clone()}
-        return logits, embedding if self.need_embedding else None
-
-    def save(self) -> None:
-        if self.cache_path is None or not self.cache:
-            return
-        self.cache_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_path.with_suffix(".tmp")
-        torch.save(self.cache, tmp)
-        tmp.replace(self.cache_path)
-
-
-def precompute_teacher(
-    teacher_dir: Path, config: TrainConfig, cache_path: Path, dataset: ReidDataset | None = None
-) -> Path:
-    """Fill the teacher cache for every batch of ``config``'s schedule (one pass, no training).
-
-    An existing cache is extended, not recomputed: a longer schedule of the same batches (more
-    epochs) only adds the missing epochs.
-    """
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    dataset = dataset or load_dataset(config.dataset, config.data_root)
-    images = load_records(dataset.train, config.input_size)
-    labels = torch.tensor([r.pid for r in dataset.train])
-    loader = training_loader(config, images, labels)
-    signal = TeacherSignal(teacher_dir, cache_path=cache_path)
-    wanted = {f"{e}:{i}" for e in range(config.epochs) for i in range(loader.num_batches(e))}
-    if wanted <= signal.cache.keys():
-        return cache_path
-    for epoch in range(config.epochs):
-        for batch in loader.epoch(epoch):
-            signal(batch)
-    signal.save()
-    return cache_path
-
-
-def _teacher_cache_path(dataset: str, teacher_fingerprint: str, config: TrainConfig) -> Path:
-    """One cache per (teacher weights, data schedule): the fields that change the batches
-    (not the number of epochs: a cache filled for more epochs serves shorter schedules)."""
-    schedule = {k: getattr(config, k) for k in SCHEDULE_FIELDS}
-    key = json.dumps(
-        [teacher_fingerprint, schedule],
-        sort_keys=True,
-        default=str,
-    )
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return run_dir_for(dataset) / "deep" / "teacher_cache" / f"seed{config.seed}_{digest}.pt"
-
-
 # ---------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ---------------------------------------------------------------------------------------------
-def _teacher_weights(teacher_dir: Path | str) -> Path:
-    path = Path(teacher_dir) / "model.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"no trained teacher at {teacher_dir} (model.pt missing)")
-    return path
-
-
-def _weights_fingerprint(teacher_dir: Path | str) -> str:
-    """Content hash of a finished run's weights (a retrained teacher gets a new one)."""
-    return file_sha256(_teacher_weights(teacher_dir))[:16]
-
-
 def _teacher_record(config: TrainConfig) -> Path:
     return config.run_dir() / "teacher.json"
 
 
-def _started_from_current_backbone(config: TrainConfig, summary: dict) -> bool:
+def _started_from_current_backbone(config: TrainConfig, init_record: dict) -> bool:
     """Whether a run fine-tuned from a shipped backbone started from the one shipped now (a
     regenerated backbone invalidates the run, as a retrained teacher does)."""
     if config.init != "pretrained" or config.weights or config.pretrained:
@@ -292,160 +86,87 @@ def _started_from_current_backbone(config: TrainConfig, summary: dict) -> bool:
         current = read_metadata(config.model)["sha256"]
     except PretrainedWeightsError:
         return True  # training it again would stop with the clear error; nothing to compare
-    return summary.get("init_weights", {}).get("sha256") == current
+    return init_record.get("sha256") == current
 
 
-def _finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> bool:
-    """True when the run's summary holds this exact config, started from the backbone shipped
-    now (for fine-tuned runs), and, if distilled, from the teacher whose weights have this
-    :func:`_weights_fingerprint`."""
-    summary = config.run_dir() / "summary.json"
-    if not summary.exists():
+def finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> bool:
+    """True when the run's ``model.pt`` holds this exact recipe, started from the backbone
+    shipped now (for fine-tuned runs) and, if distilled, from the teacher whose weights have
+    this :func:`deep.teacher.weights_fingerprint`."""
+    path = config.run_dir() / "model.pt"
+    if not path.is_file():
         return False
     try:
-        saved = json.loads(summary.read_text())
-        if saved["config"] != config.as_dict():
+        state = load_checkpoint(path, expected_model=config.model)
+        if not config.same_recipe(state["config"]):
             return False
-        if not _started_from_current_backbone(config, saved):
+        if not _started_from_current_backbone(config, state.get("init", {})):
             return False
         if teacher_fingerprint is None:
             return True
         recorded = json.loads(_teacher_record(config).read_text())["fingerprint"]
         return recorded == teacher_fingerprint
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, CheckpointError):
         return False
 
 
+def _forget_other_teacher(config: TrainConfig, fingerprint: str) -> None:
+    """A retrained teacher invalidates the student's run (its partial checkpoint too), even
+    though the student's own config is unchanged; then record the current teacher."""
+    record, run_dir = _teacher_record(config), config.run_dir()
+    if record.exists() and json.loads(record.read_text()).get("fingerprint") != fingerprint:
+        for stale in ("checkpoint.pt", "summary.json", "model.pt"):
+            (run_dir / stale).unlink(missing_ok=True)
+    atomic_write_text(
+        record, json.dumps({"teacher": str(config.teacher), "fingerprint": fingerprint})
+    )
+
+
 def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
-    """Train + evaluate one run unless it is already finished with the same config."""
+    """Train one run unless it is already finished with the same recipe (and teacher)."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     # Hashed once here: reuse, the staleness check and the cache key all need it.
-    fingerprint = None if teacher_dir is None else _weights_fingerprint(teacher_dir)
-    if _finished(config, fingerprint):
-        # Re-upsert the row: cheap, and restores a row that was lost or deleted from the table.
-        from compare.results import upsert_rows
-        from deep.evaluate import row_from_summary
-
-        summary = json.loads((config.run_dir() / "summary.json").read_text())
-        upsert_rows(
-            run_dir_for(config.dataset) / "results.csv",
-            [row_from_summary(summary, config.run_dir())],
-        )
+    fingerprint = None if teacher_dir is None else weights_fingerprint(teacher_dir)
+    if finished(config, fingerprint):
         return f"reused {config.run_dir()}"
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    run_dir = config.run_dir()
-    discard_stale_checkpoint(config)
+    discard_stale_run(config)
     signal = None
     if teacher_dir is not None:
-        # Which teacher this student learns from: a retrained teacher invalidates the run
-        # (its partial checkpoint too), even though the student's own config is unchanged.
-        record = _teacher_record(config)
-        if record.exists() and json.loads(record.read_text()).get("fingerprint") != fingerprint:
-            for stale in ("checkpoint.pt", "summary.json", "model.pt"):
-                (run_dir / stale).unlink(missing_ok=True)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            record, json.dumps({"teacher": str(teacher_dir), "fingerprint": fingerprint})
-        )
-        cache = _teacher_cache_path(config.dataset, fingerprint, config)
+        _forget_other_teacher(dataclasses.replace(config, teacher=str(teacher_dir)), fingerprint)
+        cache = teacher_cache_path(config.dataset, fingerprint, config)
         signal = open_teacher(teacher_dir, config, cache_path=cache if cache.exists() else None)
     train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
-    return f"trained {run_dir} in {time.perf_counter() - start:.0f} s"
-
-
-def open_teacher(
-    teacher_dir: Path | str, config: TrainConfig, *, cache_path: Path | None = None
-) -> TeacherSignal:
-    """The frozen teacher of ``config``'s student, with clear errors when it is missing or was
-    trained on other identities (shared by ``deep.distill`` and ``deep.train --teacher``)."""
-    _teacher_weights(teacher_dir)
-    signal = TeacherSignal(
-        teacher_dir, cache_path=cache_path, need_embedding=config.kd_feature_weight > 0
-    )
-    _check_teacher_fits(signal, config)
-    return signal
-
-
-def _check_teacher_fits(signal: TeacherSignal, config: TrainConfig) -> None:
-    teacher_cfg = signal.config
-    for key in ("dataset", "data_root"):
-        if teacher_cfg.get(key) != getattr(config, key):
-            raise ValueError(
-                f"the teacher was trained on {key}={teacher_cfg.get(key)!r} but the student uses "
-                f"{getattr(config, key)!r}: they must share the training identities"
-            )
-
-
-def _precompute_job(teacher_dir: str, config: TrainConfig) -> str:
-    cache = _teacher_cache_path(config.dataset, _weights_fingerprint(teacher_dir), config)
-    start = time.perf_counter()
-    precompute_teacher(Path(teacher_dir), config, cache)
-    return f"teacher outputs for seed {config.seed} cached in {time.perf_counter() - start:.0f} s"
+    return f"trained {config.run_dir()} in {time.perf_counter() - start:.0f} s"
 
 
 # ---------------------------------------------------------------------------------------------
 # The study
 # ---------------------------------------------------------------------------------------------
-def study_configs(
-    profile: Profile,
-    dataset: str,
-    data_root: str | None,
-    *,
-    T: float,
-    alpha: float,
-    students: tuple[str, ...] | None = None,
-    seeds: tuple[int, ...] | None = None,
-    base_dir: Path | None = None,
-):
-    def base(model: str) -> TrainConfig:
-        config = TrainConfig(dataset=dataset, data_root=data_root, **profile.recipe_for(model))
-        return dataclasses.replace(
-            config, model=model, input_size=tuple(config.input_size), kd_T=T, kd_alpha=alpha
-        )
-
-    def out(model: str, variant: str, seed: int) -> str | None:
-        if base_dir is None:
-            return None
-        return str(base_dir / model / f"{variant}_seed{seed}")
-
-    teacher = dataclasses.replace(
-        base(profile.teacher),
-        variant="baseline",
-        seed=0,
-        out=out(profile.teacher, "baseline", 0),
-    )
-    runs = []
-    first_seed = (seeds or profile.seeds)[0]
-    for model in profile.reference_models:
-        if model != profile.teacher:
-            runs.append(
-                dataclasses.replace(
-                    base(model),
-                    variant="baseline",
-                    seed=first_seed,
-                    out=out(model, "baseline", first_seed),
-                )
-            )
-    for seed in seeds or profile.seeds:
-        for student in students or profile.students:
-            for variant in ("baseline", "distilled"):
-                runs.append(
-                    dataclasses.replace(
-                        base(student),
-                        variant=variant,
-                        seed=seed,
-                        out=out(student, variant, seed),
-                    )
-                )
-    return teacher, runs
+def _study_runs(
+    profile: Profile, dataset: str, data_root: str | None, T: float, alpha: float, **subset
+) -> tuple[TrainConfig, list[TrainConfig], list[TrainConfig]]:
+    """(teacher, baselines, distilled students) of a profile; students know their teacher."""
+    teacher, runs = study_configs(profile, dataset, data_root, T=T, alpha=alpha, **subset)
+    teacher_dir = str(teacher.run_dir())
+    for r in runs:
+        if r.variant == "distilled":
+            r.teacher = teacher_dir
+    # A student's own baseline can be the teacher run (a ResNet-18 teaching ResNet-18s).
+    baselines = [r for r in runs if r.variant == "baseline" and r.run_dir() != teacher.run_dir()]
+    return teacher, baselines, [r for r in runs if r.variant == "distilled"]
 
 
-def _profile(name: str, teacher_model: str | None = None) -> Profile:
-    """A profile, with its teacher architecture replaced when ``teacher_model`` is given."""
-    profile = PROFILES[name]
-    return profile if teacher_model is None else dataclasses.replace(profile, teacher=teacher_model)
+def _longest_per_seed(distilled: list[TrainConfig]) -> list[TrainConfig]:
+    """One teacher cache per seed, filled for the longest student schedule: the batch at
+    (epoch, index) does not depend on the number of epochs, so it serves them all."""
+    longest: dict[int, TrainConfig] = {}
+    for r in distilled:
+        if r.seed not in longest or r.epochs > longest[r.seed].epochs:
+            longest[r.seed] = r
+    return [longest[s] for s in sorted(longest)]
 
 
 def run_study(
@@ -459,111 +180,41 @@ def run_study(
     students: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
     teacher_model: str | None = None,
-) -> pd.DataFrame:
-    """Teacher, then every student alone and distilled for every seed; prints the gain table.
+) -> list[TrainConfig]:
+    """Train the teacher, then every student alone and distilled for every seed.
 
     ``students`` / ``seeds`` restrict the profile (to fit a time budget, say);
-    ``teacher_model`` replaces the profile's teacher architecture.
+    ``teacher_model`` replaces the profile's teacher architecture. Returns every run's config
+    (teacher first), for ``compare`` to measure.
     """
-    profile = _profile(profile_name, teacher_model)
+    profile = get_profile(profile_name, teacher_model)
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
     load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
-    teacher, runs = study_configs(
-        profile, dataset, data_root, T=T, alpha=alpha, students=students, seeds=seeds
+    teacher, baselines, distilled = _study_runs(
+        profile, dataset, data_root, T, alpha, students=students, seeds=seeds
     )
     teacher_dir = str(teacher.run_dir())
-    for r in runs:
-        if r.variant == "distilled":
-            r.teacher = teacher_dir
-    # A student's own baseline can be the teacher run (a ResNet-18 teaching ResNet-18s).
-    baselines = [r for r in runs if r.variant == "baseline" and r.run_dir() != teacher.run_dir()]
-    distilled = [r for r in runs if r.variant == "distilled"]
+    cache_for = _longest_per_seed(distilled)
     start = time.perf_counter()
     with worker_pool(jobs) as pool:
-
-        def submit_caches():
-            # One cache per seed, filled for the longest student schedule: the batch at
-            # (epoch, index) does not depend on the number of epochs, so it serves them all.
-            longest: dict[int, TrainConfig] = {}
-            for r in distilled:
-                if r.seed not in longest or r.epochs > longest[r.seed].epochs:
-                    longest[r.seed] = r
-            return [pool.submit(_precompute_job, teacher_dir, longest[s]) for s in sorted(longest)]
-
-        if _finished(teacher):
+        if finished(teacher):
             # The teacher's outputs gate every distilled run: compute them before the baselines.
             print(run_one(teacher), flush=True)
-            caches = submit_caches()
+            caches = [pool.submit(precompute_job, teacher_dir, r) for r in cache_for]
             baseline_futures = [pool.submit(run_one, r) for r in baselines]
         else:
             teacher_future = pool.submit(run_one, teacher)
             baseline_futures = [pool.submit(run_one, r) for r in baselines]
             print(teacher_future.result(), flush=True)
-            caches = submit_caches()
+            caches = [pool.submit(precompute_job, teacher_dir, r) for r in cache_for]
         for f in caches:
             print(f.result(), flush=True)
         distilled_futures = [pool.submit(run_one, r, teacher_dir) for r in distilled]
         for f in baseline_futures + distilled_futures:
             print(f.result(), flush=True)
-    table = summarise(dataset, profile.students, profile.teacher)
-    text = gain_markdown(table)
-    atomic_write_text(run_dir_for(dataset) / "distill.md", text + "\n")
-    print(text)
-    print(f"\nstudy finished in {(time.perf_counter() - start) / 60:.1f} min")
-    return table
-
-
-def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
-    """Baseline vs distilled per student: mean and std over seeds, and the gain."""
-    from compare.results import read_results
-
-    df = read_results(run_dir_for(dataset) / "results.csv")
-    df = df[df.pipeline == "deep"]
-    rows = []
-    for model in dict.fromkeys([teacher, *students]):
-        sub = df[df.model == model]
-        if sub.empty:
-            continue
-        row = {
-            "model": model,
-            "params_M": sub.params.iloc[0] / 1e6,
-            "ms_query": sub.ms_query.median(),
-        }
-        for variant in ("baseline", "distilled"):
-            v = sub[sub.variant == variant]
-            for metric in ("rank1", "mAP"):
-                row[f"{metric}_{variant}"] = v[metric].mean() if len(v) else np.nan
-                row[f"{metric}_{variant}_std"] = v[metric].std(ddof=1) if len(v) > 1 else np.nan
-            row[f"seeds_{variant}"] = len(v)
-        row["gain_rank1"] = row["rank1_distilled"] - row["rank1_baseline"]
-        row["gain_mAP"] = row["mAP_distilled"] - row["mAP_baseline"]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def gain_markdown(table: pd.DataFrame) -> str:
-    def pm(mean, std):
-        if pd.isna(mean):
-            return "-"
-        return f"{mean:.1f}" + ("" if pd.isna(std) else f" ± {std:.1f}")
-
-    lines = [
-        "| model | params (M) | ms/query | rank-1 alone | rank-1 distilled | mAP alone | "
-        "mAP distilled | gain rank-1 | gain mAP |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for _, r in table.iterrows():
-        lines.append(
-            f"| {r.model} | {r.params_M:.2f} | {r.ms_query:.2f} | "
-            f"{pm(r.rank1_baseline, r.rank1_baseline_std)} | "
-            f"{pm(r.rank1_distilled, r.rank1_distilled_std)} | "
-            f"{pm(r.mAP_baseline, r.mAP_baseline_std)} | "
-            f"{pm(r.mAP_distilled, r.mAP_distilled_std)} | "
-            f"{'-' if pd.isna(r.gain_rank1) else f'{r.gain_rank1:+.1f}'} | "
-            f"{'-' if pd.isna(r.gain_mAP) else f'{r.gain_mAP:+.1f}'} |"
-        )
-    return "\n".join(lines)
+    print(f"training finished in {(time.perf_counter() - start) / 60:.1f} min", flush=True)
+    return [teacher, *baselines, *distilled]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -586,7 +237,7 @@ def run_sweep(
     The student alone (alpha = 0) and each (T, alpha) are compared on the held-out identities;
     ``teacher_model`` overrides the profile's teacher (to compare teachers the same way).
     """
-    profile = _profile(profile_name, teacher_model)
+    profile = get_profile(profile_name, teacher_model)
     full = load_dataset(dataset, data_root)
     val = validation_split(full, val_fraction=0.2, seed=seed)
     base_dir = run_dir_for(dataset) / "sweep"
@@ -636,33 +287,22 @@ def run_sweep(
 def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | None = None) -> dict:
     """Train on ``split.train`` and return validation rank-1 / mAP (no results-table row), the
     training minutes and the last epoch's training accuracy (%)."""
-    from data.matching import pairwise_sq_euclidean
-    from data.protocols import evaluate
-    from deep.features import extract_embeddings
-
     if config.threads:
         torch.set_num_threads(config.threads)
-    config = dataclasses.replace(config, evaluate=False)
     done = config.run_dir() / "model.pt"
     if not done.exists():
         signal = TeacherSignal(teacher_dir) if teacher_dir else None
         train(config, teacher=signal, dataset=split)
     state = load_checkpoint(done, expected_model=config.model)
-    model, cfg = model_from_state(state), state["config"]
-    size = tuple(cfg["input_size"])
+    model, _ = load_trained(config.run_dir(), expected_model=config.model)
+    size = tuple(state["config"]["input_size"])
     q = extract_embeddings(model, split.query, size)
     g = extract_embeddings(model, split.gallery, size)
-    res = evaluate(
-        pairwise_sq_euclidean(q, g),
-        np.array([r.pid for r in split.query]),
-        np.array([r.pid for r in split.gallery]),
-        np.array([r.camid for r in split.query]),
-        np.array([r.camid for r in split.gallery]),
-    )
+    scores = score_embeddings(q, g, split_labels(split.query, split.gallery))
     training = state.get("training", {})
     return {
-        "val_rank1": 100 * res.rank1,
-        "val_mAP": 100 * res.mAP,
+        "val_rank1": 100 * scores["rank1"],
+        "val_mAP": 100 * scores["mAP"],
         "train_min": training.get("seconds", float("nan")) / 60,
         "train_acc": 100 * training.get("accuracy", float("nan")),
     }
@@ -731,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             profile = PROFILES[args.profile]
             teacher_dir = Path(args.teacher)
-            _teacher_weights(teacher_dir)  # fail before building anything
+            teacher_weights(teacher_dir)  # fail before building anything
             config = TrainConfig(
                 dataset=args.dataset, data_root=args.data_root, **profile.recipe_for(args.student)
             )
@@ -747,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 teacher=str(teacher_dir),
             )
             print(run_one(config, str(teacher_dir)))
-    except (ValueError, FileNotFoundError, CheckpointError) as err:
+    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     return 0

@@ -23,7 +23,7 @@ Engines (:data:`ENGINES`), loaded with :func:`load_engine`:
   embeddings).
 
 Every engine takes the same input (:meth:`Engine.__call__`): decoded uint8 images are resized and
-normalised by the same code (:func:`deep.data.normalise`) whatever the engine, so only the
+normalised by the same code (:func:`deep.loader.normalise`) whatever the engine, so only the
 network's execution differs. :attr:`Engine.options` is the dict of settings recorded with every
 timing.
 """
@@ -46,8 +46,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from data.images import resize
 from data.io import atomic_path, atomic_write_text
-from deep.checkpoint import file_sha256
+from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.loader import normalise
 from deep.models import ReIDNet
 
 #: Inference engines, in the order they are timed and reported.
@@ -186,7 +188,7 @@ class Engine:
 
         ``batch`` is either decoded images, uint8 (H, W, 3) or (n, H, W, 3) at any size (resized
         to :attr:`input_size`) or (n, 3, H, W) already at it, or a normalised float (n, 3, H, W)
-        array or tensor (:func:`deep.data.preprocess_image`'s output).
+        array or tensor (:func:`deep.loader.preprocess_image`'s output).
         """
         return self.run(to_input(batch, self.input_size))
 
@@ -194,12 +196,9 @@ class Engine:
 def to_input(batch: np.ndarray | Tensor, input_size: tuple[int, int] | None) -> Tensor:
     """The network input (n, 3, H, W) float32 of ``batch``: one preprocessing for all engines.
 
-    Decoded images go through :func:`data.images.resize` and :func:`deep.data.normalise`, as in
-    training and :func:`deep.data.preprocess_image`.
+    Decoded images go through :func:`data.images.resize` and :func:`deep.loader.normalise`, as in
+    training and :func:`deep.loader.preprocess_image`.
     """
-    from data.images import resize
-    from deep.data import normalise
-
     if isinstance(batch, np.ndarray):
         if batch.dtype == np.uint8 and batch.ndim in (3, 4) and batch.shape[-1] == 3:
             images = batch[None] if batch.ndim == 3 else batch
@@ -475,9 +474,6 @@ def export_run(
     hash, input size and opset and the file's own hash still matches (so a truncated or
     overwritten file is exported again). ``state`` is the already loaded ``model.pt``.
     """
-    from deep.checkpoint import load_checkpoint
-    from deep.train import model_from_state
-
     run_dir = Path(run_dir)
     if state is None:
         state = load_checkpoint(run_dir / "model.pt")
@@ -532,8 +528,6 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out takes one run folder")
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
-    from deep.checkpoint import CheckpointError
-
     for run_dir in args.run_dirs:
         try:
             result = export_run(

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from data.images import load_image
-from data.layouts import Record
+from data.images import load_image, resize
+from data.layouts import Record, ReidDataset, load_dataset
+from deep.config import TrainConfig
 
 IMAGENET_MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
@@ -38,8 +39,6 @@ def normalise(images_uint8: Tensor) -> Tensor:
 
 def preprocess_image(image: np.ndarray, size: tuple[int, int]) -> Tensor:
     """One decoded RGB uint8 (H, W, 3) image -> normalised (1, 3, h, w) at ``size``."""
-    from data.images import resize
-
     tensor = torch.from_numpy(np.ascontiguousarray(resize(image, size))).permute(2, 0, 1)[None]
     return normalise(tensor)
 
@@ -207,3 +206,30 @@ class DeterministicLoader:
         order = self.order(epoch)
         for index in range(start, len(order) // self.batch_size):
             yield self.batch(epoch, index, order)
+
+
+def load_training_data(
+    config: TrainConfig, dataset: ReidDataset | None = None
+) -> tuple[ReidDataset, Tensor, Tensor]:
+    """(dataset, training images at the config's input size, identity labels)."""
+    dataset = dataset or load_dataset(config.dataset, config.data_root)
+    images = load_records(dataset.train, config.input_size)
+    labels = torch.tensor([r.pid for r in dataset.train], dtype=torch.long)
+    return dataset, images, labels
+
+
+def training_loader(
+    config: TrainConfig, images: Tensor, labels: Tensor, *, rank: int = 0, world_size: int = 1
+) -> DeterministicLoader:
+    """The deterministic batches of ``config``'s schedule (:data:`deep.config.SCHEDULE_FIELDS`)."""
+    return DeterministicLoader(
+        images,
+        labels,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
+        sampler=config.sampler,
+        instances=config.instances,
+        rank=rank,
+        world_size=world_size,
+    )

@@ -37,7 +37,12 @@ from pathlib import Path
 import torch
 
 from data.io import atomic_write_bytes
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint
+from data.layouts import load_dataset
+from data.synthetic import GENERATOR_VERSION, PRESETS
+from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.config import TrainConfig
+from deep.evaluation import extract_embeddings, score_embeddings, split_labels
+from deep.models import ReIDNet
 from deep.pretrained import (
     FORMAT,
     WEIGHTS_DIR,
@@ -47,7 +52,7 @@ from deep.pretrained import (
     verified_path,
     weights_path,
 )
-from deep.train import TrainConfig, discard_stale_checkpoint, train, worker_pool
+from deep.train import discard_stale_run, train, worker_pool
 
 log = logging.getLogger("deep.pretrain")
 
@@ -101,8 +106,6 @@ def pretrain_config(
 def _data_record(config: TrainConfig) -> dict:
     record: dict = {"dataset": config.dataset, "data_root": config.data_root}
     if config.dataset == PRETRAIN_DATASET and config.data_root is None:
-        from data.synthetic import GENERATOR_VERSION, PRESETS
-
         record.update(
             generator="data.synthetic",
             generator_version=GENERATOR_VERSION,
@@ -133,8 +136,7 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
     name = state["model_name"]
     data = backbone_bytes(name, state["model"])
     digest = hashlib.sha256(data).hexdigest()
-    summary_path = run_dir / "summary.json"
-    summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    run_config = TrainConfig.from_dict(config)
     record = {
         "model": name,
         "format": FORMAT,
@@ -142,11 +144,11 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
         "epochs": config["epochs"],
         "seed": config["seed"],
         "num_classes": state["num_classes"],
-        "data": _data_record(TrainConfig(**{**config, "input_size": tuple(config["input_size"])})),
+        "data": _data_record(run_config),
         "recipe": {k: config[k] for k in PRETRAIN_RECIPE if k in config},
         "training": state.get("training", {}),
         # Percent, on the pretraining set's own test split (a sanity check of the pretraining).
-        "pretrain_eval": {k: 100 * summary[k] for k in ("rank1", "mAP") if k in summary},
+        "pretrain_eval": pretrain_eval(run_config, model_from_state(state)),
         "dtype": "float16",
         "bytes": len(data),
         "torch": torch.__version__,
@@ -162,12 +164,23 @@ def export_backbone(run_dir: Path, out_dir: Path, *, check: bool = False) -> dic
     return record
 
 
+def pretrain_eval(config: TrainConfig, model: ReIDNet) -> dict:
+    """Rank-1 and mAP (percent) on the pretraining set's own test split: a sanity check that the
+    backbone learned to tell identities apart (not a number of the study)."""
+    dataset = load_dataset(config.dataset, config.data_root)
+    size = tuple(config.input_size)
+    q = extract_embeddings(model, dataset.query, size)
+    g = extract_embeddings(model, dataset.gallery, size)
+    scores = score_embeddings(q, g, split_labels(dataset.query, dataset.gallery))
+    return {"rank1": 100 * scores["rank1"], "mAP": 100 * scores["mAP"]}
+
+
 def _finished(config: TrainConfig) -> bool:
     try:
         state = load_checkpoint(config.run_dir() / "model.pt", expected_model=config.model)
     except CheckpointError:
         return False
-    return state["config"] == config.as_dict()
+    return config.same_recipe(state["config"])
 
 
 def pretrain_one(config: TrainConfig, out_dir: str, check: bool = False) -> dict:
@@ -177,7 +190,7 @@ def pretrain_one(config: TrainConfig, out_dir: str, check: bool = False) -> dict
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
     if not _finished(config):
-        discard_stale_checkpoint(config)
+        discard_stale_run(config)
         train(config)
     record = export_backbone(config.run_dir(), Path(out_dir), check=check)
     record["wall_seconds"] = time.perf_counter() - start
@@ -197,8 +210,6 @@ def run_pretraining(
 ) -> list[dict]:
     """Pretrain ``models`` (``jobs`` at a time, one thread each) and write their backbones."""
     if dataset == PRETRAIN_DATASET:
-        from data.layouts import load_dataset
-
         load_dataset(dataset, data_root)  # generate once here, not in every worker
     configs = [
         pretrain_config(m, dataset=dataset, data_root=data_root, seed=seed, epochs=epochs)

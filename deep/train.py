@@ -3,12 +3,14 @@
 ``python -m deep.train --model resnet50 --dataset synthetic`` (``make train MODEL=...``) trains a
 model from :mod:`deep.models` as a classifier over the training identities (cross-entropy with
 optional label smoothing, optional batch-hard triplet loss with an identity-balanced sampler),
-then evaluates it (:mod:`deep.evaluate`) and writes ``summary.json`` and a results-table row.
+and writes ``model.pt`` (weights, config, last epoch's training loss / accuracy, initialisation
+record). Accuracy and speed are measured by ``compare`` (``python -m compare.measure RUN_DIR``;
+``make train`` runs both).
 
 Guarantees
 ----------
 * Determinism: batches and augmentation are a pure function of (seed, epoch, batch index)
-  (:mod:`deep.data`), model initialisation depends only on the seed, and deterministic algorithms
+  (:mod:`deep.loader`), model initialisation depends only on the seed, and deterministic algorithms
   are requested, so on CPU two runs with the same seed give identical weights.
 * Resumability: an atomic checkpoint is written every epoch and every ``checkpoint_every``
   steps; ``--resume`` continues from it (mid-epoch included) to the same final weights as an
@@ -23,7 +25,6 @@ Guarantees
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import logging
@@ -34,7 +35,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,124 +44,27 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from data.io import atomic_write_text
-from data.layouts import ReidDataset, load_dataset
-from data.paths import run_dir_for
+from data.io import atomic_write_text, ensure_dir
+from data.layouts import ReidDataset, check_training_set
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from deep.data import AugmentConfig, Batch, DeterministicLoader, load_records
+from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
-from deep.models import ReIDNet, build_model, list_models
-from deep.pretrained import (
-    INITS,
-    PretrainedWeightsError,
-    initialise,
-    is_backbone_file,
-)
+from deep.loader import Batch, DeterministicLoader, load_training_data, training_loader
+from deep.models import ReIDNet, build_model
+from deep.pretrained import PretrainedWeightsError, initialise, is_backbone_file
+from deep.teacher import open_teacher
 
 log = logging.getLogger("deep.train")
 
 TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 
+#: Settings that change how a run executes but not what it computes: a run may be resumed
+#: with other values.
+RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
+
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a training run (saved as config.json and in checkpoints)."""
-
-    model: str = "resnet50"
-    dataset: str = "synthetic"
-    data_root: str | None = None
-    out: str | None = None  # run folder; default runs/<dataset>/deep/<model>/<variant>_seed<k>
-    variant: str = "baseline"
-    seed: int = 0
-    input_size: tuple[int, int] = (64, 32)
-    epochs: int = 30
-    batch_size: int = 32
-    optimizer: str = "sgd"
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    scheduler: str = "cosine"
-    warmup_epochs: int = 2
-    milestones: tuple[int, ...] = ()
-    gamma: float = 0.1
-    label_smoothing: float = 0.1
-    triplet_weight: float = 0.0
-    triplet_margin: float = 0.3
-    sampler: str = "random"
-    instances: int = 4
-    flip: bool = True
-    pad: int = 4
-    erasing: float = 0.5
-    colour_jitter: float = 0.0
-    bn_neck: bool = True
-    last_stride: int | None = None
-    zero_init_residual: bool = False
-    # Initialisation (deep.pretrained): "pretrained" fine-tunes from the shipped backbone of the
-    # model (`make pretrain`), or from `weights` (a deep.pretrain file, a backbone state dict or
-    # a torchvision/ImageNet file), or from torchvision's cached ImageNet file (`pretrained`);
-    # "scratch" is a random initialisation.
-    init: str = "pretrained"
-    pretrained: bool = False
-    weights: str | None = None
-    checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
-    stop_after_steps: int | None = None  # debugging / tests: simulate an interruption
-    device: str = "auto"
-    threads: int | None = None
-    evaluate: bool = True
-    # Distillation (used when a teacher is given): Hinton soft targets, optional embedding term.
-    kd_T: float = 4.0
-    kd_alpha: float = 0.9
-    kd_feature_weight: float = 0.0
-    kd_feature_kind: str = "cosine"
-    teacher: str | None = None
-    extra: dict = field(default_factory=dict)
-
-    def run_dir(self) -> Path:
-        if self.out:
-            return Path(self.out)
-        return run_dir_for(self.dataset) / "deep" / self.model / f"{self.variant}_seed{self.seed}"
-
-    def as_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
-
-    def validate(self) -> None:
-        if self.model not in list_models():
-            raise ValueError(f"unknown model {self.model!r}; known models: {list_models()}")
-        checks = [
-            (self.epochs >= 1, f"epochs must be >= 1, got {self.epochs}"),
-            (self.batch_size >= 2, f"batch_size must be >= 2, got {self.batch_size}"),
-            (self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (
-                self.optimizer in ("sgd", "adam"),
-                f"optimizer must be sgd or adam: {self.optimizer!r}",
-            ),
-            (
-                self.scheduler in ("cosine", "step"),
-                f"scheduler must be cosine or step: {self.scheduler!r}",
-            ),
-            (0 <= self.warmup_epochs < self.epochs, "warmup_epochs must be in [0, epochs)"),
-            (0.0 <= self.label_smoothing < 1.0, "label_smoothing must be in [0, 1)"),
-            (self.init in INITS, f"init must be one of {INITS}, got {self.init!r}"),
-            (
-                self.init == "pretrained" or not (self.pretrained or self.weights),
-                "--weights / --pretrained load weights: they need --init pretrained",
-            ),
-            (
-                len(self.input_size) == 2 and min(self.input_size) >= 16,
-                "input_size must be HxW >= 16",
-            ),
-            (
-                self.device in ("auto", "cpu", "cuda"),
-                f"device must be auto, cpu or cuda: {self.device!r}",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,45 +127,285 @@ def _set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
 
 
-def load_training_data(config: TrainConfig, dataset: ReidDataset | None = None):
-    dataset = dataset or load_dataset(config.dataset, config.data_root)
-    images = load_records(dataset.train, config.input_size)
-    labels = torch.tensor([r.pid for r in dataset.train], dtype=torch.long)
-    return dataset, images, labels
+@dataclass
+class EpochStats:
+    """Running loss / accuracy of the current epoch (saved in mid-epoch checkpoints, so that a
+    resumed epoch reports the numbers of all its batches, not only those after the resume)."""
+
+    seen: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+
+    def add(self, loss: float, logits: Tensor, labels: Tensor) -> None:
+        self.seen += len(labels)
+        self.correct += int((logits.argmax(1) == labels).sum())
+        self.loss_sum += loss * len(labels)
 
 
-#: The config fields that define the training batches (order, augmentation, data): two runs
-#: that agree on them see identical batches at every (epoch, index) both reach, which the
-#: distillation teacher cache relies on. The number of epochs is deliberately not one of them.
-SCHEDULE_FIELDS = (
-    "seed",
-    "input_size",
-    "batch_size",
-    "flip",
-    "pad",
-    "erasing",
-    "colour_jitter",
-    "sampler",
-    "instances",
-    "dataset",
-    "data_root",
-)
+@dataclass
+class _Session:
+    """One training run in progress: what it trains, with what, and where it is."""
+
+    config: TrainConfig
+    run_dir: Path
+    model: ReIDNet
+    feature_kd: EmbeddingDistillation | None
+    optimiser: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    loader: DeterministicLoader
+    num_classes: int
+    init_record: dict
+    rank: int = 0
+    world: int = 1
+    epoch: int = 0
+    batch: int = 0
+    step: int = 0
+    stats: EpochStats = dataclasses.field(default_factory=EpochStats)
+    last_epoch: dict = dataclasses.field(default_factory=dict)  # the last finished epoch's numbers
+    seconds_before: float = 0.0  # training wall time of earlier sessions (resumes)
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+    net: nn.Module | None = None  # the model, wrapped for DistributedDataParallel if needed
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / "checkpoint.pt"
+
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
+
+    def snapshot(self) -> None:
+        """Atomic checkpoint of everything needed to continue bit for bit (rank 0 only)."""
+        if self.rank != 0:
+            return
+        state = {
+            "model_name": self.config.model,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimiser.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "batch": self.batch,
+            "step": self.step,
+            "epoch_stats": dataclasses.asdict(self.stats),
+            "last_epoch": self.last_epoch,
+            "train_seconds": self.seconds(),
+            "rng": _rng_state(),
+            "config": self.config.as_dict(),
+            "num_classes": self.num_classes,
+        }
+        if self.feature_kd is not None:
+            state["feature_kd"] = self.feature_kd.state_dict()
+        save_checkpoint(self.checkpoint_path, state)
+
+    def restore(self, state: dict) -> None:
+        """Continue from a checkpoint of this run (see :func:`_check_resumable`)."""
+        self.model.load_state_dict(state["model"])
+        self.optimiser.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.feature_kd is not None and "feature_kd" in state:
+            self.feature_kd.load_state_dict(state["feature_kd"])
+        _set_rng_state(state["rng"])
+        self.epoch, self.batch, self.step = state["epoch"], state["batch"], state["step"]
+        self.stats = EpochStats(**state.get("epoch_stats", {})) if self.batch else EpochStats()
+        self.last_epoch = state.get("last_epoch", {})
+        self.seconds_before = state.get("train_seconds", 0.0)
 
 
-def training_loader(
-    config: TrainConfig, images: Tensor, labels: Tensor, *, rank: int = 0, world_size: int = 1
-) -> DeterministicLoader:
-    """The deterministic batches of ``config``'s schedule (see :data:`SCHEDULE_FIELDS`)."""
-    return DeterministicLoader(
-        images,
-        labels,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        augment_config=AugmentConfig(config.flip, config.pad, config.erasing, config.colour_jitter),
-        sampler=config.sampler,
-        instances=config.instances,
-        rank=rank,
-        world_size=world_size,
+def _optimiser(config: TrainConfig, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            weight_decay=config.weight_decay,
+            nesterov=True,
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _check_resumable(config: TrainConfig, state: dict, num_classes: int, path: Path) -> None:
+    """A checkpoint continues only the run that wrote it: same recipe, same identities."""
+    saved = {k: v for k, v in state["config"].items() if k not in RUNTIME_FIELDS}
+    wanted = {k: v for k, v in config.as_dict().items() if k not in RUNTIME_FIELDS}
+    differ = sorted(k for k in wanted if k in saved and saved[k] != wanted[k])
+    if differ:
+        shown = ", ".join(f"{k}: {saved[k]!r} -> {wanted[k]!r}" for k in differ[:5])
+        raise CheckpointError(
+            f"{path} was written by another recipe ({shown}); resume with the same settings, "
+            "or use another --out to start a new run"
+        )
+    if state.get("num_classes") != num_classes:
+        raise CheckpointError(
+            f"{path} was trained on {state.get('num_classes')} identities but the training set "
+            f"now has {num_classes}: the dataset changed; use another --out to start a new run"
+        )
+
+
+def _open_session(
+    config: TrainConfig,
+    dataset: ReidDataset,
+    images: Tensor,
+    labels: Tensor,
+    teacher_dim: int | None,
+    device: torch.device,
+) -> _Session:
+    """Model, optimiser, scheduler and loader of ``config``; resumed from its checkpoint."""
+    rank, world = _setup_distributed(device)
+    num_classes = dataset.num_train_pids
+    run_dir = config.run_dir()
+    checkpoint = None
+    if (run_dir / "checkpoint.pt").exists():
+        checkpoint = load_checkpoint(run_dir / "checkpoint.pt", expected_model=config.model)
+        _check_resumable(config, checkpoint, num_classes, run_dir / "checkpoint.pt")
+    torch.manual_seed(config.seed)
+    model, init_record = build_initialised(config, num_classes)
+    model = model.to(device)
+    feature_kd = None
+    if teacher_dim is not None and config.kd_feature_weight > 0:
+        feature_kd = EmbeddingDistillation(
+            model.embedding_dim, teacher_dim, kind=config.kd_feature_kind
+        ).to(device)
+    params = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
+    optimiser = _optimiser(config, params)
+    loader = training_loader(config, images, labels, rank=rank, world_size=world)
+    steps_per_epoch = loader.num_batches(0)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training set ({len(labels)} images) is smaller than one batch "
+            f"(--batch-size {config.batch_size})"
+        )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(config, steps_per_epoch))
+    session = _Session(
+        config, run_dir, model, feature_kd, optimiser, scheduler, loader, num_classes,
+        init_record, rank=rank, world=world,
+    )  # fmt: skip
+    if checkpoint is not None:
+        session.restore(checkpoint)
+        if rank == 0:
+            log.info("resuming %s at epoch %d, batch %d", run_dir, session.epoch, session.batch)
+    return session
+
+
+def _loss(
+    session: _Session, batch: Batch, teacher: TeacherFn | None, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """(training loss, logits) of one batch: identity loss or Hinton KD, optional extra terms."""
+    config = session.config
+    net = session.net
+    labels = batch.labels.to(device)
+    logits, embedding = net(batch.images.to(device), return_embedding=True)
+    if teacher is not None:
+        t_logits, t_embedding = teacher(batch)
+        loss = distillation_loss(
+            logits,
+            t_logits.to(device),
+            labels,
+            T=config.kd_T,
+            alpha=config.kd_alpha,
+            label_smoothing=config.label_smoothing,
+        )
+        if session.feature_kd is not None:
+            loss = loss + config.kd_feature_weight * session.feature_kd(
+                embedding, t_embedding.to(device)
+            )
+    else:
+        loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+    if config.triplet_weight > 0:
+        loss = loss + config.triplet_weight * batch_hard_triplet(
+            embedding, labels, config.triplet_margin
+        )
+    return loss, logits
+
+
+def _train_epoch(session: _Session, teacher: TeacherFn | None, device: torch.device) -> bool:
+    """Train from the session's position to the end of its epoch; False if stopped early."""
+    config, epoch = session.config, session.epoch
+    steps = session.loader.num_batches(epoch)
+    bar = tqdm(
+        total=steps,
+        initial=session.batch,
+        desc=f"{config.model} ep {epoch + 1}/{config.epochs}",
+        disable=session.rank != 0 or None,  # None: no bar when stderr is not a terminal
+        leave=False,
+        unit="batch",
+    )
+    t0, seen_before = time.perf_counter(), session.stats.seen
+
+    for batch in session.loader.epoch(epoch, session.batch):
+        loss, logits = _loss(session, batch, teacher, device)
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(
+                f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch.index}; "
+                f"the last good checkpoint is kept at {session.checkpoint_path}. "
+                "Lower --lr or check the data."
+            )
+        session.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        session.optimiser.step()
+        session.scheduler.step()
+        session.step += 1
+        session.batch = batch.index + 1
+        session.stats.add(loss.item(), logits, batch.labels.to(device))
+        stats, elapsed = session.stats, time.perf_counter() - t0
+        bar.set_postfix(
+            loss=f"{stats.loss_sum / stats.seen:.3f}",
+            acc=f"{stats.correct / stats.seen:.2f}",
+            ips=f"{(stats.seen - seen_before) * session.world / max(elapsed, 1e-9):.0f}",
+        )
+        bar.update(1)
+        if config.checkpoint_every and session.step % config.checkpoint_every == 0:
+            session.snapshot()
+        if config.stop_after_steps is not None and session.step >= config.stop_after_steps:
+            session.snapshot()
+            bar.close()
+            log.info("stopped after %d steps (stop_after_steps)", session.step)
+            return False
+    bar.close()
+    images_per_s = (session.stats.seen - seen_before) * session.world / (time.perf_counter() - t0)
+    _end_epoch(session, images_per_s)
+    return True
+
+
+def _end_epoch(session: _Session, images_per_s: float) -> None:
+    """Record and log the epoch's loss / accuracy, then checkpoint at the epoch boundary."""
+    stats, config = session.stats, session.config
+    if stats.seen:
+        session.last_epoch = {
+            "epoch": session.epoch + 1,
+            "loss": stats.loss_sum / stats.seen,
+            "accuracy": stats.correct / stats.seen,
+            "images_per_s": images_per_s,
+        }
+    if session.rank == 0 and stats.seen:
+        log.info(
+            "%s epoch %d/%d loss %.4f acc %.3f %.0f img/s lr %.4g",
+            config.model,
+            session.epoch + 1,
+            config.epochs,
+            session.last_epoch["loss"],
+            session.last_epoch["accuracy"],
+            images_per_s,
+            session.scheduler.get_last_lr()[0],
+        )
+    session.epoch, session.batch, session.stats = session.epoch + 1, 0, EpochStats()
+    session.snapshot()
+
+
+def _save_model(session: _Session) -> None:
+    """``model.pt``: weights, config, the last epoch's numbers, the initialisation record."""
+    if session.rank != 0:
+        return
+    save_checkpoint(
+        session.run_dir / "model.pt",
+        {
+            "model_name": session.config.model,
+            "model": session.model.state_dict(),
+            "num_classes": session.num_classes,
+            "config": session.config.as_dict(),
+            # The last epoch's training loss and accuracy say whether the model fits its
+            # training set at all (an underfitting recipe looks like a weak model).
+            "training": {**session.last_epoch, "seconds": session.seconds()},
+            "init": session.init_record,
+        },
     )
 
 
@@ -272,213 +416,56 @@ def train(
     teacher_dim: int | None = None,
     dataset: ReidDataset | None = None,
 ) -> Path:
-    """Train (or resume) a run; returns the run folder. Evaluation follows if configured."""
+    """Train (or resume) a run; returns the run folder (``model.pt`` once finished).
+
+    A finished run (``model.pt`` of this recipe) is left unchanged. Nothing is written before
+    the data, the settings and any checkpoint to resume have been checked.
+    """
     config.validate()
     device = resolve_device(config.device)
-    rank, world = _setup_distributed(device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    # Data first: a bad dataset path must not leave an empty run folder behind.
+    if finished_model(config) is not None:
+        log.info("%s is finished; nothing to do", config.run_dir())
+        return config.run_dir()
     dataset, images, labels = load_training_data(config, dataset)
-    run_dir = config.run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if rank == 0:
-        _add_file_log(run_dir / "train.log")
-        atomic_write_text(run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
-    num_classes = dataset.num_train_pids
-
-    torch.manual_seed(config.seed)
-    model, init_record = build_initialised(config, num_classes)
-    model = model.to(device)
-    feature_kd = None
-    if teacher is not None and config.kd_feature_weight > 0:
-        if teacher_dim is None:
-            raise ValueError("embedding distillation needs the teacher's embedding size")
-        feature_kd = EmbeddingDistillation(
-            model.embedding_dim, teacher_dim, kind=config.kd_feature_kind
-        ).to(device)
-    params = list(model.parameters()) + (list(feature_kd.parameters()) if feature_kd else [])
-    if config.optimizer == "sgd":
-        optimiser = torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            weight_decay=config.weight_decay,
-            nesterov=True,
+    check_training_set(dataset, needs_cross_camera_pairs=False)  # >= 2 ids; warnings logged
+    session = _open_session(config, dataset, images, labels, teacher_dim, device)
+    if session.rank == 0:
+        ensure_dir(session.run_dir)
+        _add_file_log(session.run_dir / "train.log")
+        atomic_write_text(session.run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
+    session.net = session.model
+    if session.world > 1:
+        session.net = nn.parallel.DistributedDataParallel(
+            session.model, device_ids=[device.index] if device.type == "cuda" else None
         )
-    else:
-        optimiser = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    loader = training_loader(config, images, labels, rank=rank, world_size=world)
-    steps_per_epoch = loader.num_batches(0)
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"the training set ({len(labels)} images) is smaller than one batch "
-            f"({config.batch_size})"
-        )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimiser, lr_lambda(config, steps_per_epoch))
-
-    ckpt_path = run_dir / "checkpoint.pt"
-    start_epoch, start_batch, global_step = 0, 0, 0
-    # Wall time of the training loop, carried across resumes (the README's cost tables).
-    train_seconds = 0.0
-    if ckpt_path.exists():
-        state = load_checkpoint(ckpt_path, expected_model=config.model)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if feature_kd is not None and "feature_kd" in state:
-            feature_kd.load_state_dict(state["feature_kd"])
-        _set_rng_state(state["rng"])
-        start_epoch, start_batch, global_step = state["epoch"], state["batch"], state["step"]
-        train_seconds = state.get("train_seconds", 0.0)
-        if rank == 0:
-            log.info("resuming %s at epoch %d, batch %d", run_dir, start_epoch, start_batch)
-
-    net: nn.Module = model
-    if world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-
-    t_session = time.perf_counter()
-
-    def training_seconds() -> float:
-        return train_seconds + time.perf_counter() - t_session
-
-    def snapshot(epoch: int, batch: int) -> None:
-        if rank != 0:
-            return
-        state = {
-            "model_name": config.model,
-            "model": model.state_dict(),
-            "optimizer": optimiser.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "epoch": epoch,
-            "batch": batch,
-            "step": global_step,
-            "train_seconds": training_seconds(),
-            "rng": _rng_state(),
-            "config": config.as_dict(),
-            "num_classes": num_classes,
-        }
-        if feature_kd is not None:
-            state["feature_kd"] = feature_kd.state_dict()
-        save_checkpoint(ckpt_path, state)
-
-    stop_at = config.stop_after_steps
-    net.train()
-    last_epoch: dict[str, float] = {}
-    for epoch in range(start_epoch, config.epochs):
-        first = start_batch if epoch == start_epoch else 0
-        bar = tqdm(
-            total=steps_per_epoch,
-            initial=first,
-            desc=f"{config.model} ep {epoch + 1}/{config.epochs}",
-            disable=rank != 0 or None,  # None: no bar when stderr is not a terminal
-            leave=False,
-            unit="batch",
-        )
-        seen, correct, loss_sum, t0 = 0, 0, 0.0, time.perf_counter()
-        for batch in loader.epoch(epoch, first):
-            images_b = batch.images.to(device)
-            labels_b = batch.labels.to(device)
-            logits, embedding = net(images_b, return_embedding=True)
-            if teacher is not None:
-                t_logits, t_embedding = teacher(batch)
-                loss = distillation_loss(
-                    logits,
-                    t_logits.to(device),
-                    labels_b,
-                    T=config.kd_T,
-                    alpha=config.kd_alpha,
-                    label_smoothing=config.label_smoothing,
-                )
-                if feature_kd is not None:
-                    loss = loss + config.kd_feature_weight * feature_kd(
-                        embedding, t_embedding.to(device)
-                    )
-            else:
-                loss = F.cross_entropy(logits, labels_b, label_smoothing=config.label_smoothing)
-            if config.triplet_weight > 0:
-                loss = loss + config.triplet_weight * batch_hard_triplet(
-                    embedding, labels_b, config.triplet_margin
-                )
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(
-                    f"loss became {loss.item()} at epoch {epoch + 1}, batch {batch.index}; "
-                    f"the last good checkpoint is kept at {ckpt_path}. "
-                    "Lower --lr or check the data."
-                )
-            optimiser.zero_grad(set_to_none=True)
-            loss.backward()
-            optimiser.step()
-            scheduler.step()
-            global_step += 1
-            seen += len(labels_b)
-            correct += int((logits.argmax(1) == labels_b).sum())
-            loss_sum += loss.item() * len(labels_b)
-            elapsed = time.perf_counter() - t0
-            bar.set_postfix(
-                loss=f"{loss_sum / seen:.3f}",
-                acc=f"{correct / seen:.2f}",
-                ips=f"{seen * world / max(elapsed, 1e-9):.0f}",
-            )
-            bar.update(1)
-            done_batches = batch.index + 1
-            if config.checkpoint_every and global_step % config.checkpoint_every == 0:
-                snapshot(epoch, done_batches)
-            if stop_at is not None and global_step >= stop_at:
-                snapshot(epoch, done_batches)
-                bar.close()
-                log.info("stopped after %d steps (stop_after_steps)", global_step)
-                return run_dir
-        bar.close()
-        snapshot(epoch + 1, 0)
-        if seen:
-            # The last epoch's training loss and accuracy say whether the model fits its
-            # training set at all (an underfitting recipe looks like a weak model).
-            last_epoch = {
-                "epoch": epoch + 1,
-                "loss": loss_sum / seen,
-                "accuracy": correct / seen,
-                "images_per_s": seen * world / (time.perf_counter() - t0),
-            }
-        if rank == 0 and seen:
-            log.info(
-                "%s epoch %d/%d loss %.4f acc %.3f %.0f img/s lr %.4g",
-                config.model,
-                epoch + 1,
-                config.epochs,
-                last_epoch["loss"],
-                last_epoch["accuracy"],
-                last_epoch["images_per_s"],
-                scheduler.get_last_lr()[0],
-            )
-    if rank == 0:
-        save_checkpoint(
-            run_dir / "model.pt",
-            {
-                "model_name": config.model,
-                "model": model.state_dict(),
-                "num_classes": num_classes,
-                "config": config.as_dict(),
-                "training": {
-                    **last_epoch,
-                    "seconds": training_seconds(),
-                },
-                "init": init_record,
-            },
-        )
-    if world > 1:
+    session.net.train()
+    while session.epoch < config.epochs:
+        if not _train_epoch(session, teacher, device):
+            return session.run_dir
+    _save_model(session)
+    if session.world > 1:
         import torch.distributed as dist
 
         dist.barrier()
-    if config.evaluate and rank == 0:
-        from deep.evaluate import evaluate_run
+    return session.run_dir
 
-        evaluate_run(run_dir, dataset=dataset)
-    return run_dir
+
+def finished_model(config: TrainConfig) -> Path | None:
+    """``model.pt`` of ``config``'s run folder if it holds this recipe (runtime settings such as
+    ``threads`` aside), else None; a run folder finished with another recipe is an error."""
+    path = config.run_dir() / "model.pt"
+    if not path.is_file():
+        return None
+    state = load_checkpoint(path, expected_model=config.model)
+    if not config.same_recipe(state["config"], ignore=RUNTIME_FIELDS):
+        raise CheckpointError(
+            f"{config.run_dir()} holds a finished run of another recipe; use another --out "
+            "(or delete the folder) to train this one"
+        )
+    return path
 
 
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -487,14 +474,17 @@ def worker_pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def discard_stale_checkpoint(config: TrainConfig) -> None:
-    """Delete the run folder's partial checkpoint if another recipe started it: start over
-    rather than mix two recipes (a checkpoint of this very config is resumed by :func:`train`)."""
-    path = config.run_dir() / "checkpoint.pt"
-    if path.exists():
-        state = load_checkpoint(path, expected_model=config.model)
-        if state["config"] != config.as_dict():
+def discard_stale_run(config: TrainConfig) -> None:
+    """Delete what another recipe left in ``config``'s run folder (a partial checkpoint, a
+    finished model and its summary): the study's own runs start over rather than mix two
+    recipes. A checkpoint of this very recipe is resumed by :func:`train`."""
+    run_dir = config.run_dir()
+    for name in ("checkpoint.pt", "model.pt"):
+        path = run_dir / name
+        if path.exists() and not config.same_recipe(load_checkpoint(path)["config"]):
             path.unlink()
+            if name == "model.pt":
+                (run_dir / "summary.json").unlink(missing_ok=True)
 
 
 def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, dict]:
@@ -533,26 +523,6 @@ def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, d
     return model, record
 
 
-def load_trained(run_dir: Path | str, *, expected_model: str | None = None):
-    """(model in eval mode, config dict) of a finished run folder."""
-    state = load_checkpoint(Path(run_dir) / "model.pt", expected_model=expected_model)
-    return model_from_state(state), state["config"]
-
-
-def model_from_state(state: dict) -> ReIDNet:
-    """The model (in eval mode) of a loaded ``model.pt`` state (see :func:`load_trained`)."""
-    cfg = state["config"]
-    model = build_model(
-        state["model_name"],
-        state["num_classes"],
-        bn_neck=cfg["bn_neck"],
-        last_stride=cfg["last_stride"],
-    )
-    model.load_state_dict(state["model"])
-    model.eval()
-    return model
-
-
 def _add_file_log(path: Path) -> None:
     root = logging.getLogger("deep")
     # One log file per run: a worker process running several runs must not write into old ones.
@@ -567,53 +537,24 @@ def _add_file_log(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def size_arg(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size must look like 64x32, got {text!r}") from None
-    return h, w
-
-
-def config_parser(description: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per TrainConfig field (shared with deep.distill)."""
-    parser = argparse.ArgumentParser(description=description)
-    defaults = TrainConfig()
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("extra",):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        default = getattr(defaults, f.name)
-        if isinstance(default, bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
-        elif f.name == "init":
-            parser.add_argument(
-                flag,
-                choices=INITS,
-                default=None,
-                help="pretrained (default: the shipped backbone, or --weights PATH) or scratch",
-            )
-        elif f.name == "input_size":
-            parser.add_argument(flag, type=size_arg, default=None, help="HxW, e.g. 64x32")
-        elif f.name == "milestones":
-            parser.add_argument(flag, type=int, nargs="*", default=None)
-        elif isinstance(default, float):
-            parser.add_argument(flag, type=float, default=None)
-        elif isinstance(default, int) or f.name in ("last_stride", "stop_after_steps", "threads"):
-            parser.add_argument(flag, type=int, default=None)
-        else:
-            parser.add_argument(flag, default=None)
-    return parser
-
-
-def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) -> TrainConfig:
-    base = base or TrainConfig()
-    updates = {}
-    for f in dataclasses.fields(TrainConfig):
-        value = getattr(args, f.name, None)
-        if value is not None:
-            updates[f.name] = tuple(value) if f.name == "milestones" else value
-    return dataclasses.replace(base, **updates)
+def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
+    """What ``python -m deep.train`` may do with the run folder, checked before any work:
+    the finished ``model.pt`` if the run is already done, else None (train or resume)."""
+    finished = finished_model(config)
+    if finished is not None:
+        return finished
+    checkpoint = config.run_dir() / "checkpoint.pt"
+    if checkpoint.exists() and not resume:
+        raise ValueError(
+            f"{config.run_dir()} already has a checkpoint; pass --resume to continue it or "
+            "--out to start a new run"
+        )
+    if resume and not checkpoint.exists():
+        raise ValueError(
+            f"nothing to resume: {checkpoint} does not exist (check --out, or drop --resume to "
+            "start a new run)"
+        )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -629,31 +570,28 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     try:
         config.validate()
-        ckpt = config.run_dir() / "checkpoint.pt"
-        if ckpt.exists() and not args.resume:
-            raise ValueError(
-                f"{config.run_dir()} already has a checkpoint; pass --resume to "
-                "continue it or --out to start a new run"
+        finished = _check_start(config, resume=args.resume)
+        if finished is not None:
+            print(
+                f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
+                f"Measure it with: python -m compare.measure {config.run_dir()}"
             )
-        signal = None
-        if config.teacher:
-            # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
-            from deep.distill import open_teacher
-
-            signal = open_teacher(config.teacher, config)
+            return 0
+        # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
+        signal = open_teacher(config.teacher, config) if config.teacher else None
         run_dir = train(
             config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
         )
     except (
         ValueError,
-        FileNotFoundError,
+        OSError,
         CheckpointError,
         TrainingDiverged,
         PretrainedWeightsError,
     ) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(f"run folder: {run_dir}")
+    print(f"run folder: {run_dir}\nmeasure it with: python -m compare.measure {run_dir}")
     return 0
 
 

@@ -14,14 +14,12 @@ from classical.features import cache_key, extract_split, lomo_params
 from classical.lomo import DEFAULT_PARAMS, LOMO, lomo
 from classical.pipeline import (
     ClassicalConfig,
-    XQDAMatcher,
-    main,
     resolve_protocol,
-    run,
     run_name,
     study_run_name,
 )
-from classical.xqda import XQDA
+from classical.xqda import XQDA, XQDAMatcher
+from compare.lomo_xqda import main, measure
 from data.benchmarks import load_benchmark
 from data.images import load_image, load_images
 from data.layouts import Record, load_dataset
@@ -109,7 +107,7 @@ def test_matcher_equals_xqda_distances():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6))
     y, cams = np.arange(40) // 4, np.arange(40) % 3
-    model = XQDA().fit(X, y, cams)
+    model = XQDA().fit(X, y, cams=cams)
     q, g = model.transform(X[:7]), model.transform(X)
     expected = model.projected_distances(q, g)
     for dtype, rtol in ((np.float64, 1e-10), (np.float32, 1e-4)):
@@ -128,12 +126,13 @@ def test_pipeline_end_to_end(market_root, tmp_path, capsys):
         dataset="market1501",
         data_root=str(market_root),
         retinex=True,
-        num_timed_queries=100,
         run_root=str(root),
         progress=False,
     )
-    summary = run(config)
+    args = ["--dataset", "market1501", "--data-root", str(market_root), "--retinex"]
+    assert main([*args, "--runs-dir", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
+    summary = json.loads((root / "classical" / run_name(config) / "summary.json").read_text())
     assert "LOMO + XQDA on market1501" in out and "ms/query" in out and "Retinex on" in out
     name = "lomo_xqda_market_128x48_retinex-on_reg0.001_svd"
     assert run_name(config) == name == summary["run_name"]
@@ -142,7 +141,7 @@ def test_pipeline_end_to_end(market_root, tmp_path, capsys):
     assert saved["num_queries"] == 2 and saved["timing"]["num_queries"] == 100
     assert saved["timing"]["threads"] == 1
     assert 0 <= saved["rank1"] <= 1 and 0 <= saved["mAP"] <= 1
-    assert saved["xqda_qr_reduced"] is True  # 6 training images, 26,960 dimensions
+    assert saved["xqda_reduction"] == "qr"  # 6 training images, 26,960 dimensions
     model = np.load(root / "classical" / name / "xqda.npz")
     assert model["components"].shape == (26960, saved["xqda_dim"])
     table = pd.read_csv(root / "results.csv")
@@ -160,14 +159,14 @@ def test_pipeline_end_to_end(market_root, tmp_path, capsys):
     assert extra["protocol"] == "market"
     # A second run reuses the cached features and replaces (not duplicates) the row.
     entries = sorted(p.name for p in (root / "cache" / "lomo").iterdir())
-    run(config)
+    measure(config)
     assert sorted(p.name for p in (root / "cache" / "lomo").iterdir()) == entries
     assert len(pd.read_csv(root / "results.csv")) == 1
     # A run configured differently (Retinex off, the default) gets its own folder and row.
     default = ClassicalConfig(
         dataset="market1501", data_root=str(market_root), run_root=str(root), progress=False
     )
-    run(default)
+    measure(default)
     other = "lomo_xqda_market_128x48_retinex-off_reg0.001_svd"
     assert (root / "classical" / other / "summary.json").is_file()
     assert (root / "classical" / name / "summary.json").is_file()
@@ -252,16 +251,9 @@ def test_cli_rejects_trial_options_where_they_do_not_apply(market_root, tmp_path
 def test_viper_trials_end_to_end(tmp_path, capsys):
     data = make_viper(tmp_path / "VIPeR")
     root = tmp_path / "runs"
-    config = ClassicalConfig(
-        dataset="viper",
-        data_root=str(data),
-        num_trials=2,
-        split_seed=3,
-        run_root=str(root),
-        progress=False,
-        num_timed_queries=5,
-    )
-    summary = run(config)
+    args = ["--dataset", "viper", "--data-root", str(data), "--trials", "2", "--split-seed", "3"]
+    common = ["--runs-dir", str(root), "--no-progress", "--num-timed-queries", "5"]
+    assert main([*args, *common]) == 0
     out = capsys.readouterr().out
     assert "LOMO + XQDA on viper, single-shot: mean CMC over 2 trial(s) of 6 test persons" in out
     assert "Liao et al. CVPR 2015: 40.00% (not comparable: 12 persons here" in out
@@ -269,8 +261,8 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
         assert f"rank-{k} " in out
     name = "lomo_xqda_single-shot-2trials-seed3_128x48_retinex-off_reg0.001_svd"
     folder = root / "classical" / name
-    assert summary["run_name"] == name and (folder / "xqda.npz").is_file()
     saved = json.loads((folder / "summary.json").read_text())
+    assert saved["run_name"] == name and (folder / "xqda.npz").is_file()
     assert saved["num_trials"] == 2 and len(saved["trials"]) == 2
     assert saved["published"] == {
         "rank1": 40.0,
@@ -298,7 +290,7 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
     view_a = [r for r in train if r.camid == 0]
     view_b = [r for r in train if r.camid == 1]
     model = XQDA().fit_views(
-        features(view_a), features(view_b), [r.pid for r in view_a], [r.pid for r in view_b]
+        features(view_a), [r.pid for r in view_a], features(view_b), [r.pid for r in view_b]
     )
     probes, gallery = bench.test_images(trial, "single-shot")
     matcher = XQDAMatcher(model, model.transform(features(gallery), dtype=np.float32), k=5)

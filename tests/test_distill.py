@@ -8,11 +8,14 @@ import json
 import pytest
 import torch
 
+from compare import distillation
 from data.layouts import load_dataset
 from data.synthetic import PRESETS, generate
-from deep import distill
-from deep.checkpoint import CheckpointError, load_checkpoint
-from deep.train import TrainConfig, train
+from deep import distill, profiles
+from deep import teacher as teacher_signal
+from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from deep.config import TrainConfig
+from deep.train import train
 
 pytestmark = pytest.mark.slow
 
@@ -22,7 +25,7 @@ def tiny(tmp_path_factory):
     root = generate(tmp_path_factory.mktemp("kd") / "data", config=PRESETS["small"])
     base = TrainConfig(
         model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
+        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
         bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     out = tmp_path_factory.mktemp("runs")
@@ -37,16 +40,16 @@ def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):
     student = dataclasses.replace(base, model="mobilenet_v1_0.5", variant="distilled", seed=3,
                                   kd_T=4.0, kd_alpha=0.9)  # fmt: skip
     online = dataclasses.replace(student, out=str(tmp_path / "online"))
-    train(online, teacher=distill.TeacherSignal(teacher_dir), dataset=dataset)
+    train(online, teacher=teacher_signal.TeacherSignal(teacher_dir), dataset=dataset)
     cache = tmp_path / "cache.pt"
-    distill.precompute_teacher(teacher_dir, student, cache, dataset=dataset)
+    teacher_signal.precompute_teacher(teacher_dir, student, cache, dataset=dataset)
     assert cache.exists()
-    cached_signal = distill.TeacherSignal(teacher_dir, cache_path=cache)
+    cached_signal = teacher_signal.TeacherSignal(teacher_dir, cache_path=cache)
     assert len(cached_signal.cache) == 2 * (len(dataset.train) // 8)
     # A longer schedule extends the cache (same file) with the missing epochs only.
     longer = dataclasses.replace(student, epochs=3)
-    distill.precompute_teacher(teacher_dir, longer, cache, dataset=dataset)
-    extended = distill.TeacherSignal(teacher_dir, cache_path=cache).cache
+    teacher_signal.precompute_teacher(teacher_dir, longer, cache, dataset=dataset)
+    extended = teacher_signal.TeacherSignal(teacher_dir, cache_path=cache).cache
     assert len(extended) == 3 * (len(dataset.train) // 8)
     for key, entry in cached_signal.cache.items():
         assert torch.equal(extended[key]["logits"], entry["logits"])
@@ -60,7 +63,7 @@ def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):
 
 def test_distillation_changes_training_and_alpha_zero_does_not(tiny, tmp_path):
     base, out, dataset = tiny
-    signal = distill.TeacherSignal(out / "teacher")
+    signal = teacher_signal.TeacherSignal(out / "teacher")
     runs = {}
     for name, alpha in [("plain", None), ("alpha0", 0.0), ("kd", 0.9)]:
         cfg = dataclasses.replace(base, model="mobilenet_v1_0.5", out=str(tmp_path / name),
@@ -75,7 +78,7 @@ def test_distillation_changes_training_and_alpha_zero_does_not(tiny, tmp_path):
 def test_feature_distillation_runs(tiny, tmp_path):
     base, out, dataset = tiny
     cfg = dataclasses.replace(base, out=str(tmp_path / "feat"), kd_feature_weight=1.0, epochs=1)
-    signal = distill.TeacherSignal(out / "teacher", need_embedding=True)
+    signal = teacher_signal.TeacherSignal(out / "teacher", need_embedding=True)
     train(cfg, teacher=signal, teacher_dim=signal.embedding_dim, dataset=dataset)
     assert "feature_kd" in load_checkpoint(tmp_path / "feat" / "checkpoint.pt")
 
@@ -87,9 +90,9 @@ def test_missing_and_incompatible_teacher(tiny, tmp_path, capsys):
     with pytest.raises(CheckpointError, match=r"mobilenet_v1_0\.25"):
         load_checkpoint(out / "teacher" / "model.pt", expected_model="resnet50")
     other = dataclasses.replace(base, dataset="synthetic", data_root=None)
-    signal = distill.TeacherSignal(out / "teacher")
+    signal = teacher_signal.TeacherSignal(out / "teacher")
     with pytest.raises(ValueError, match="share the training identities"):
-        distill._check_teacher_fits(signal, other)
+        teacher_signal._check_teacher_fits(signal, other)
 
 
 def test_train_cli_uses_the_teacher(tiny, tmp_path):
@@ -98,11 +101,11 @@ def test_train_cli_uses_the_teacher(tiny, tmp_path):
     base, out, dataset = tiny
     cfg = dataclasses.replace(base, model="mobilenet_v1_0.5", epochs=1, variant="distilled",
                               kd_T=4.0, kd_alpha=0.9, out=str(tmp_path / "api"))  # fmt: skip
-    train(cfg, teacher=distill.TeacherSignal(out / "teacher"), dataset=dataset)
+    train(cfg, teacher=teacher_signal.TeacherSignal(out / "teacher"), dataset=dataset)
     args = [
         "--model", "mobilenet_v1_0.5", "--dataset", "market1501", "--data-root", base.data_root,
         "--input-size", "32x16", "--epochs", "1", "--batch-size", "8", "--warmup-epochs", "0",
-        "--lr", "0.05", "--threads", "1", "--no-evaluate", "--no-bn-neck", "--erasing", "0",
+        "--lr", "0.05", "--threads", "1", "--no-bn-neck", "--erasing", "0",
         "--checkpoint-every", "0", "--variant", "distilled", "--kd-T", "4", "--kd-alpha", "0.9",
         "--init", "scratch",
     ]  # fmt: skip
@@ -129,16 +132,17 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     student = dataclasses.replace(base, variant="distilled", out=str(tmp_path / "student"))
     run_dir = student.run_dir()
     run_dir.mkdir(parents=True)
-    (run_dir / "summary.json").write_text(json.dumps({"config": student.as_dict()}))
-    assert distill._finished(student)
-    fingerprint = distill._weights_fingerprint(teacher_dir)
-    assert not distill._finished(student, fingerprint)  # no record of its teacher
+    marker = {"model_name": student.model, "model": {}, "config": student.as_dict()}
+    save_checkpoint(run_dir / "model.pt", marker)
+    assert distill.finished(student)
+    fingerprint = teacher_signal.weights_fingerprint(teacher_dir)
+    assert not distill.finished(student, fingerprint)  # no record of its teacher
     distill._teacher_record(student).write_text(json.dumps({"fingerprint": fingerprint}))
-    assert distill._finished(student, fingerprint)
+    assert distill.finished(student, fingerprint)
     state = load_checkpoint(teacher_dir / "model.pt")
     state["model"]["classifier.weight"] += 1  # "retrained" teacher
     torch.save(state, teacher_dir / "model.pt")
-    assert not distill._finished(student, distill._weights_fingerprint(teacher_dir))
+    assert not distill.finished(student, teacher_signal.weights_fingerprint(teacher_dir))
 
 
 def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkeypatch):
@@ -146,10 +150,10 @@ def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkey
     recipe = dict(input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05,
                   threads=1, bn_neck=False, erasing=0.0, checkpoint_every=0,
                   init="scratch")  # fmt: skip
-    profile = distill.Profile(students=("mobilenet_v1_0.25",), seeds=(0,),
+    profile = profiles.Profile(students=("mobilenet_v1_0.25",), seeds=(0,),
                               teacher="resnet18", recipe=recipe,
                               epochs={"mobilenet_v1_0.25": 2})  # fmt: skip
-    monkeypatch.setitem(distill.PROFILES, "tiny", profile)
+    monkeypatch.setitem(profiles.PROFILES, "tiny", profile)
     monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
     table = distill.run_sweep(
         "market1501", base.data_root, student="mobilenet_v1_0.25", profile_name="tiny",
@@ -171,9 +175,9 @@ def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkey
 
 def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
     profile = dataclasses.replace(
-        distill.PROFILES["quick"], reference_models=("resnet50",), teacher="resnet18"
+        profiles.PROFILES["quick"], reference_models=("resnet50",), teacher="resnet18"
     )
-    teacher, runs = distill.study_configs(profile, "synthetic", None, T=4.0, alpha=0.9,
+    teacher, runs = profiles.study_configs(profile, "synthetic", None, T=4.0, alpha=0.9,
                                           base_dir=tmp_path)  # fmt: skip
     assert teacher.model == "resnet18" and teacher.variant == "baseline"
     pairs = {(r.model, r.variant, r.seed) for r in runs}
@@ -199,7 +203,8 @@ def test_study_configs_pair_every_student_and_add_reference_models(tmp_path):
 
 
 def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_path, monkeypatch):
-    from deep.train import SCHEDULE_FIELDS, training_loader
+    from deep.config import SCHEDULE_FIELDS
+    from deep.loader import training_loader
 
     monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
     base, out, _ = tiny
@@ -213,18 +218,18 @@ def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_pat
                "colour_jitter": 0.3, "sampler": "identity", "instances": 2, "input_size": (64, 32),
                "data_root": "elsewhere", "dataset": "dukemtmcreid"}  # fmt: skip
     assert set(changes) == set(SCHEDULE_FIELDS)
-    fingerprint = distill._weights_fingerprint(out / "teacher")
-    paths = {distill._teacher_cache_path("d", fingerprint, base)}
+    fingerprint = teacher_signal.weights_fingerprint(out / "teacher")
+    paths = {teacher_signal.teacher_cache_path("d", fingerprint, base)}
     for field_name, value in changes.items():
         changed = dataclasses.replace(base, **{field_name: value})
-        paths.add(distill._teacher_cache_path("d", fingerprint, changed))
+        paths.add(teacher_signal.teacher_cache_path("d", fingerprint, changed))
     assert len(paths) == len(changes) + 1
 
 
 def test_schedules_of_different_lengths_share_batches_and_the_teacher_cache(tiny, tmp_path):
     """Students with more epochs see the same batch at every (epoch, index) as shorter ones, so
     one cache filled for the longest schedule serves all of them (per-model epochs)."""
-    from deep.train import training_loader
+    from deep.loader import training_loader
 
     base, out, _ = tiny
     images = torch.randint(0, 255, (16, 3, 32, 16), dtype=torch.uint8)
@@ -235,10 +240,10 @@ def test_schedules_of_different_lengths_share_batches_and_the_teacher_cache(tiny
         a = list(training_loader(short, images, labels).epoch(epoch))
         b = list(training_loader(long, images, labels).epoch(epoch))
         assert all(torch.equal(x.images, y.images) for x, y in zip(a, b, strict=True))
-    fingerprint = distill._weights_fingerprint(out / "teacher")
-    assert distill._teacher_cache_path("d", fingerprint, short) == distill._teacher_cache_path(
-        "d", fingerprint, long
-    )
+    fingerprint = teacher_signal.weights_fingerprint(out / "teacher")
+    assert teacher_signal.teacher_cache_path(
+        "d", fingerprint, short
+    ) == teacher_signal.teacher_cache_path("d", fingerprint, long)
 
 
 def test_gain_table():
@@ -250,6 +255,6 @@ def test_gain_table():
         "mAP_baseline": 30.0, "mAP_baseline_std": 0.5, "mAP_distilled": 34.0,
         "mAP_distilled_std": float("nan"), "gain_rank1": 5.0, "gain_mAP": 4.0,
     }])  # fmt: skip
-    text = distill.gain_markdown(table)
+    text = distillation.gain_markdown(table)
     assert "50.0 ± 1.0" in text and "+4.0" in text and "34.0 |" in text
-    assert json.dumps(distill.PROFILES["quick"].recipe, default=str)
+    assert json.dumps(profiles.PROFILES["quick"].recipe, default=str)

@@ -58,7 +58,7 @@ def data_root(tmp_path_factory) -> Path:
 
 def make_run(run: Path, data_root: Path, *, seed: int = 0, **config) -> Path:
     """A finished run folder with a hand-made ``model.pt`` (no training needed)."""
-    from deep.train import TrainConfig
+    from deep.config import TrainConfig
 
     cfg = TrainConfig(
         model=NAME, dataset="market1501", data_root=str(data_root), input_size=SIZE
@@ -85,7 +85,7 @@ def test_export_equals_pytorch_on_every_engine(exported):
         np.testing.assert_allclose(out, reference, atol=1e-4, rtol=0)
     # decoded images go through the same preprocessing on every engine
     images = np.random.default_rng(0).integers(0, 256, (2, 128, 64, 3), dtype=np.uint8)
-    from deep.data import preprocess_image
+    from deep.loader import preprocess_image
 
     expected = np.concatenate(
         [model.extract(preprocess_image(im, SIZE)).detach().numpy() for im in images]
@@ -216,13 +216,14 @@ def test_export_run_reuses_and_reexports(tmp_path, data_root, capsys):
 
 
 def test_evaluate_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch):
+    from compare import measure as deep_evaluate
+    from compare import results as compare_results
     from compare.results import read_results
-    from deep import evaluate as deep_evaluate
 
-    monkeypatch.setattr(deep_evaluate, "run_dir_for", lambda name: tmp_path / "runs" / name)
+    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
     table = tmp_path / "runs" / "market1501" / "results.csv"
     run = make_run(tmp_path / "runs" / "market1501" / "deep" / NAME / "baseline_seed0", data_root)
-    summary = deep_evaluate.evaluate_run(run, num_timed_queries=3)
+    summary = deep_evaluate.measure_run(run, num_timed_queries=3)
     df = read_results(table)
     assert sorted(df.engine) == ["onnxruntime", "openvino", "torch"]
     assert set(df.init) == {"scratch"}  # a config without `init` is from scratch
@@ -239,24 +240,24 @@ def test_evaluate_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch
     assert [r.engine for r in rows] == ["torch", "onnxruntime", "openvino"]
 
     pretrained = make_run(tmp_path / "elsewhere", data_root, init="pretrained")
-    deep_evaluate.evaluate_run(pretrained, num_timed_queries=2, table=True, engines=["torch"])
+    deep_evaluate.measure_run(pretrained, num_timed_queries=2, table=True, engines=["torch"])
     new = read_results(table)
     assert len(new) == 4 and new[new.init == "pretrained"].engine.tolist() == ["torch"]
 
 
 def test_evaluate_run_engine_choice(tmp_path, data_root, monkeypatch):
-    from deep import evaluate as deep_evaluate
+    from compare import measure as deep_evaluate
 
     run = make_run(tmp_path / "run", data_root)
     monkeypatch.setitem(sys.modules, "openvino", None)
-    summary = deep_evaluate.evaluate_run(run, num_timed_queries=2, table=False)
+    summary = deep_evaluate.measure_run(run, num_timed_queries=2, table=False)
     assert list(summary["engines"]) == ["torch", "onnxruntime"]  # what is installed
     with pytest.raises(EngineNotInstalled, match="pip install openvino"):
-        deep_evaluate.evaluate_run(run, table=False, engines=["openvino"])
+        deep_evaluate.measure_run(run, table=False, engines=["openvino"])
     # torch as the reference only: its earlier timing is kept
-    again = deep_evaluate.evaluate_run(run, num_timed_queries=2, table=False, engines=["torch"])
+    again = deep_evaluate.measure_run(run, num_timed_queries=2, table=False, engines=["torch"])
     assert again["engines"]["onnxruntime"] == summary["engines"]["onnxruntime"]
-    later = deep_evaluate.evaluate_run(
+    later = deep_evaluate.measure_run(
         run, num_timed_queries=2, table=False, engines=["onnxruntime"]
     )
     assert later["timing"] == again["timing"]

@@ -1,22 +1,19 @@
-"""LOMO (numba) against the NumPy oracle in bench/, hand-worked SILTP and HSV cases, invariants."""
+"""LOMO (numba) against the NumPy oracle (tests/numpy_lomo.py), hand-worked cases, invariants."""
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import math
-import sys
 from fractions import Fraction
-from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-
-import numpy_lomo as oracle
-
+import tests.numpy_lomo as oracle
 from classical import _lomo_kernels as kernels
-from classical.lomo import LOMO, layout, lomo, lomo_counts
+from classical.lomo import DEFAULT_PARAMS, DEFAULTS, LOMO, LomoParams, layout, lomo, lomo_counts
 
 
 def _images(n, h=128, w=48, seed=0):
@@ -332,6 +329,35 @@ def test_retinex_changes_only_the_colour_part():
     inverted = lomo(images, retinex=lambda im: 255 - im)
     np.testing.assert_array_equal(inverted[:, :20480], lomo(255 - images, retinex=False)[:, :20480])
     np.testing.assert_array_equal(inverted[:, 20480:], plain[:, 20480:])
+
+
+def test_defaults_are_the_papers_and_live_in_one_place():
+    # Pinned here on purpose: every signature below (and the oracle's) reads DEFAULTS.
+    paper = LomoParams(
+        retinex=False,
+        num_scales=3,
+        block_size=10,
+        block_step=5,
+        hsv_bins=(8, 8, 8),
+        tau=0.3,
+        radii=(3, 5),
+        num_points=4,
+    )
+    assert paper == DEFAULTS
+    assert dict(DEFAULT_PARAMS) == dataclasses.asdict(DEFAULTS)
+    with pytest.raises(TypeError):
+        DEFAULT_PARAMS["tau"] = 0.1  # read-only: a caller cannot change everyone's default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        DEFAULTS.tau = 0.1
+    for function in (lomo, lomo_counts, LOMO, oracle.lomo_counts, oracle.lomo_numpy_batched):
+        signature = inspect.signature(function)
+        for name, parameter in signature.parameters.items():
+            if name in DEFAULT_PARAMS:
+                assert parameter.default == DEFAULT_PARAMS[name], (function, name)
+    assert LOMO().get_params() == {**DEFAULT_PARAMS, "dtype": np.float32}
+    for name, parameter in inspect.signature(layout).parameters.items():
+        if parameter.default is not inspect.Parameter.empty:
+            assert parameter.default == DEFAULT_PARAMS[name]
 
 
 def test_transformer_is_stateless():

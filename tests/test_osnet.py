@@ -135,15 +135,15 @@ def tiny_dataset(tmp_path_factory):
 
 @pytest.mark.slow
 def test_trains_with_deep_train_cli(tiny_dataset, tmp_path):
-    from deep.checkpoint import load_checkpoint
-    from deep.train import load_trained, main
+    from deep.checkpoint import load_checkpoint, load_trained
+    from deep.train import main
 
     root, _ = tiny_dataset
     out = tmp_path / "run"
     args = [
         "--model", "osnet_x0_25", "--dataset", "market1501", "--data-root", str(root),
         "--input-size", "64x32", "--epochs", "1", "--batch-size", "8", "--warmup-epochs", "0",
-        "--lr", "0.05", "--threads", "1", "--no-evaluate", "--erasing", "0",
+        "--lr", "0.05", "--threads", "1", "--erasing", "0",
         "--checkpoint-every", "0", "--out", str(out), "--init", "scratch",
     ]  # fmt: skip
     assert main(args) == 0
@@ -155,14 +155,15 @@ def test_trains_with_deep_train_cli(tiny_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_is_a_distillation_student(tiny_dataset, tmp_path):
-    from deep import distill
+    from deep import teacher as teacher_signal
     from deep.checkpoint import load_checkpoint
-    from deep.train import TrainConfig, train
+    from deep.config import TrainConfig
+    from deep.train import train
 
     root, dataset = tiny_dataset
     base = TrainConfig(
         model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
+        epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
         bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     train(dataclasses.replace(base, out=str(tmp_path / "teacher")), dataset=dataset)
@@ -170,7 +171,7 @@ def test_is_a_distillation_student(tiny_dataset, tmp_path):
     runs = {}
     for name, signal in [
         ("plain", None),
-        ("kd", distill.TeacherSignal(tmp_path / "teacher", need_embedding=True)),
+        ("kd", teacher_signal.TeacherSignal(tmp_path / "teacher", need_embedding=True)),
     ]:
         cfg = dataclasses.replace(
             student, out=str(tmp_path / name), kd_feature_weight=1.0 if signal else 0.0

@@ -14,11 +14,12 @@ import torch
 from data._synth_draw import draw_identity
 from data.synthetic import PRESETS, STREAM_TAG, SyntheticConfig, generate, plan
 from deep import pretrained
-from deep.checkpoint import load_checkpoint
+from deep.checkpoint import load_checkpoint, save_checkpoint
+from deep.config import TrainConfig
 from deep.models import build_model
 from deep.pretrain import backbone_bytes, export_backbone, main, pretrain_config
 from deep.pretrained import PretrainedWeightsError, initialise, verified_path
-from deep.train import TrainConfig, build_initialised, train
+from deep.train import build_initialised, train
 
 SHIPPED = pretrained.available()
 
@@ -196,7 +197,7 @@ def test_training_records_its_initialisation(fake_weights, monkeypatch, tmp_path
     monkeypatch.setattr(pretrained, "WEIGHTS_DIR", folder)
     root = generate(tmp_path / "data", config=PRESETS["small"])
     config = _config(init="pretrained", dataset="market1501", data_root=str(root), epochs=1,
-                     batch_size=8, warmup_epochs=0, threads=1, evaluate=False,
+                     batch_size=8, warmup_epochs=0, threads=1,
                      checkpoint_every=0, out=str(tmp_path / "run"))  # fmt: skip
     state = load_checkpoint(train(config) / "model.pt")
     assert state["init"]["init"] == "pretrained"
@@ -209,7 +210,7 @@ def test_pretrain_writes_a_verified_backbone_bit_for_bit(tmp_path, monkeypatch):
     root = generate(tmp_path / "data", config=PRESETS["small"])
     config = pretrain_config("mobilenet_v1_0.25", dataset="market1501", data_root=str(root),
                              epochs=2)  # fmt: skip
-    config = dataclasses.replace(config, batch_size=8, input_size=(32, 16), evaluate=False)
+    config = dataclasses.replace(config, batch_size=8, input_size=(32, 16))
     digests = []
     for k in range(2):
         run = dataclasses.replace(config, out=str(tmp_path / f"run{k}"))
@@ -232,12 +233,15 @@ def test_a_regenerated_backbone_invalidates_finished_fine_tuned_runs(fake_weight
     run_dir = config.run_dir()
     run_dir.mkdir()
     shipped = pretrained.read_metadata("mobilenet_v1_0.25")["sha256"]
-    summary = {"config": config.as_dict(), "init_weights": {"sha256": shipped}}
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    assert distill._finished(config)
-    summary["init_weights"]["sha256"] = "0" * 64  # started from an older backbone
-    (run_dir / "summary.json").write_text(json.dumps(summary))
-    assert not distill._finished(config)
+
+    def finished_run(cfg, init: dict) -> None:  # what deep.train leaves: model.pt
+        state = {"model_name": cfg.model, "model": {}, "config": cfg.as_dict(), "init": init}
+        save_checkpoint(run_dir / "model.pt", state)
+
+    finished_run(config, {"sha256": shipped})
+    assert distill.finished(config)
+    finished_run(config, {"sha256": "0" * 64})  # started from an older backbone
+    assert not distill.finished(config)
     scratch = dataclasses.replace(config, init="scratch")
-    (run_dir / "summary.json").write_text(json.dumps({"config": scratch.as_dict()}))
-    assert distill._finished(scratch)  # scratch runs do not depend on the backbones
+    finished_run(scratch, {"init": "scratch"})
+    assert distill.finished(scratch)  # scratch runs do not depend on the backbones

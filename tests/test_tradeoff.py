@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from compare import results as compare_results
 from compare import tradeoff
 from compare.results import upsert_rows
 from tests.test_plot import _table
@@ -21,6 +22,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 def runs(tmp_path: Path, monkeypatch) -> Path:
     """Results under tmp_path, tiny scaling galleries, no real subprocesses."""
     monkeypatch.setattr(tradeoff, "run_dir_for", lambda name: tmp_path / name)
+    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / name)
     monkeypatch.setattr(tradeoff, "RUNS_DIR", tmp_path)
     monkeypatch.setattr(tradeoff, "GALLERY_SIZES", (100, 1000))
     monkeypatch.setattr(tradeoff, "CNN_DIMS", (32,))
@@ -80,7 +82,7 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
     }
     monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: expected)
     assert tradeoff.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
-    assert calls == ["classical.pipeline", "deep.distill"]
+    assert calls == ["compare.lomo_xqda", "compare.distillation"]
     df = _study_table()
     assert tradeoff.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
     assert tradeoff.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
@@ -123,7 +125,7 @@ def test_failed_pipeline_is_a_clear_error(runs: Path, monkeypatch, capsys):
     monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
     monkeypatch.setattr(tradeoff.sys, "executable", "false")  # every subprocess fails
     assert tradeoff.main(["--dataset", "d"]) == 2
-    assert "classical.pipeline" in capsys.readouterr().err
+    assert "compare.lomo_xqda" in capsys.readouterr().err
 
 
 def test_crossover_interpolates_in_log_space():
@@ -208,14 +210,14 @@ def test_missing_engines_per_run_folder():
 
 
 def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
+    from compare import measure as deep_evaluate
+    from compare.measure import rows_from_summary
     from compare.results import read_results
-    from deep import evaluate as deep_evaluate
-    from deep.evaluate import rows_from_summary
     from tests.test_export import make_run, write_tiny_market
 
     root = write_tiny_market(runs / "market")
     run = make_run(runs / "market1501" / "deep" / "mobilenet_v1_0.25" / "baseline_seed0", root)
-    summary = deep_evaluate.evaluate_run(run, num_timed_queries=2, table=False, engines=["torch"])
+    summary = deep_evaluate.measure_run(run, num_timed_queries=2, table=False, engines=["torch"])
     results = runs / "market1501" / "results.csv"
     upsert_rows(results, rows_from_summary(summary, run))
     gone = make_run(runs / "gone", root)
@@ -234,7 +236,7 @@ def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(deep_evaluate, "evaluate_run", no_measuring)
+    monkeypatch.setattr(tradeoff, "measure_run", no_measuring)
     assert tradeoff.ensure_engine_rows("market1501", str(root)) == [str(run)]
     assert "restored ['openvino'] from summary.json" in capsys.readouterr().out
     assert len(read_results(results)) == len(df)

@@ -15,8 +15,9 @@ import torch
 from data.layouts import load_dataset
 from data.synthetic import PRESETS, generate
 from deep.checkpoint import CheckpointError, load_checkpoint
-from deep.data import AugmentConfig, DeterministicLoader
-from deep.train import TrainConfig, TrainingDiverged, main, train
+from deep.config import TrainConfig
+from deep.loader import AugmentConfig, DeterministicLoader
+from deep.train import TrainingDiverged, main, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -26,7 +27,7 @@ def tiny(tmp_path_factory):
     root = generate(tmp_path_factory.mktemp("train") / "data", config=PRESETS["small"])
     config = TrainConfig(
         model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1, evaluate=False,
+        epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
         bn_neck=False, erasing=0.3, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     return config, load_dataset("market1501", root)
@@ -49,7 +50,7 @@ def test_batches_are_a_pure_function_of_seed_epoch_index():
 
 
 def test_colour_jitter_casts_colours_and_leaves_other_configs_alone():
-    from deep.data import IMAGENET_MEAN, IMAGENET_STD, augment, normalise
+    from deep.loader import IMAGENET_MEAN, IMAGENET_STD, augment, normalise
 
     images = normalise(torch.randint(0, 255, (64, 3, 16, 8), dtype=torch.uint8))
     plain = AugmentConfig(flip=True, pad=0, erasing=0.0)
@@ -134,20 +135,21 @@ def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
 
 
 def test_only_runs_in_the_study_tree_enter_the_shared_table(tiny, tmp_path, monkeypatch):
-    from deep import evaluate as deep_evaluate
+    from compare import measure as deep_evaluate
+    from compare import results as compare_results
 
     config, dataset = tiny
-    monkeypatch.setattr(deep_evaluate, "run_dir_for", lambda name: tmp_path / "runs" / name)
+    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
     table = tmp_path / "runs" / "market1501" / "results.csv"
     outside = dataclasses.replace(config, out=str(tmp_path / "experiment"), epochs=1)
     train(outside, dataset=dataset)
-    deep_evaluate.evaluate_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
     assert (outside.run_dir() / "summary.json").exists() and not table.exists()
     summary = json.loads((outside.run_dir() / "summary.json").read_text())
     assert summary["training"]["epoch"] == 1
     inside = dataclasses.replace(outside, out=str(table.parent / "deep" / "m" / "baseline_seed0"))
     train(inside, dataset=dataset)
-    deep_evaluate.evaluate_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
     assert table.exists()
 
 
@@ -159,7 +161,7 @@ def test_ddp_two_gloo_processes(tiny, tmp_path):
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "deep.train", "--model", "mobilenet_v1_0.25", "--dataset", "market1501",
         "--data-root", config.data_root, "--input-size", "32x16", "--epochs", "1",
-        "--batch-size", "8", "--warmup-epochs", "0", "--no-evaluate", "--device", "cpu",
+        "--batch-size", "8", "--warmup-epochs", "0", "--device", "cpu",
         "--threads", "1", "--init", "scratch", "--out", str(tmp_path / "ddp"),
     ]  # fmt: skip
     result = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)

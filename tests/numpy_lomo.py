@@ -1,4 +1,4 @@
-"""LOMO in plain NumPy: the benchmark baseline and the tests' oracle.
+"""LOMO in plain NumPy: the tests' oracle and the benchmark's baseline.
 
 Written straight from ``shared/lomo_xqda_spec.md`` to be obviously correct, not fast: one image at
 a time, whole-array NumPy operations for the per-pixel maps and one ``np.bincount`` per window
@@ -7,19 +7,27 @@ max-occurrence counts and features equal to floating-point rounding.
 
 :func:`lomo_numpy_batched` is the same algorithm with the window loop vectorised away (all windows
 of all images of a batch in one ``np.bincount`` per scale): a stronger NumPy baseline, reported
-next to the plain one by ``bench_lomo.py``.
+next to the plain one by ``bench/bench_lomo.py`` (which imports it as ``tests.numpy_lomo``).
+
+Only the parameters' defaults come from the implementation under test
+(:data:`classical.lomo.DEFAULTS`, their one home; ``tests/test_lomo.py`` pins them to the paper's
+values); the arithmetic shares nothing with it.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from classical.lomo import DEFAULTS
+
 SIXTH, THIRD, TWO_THIRDS = 1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0
 GREY_WEIGHTS = (0.298936021293775, 0.587043074451121, 0.114020904255103)
 SILTP_BINS = 81
 
 
-def hsv_quantised(image: np.ndarray, bins=(8, 8, 8)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def hsv_quantised(
+    image: np.ndarray, bins: tuple[int, int, int] = DEFAULTS.hsv_bins
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Quantised (qH, qS, qV) maps of RGB uint8 pixels (..., 3), per the spec's arithmetic."""
     rgb = image.astype(np.float64) / 255.0
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -115,12 +123,12 @@ def lomo_counts(
     image: np.ndarray,
     *,
     colour_image: np.ndarray | None = None,
-    num_scales: int = 3,
-    block_size: int = 10,
-    block_step: int = 5,
-    hsv_bins=(8, 8, 8),
-    tau: float = 0.3,
-    radii=(3, 5),
+    num_scales: int = DEFAULTS.num_scales,
+    block_size: int = DEFAULTS.block_size,
+    block_step: int = DEFAULTS.block_step,
+    hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+    tau: float = DEFAULTS.tau,
+    radii: tuple[int, ...] = DEFAULTS.radii,
 ) -> list[np.ndarray]:
     """The three parts' integer max-occurrence counts (before log and normalisation), flat."""
     source = image if colour_image is None else colour_image
@@ -191,12 +199,12 @@ def _max_occurrence_batched(codes: np.ndarray, n_bins: int, block: int, step: in
 def lomo_numpy_batched(
     images: np.ndarray,
     *,
-    num_scales: int = 3,
-    block_size: int = 10,
-    block_step: int = 5,
-    hsv_bins=(8, 8, 8),
-    tau: float = 0.3,
-    radii=(3, 5),
+    num_scales: int = DEFAULTS.num_scales,
+    block_size: int = DEFAULTS.block_size,
+    block_step: int = DEFAULTS.block_step,
+    hsv_bins: tuple[int, int, int] = DEFAULTS.hsv_bins,
+    tau: float = DEFAULTS.tau,
+    radii: tuple[int, ...] = DEFAULTS.radii,
 ) -> np.ndarray:
     """:func:`lomo_numpy` for a whole batch at once (Retinex off), (n, d) float64."""
     if images.ndim == 3:

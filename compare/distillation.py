@@ -1,0 +1,135 @@
+"""``make distill``: train the distillation study, measure every run, print the gain table.
+
+1. :func:`deep.distill.run_study` trains the profile's teacher and every student alone and
+   distilled (reusing finished runs);
+2. :func:`compare.measure.measure_runs` measures each run on every installed engine (or
+   restores its rows from a summary of the same weights) into ``runs/<dataset>/results.csv``;
+3. the table of baseline vs distilled (mean ± std over seeds, and the gain) is printed and
+   written to ``runs/<dataset>/distill.md``.
+
+    python -m compare.distillation --dataset synthetic --profile quick [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+import numpy as np
+import pandas as pd
+
+from compare.measure import measure_runs, positive_int
+from compare.results import read_results, results_path
+from data.io import atomic_write_text
+from data.paths import run_dir_for
+from deep.checkpoint import CheckpointError
+from deep.distill import run_study
+from deep.pretrained import PretrainedWeightsError
+from deep.profiles import PROFILES, get_profile
+
+
+def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
+    """Baseline vs distilled per student: mean and std over seeds, and the gain."""
+
+    df = read_results(results_path(dataset))
+    df = df[df.pipeline == "deep"]
+    rows = []
+    for model in dict.fromkeys([teacher, *students]):
+        sub = df[df.model == model]
+        if sub.empty:
+            continue
+        row = {
+            "model": model,
+            "params_M": sub.params.iloc[0] / 1e6,
+            "ms_query": sub.ms_query.median(),
+        }
+        for variant in ("baseline", "distilled"):
+            v = sub[sub.variant == variant]
+            for metric in ("rank1", "mAP"):
+                row[f"{metric}_{variant}"] = v[metric].mean() if len(v) else np.nan
+                row[f"{metric}_{variant}_std"] = v[metric].std(ddof=1) if len(v) > 1 else np.nan
+            row[f"seeds_{variant}"] = len(v)
+        row["gain_rank1"] = row["rank1_distilled"] - row["rank1_baseline"]
+        row["gain_mAP"] = row["mAP_distilled"] - row["mAP_baseline"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def gain_markdown(table: pd.DataFrame) -> str:
+    def pm(mean, std):
+        if pd.isna(mean):
+            return "-"
+        return f"{mean:.1f}" + ("" if pd.isna(std) else f" ± {std:.1f}")
+
+    lines = [
+        "| model | params (M) | ms/query | rank-1 alone | rank-1 distilled | mAP alone | "
+        "mAP distilled | gain rank-1 | gain mAP |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in table.iterrows():
+        lines.append(
+            f"| {r.model} | {r.params_M:.2f} | {r.ms_query:.2f} | "
+            f"{pm(r.rank1_baseline, r.rank1_baseline_std)} | "
+            f"{pm(r.rank1_distilled, r.rank1_distilled_std)} | "
+            f"{pm(r.mAP_baseline, r.mAP_baseline_std)} | "
+            f"{pm(r.mAP_distilled, r.mAP_distilled_std)} | "
+            f"{'-' if pd.isna(r.gain_rank1) else f'{r.gain_rank1:+.1f}'} | "
+            f"{'-' if pd.isna(r.gain_mAP) else f'{r.gain_mAP:+.1f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def run(
+    dataset: str,
+    data_root: str | None,
+    profile: str,
+    *,
+    jobs: int = 2,
+    **options,
+) -> pd.DataFrame:
+    """Train (what is missing), measure (what is missing), and return the gain table."""
+    configs = run_study(profile, dataset, data_root, jobs=jobs, **options)
+    measure_runs([c.run_dir() for c in configs], data_root=data_root, jobs=jobs)
+    teacher = get_profile(profile, options.get("teacher_model")).teacher
+    students = options.get("students") or PROFILES[profile].students
+    table = summarise(dataset, students, teacher)
+    text = gain_markdown(table)
+    atomic_write_text(run_dir_for(dataset) / "distill.md", text + "\n")
+    print(text)
+    return table
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthetic", help="dataset layout")
+    parser.add_argument("--data-root", default=None, help="dataset folder")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick", help="study size")
+    parser.add_argument("--T", type=float, default=None, help="temperature (default: profile's)")
+    parser.add_argument("--alpha", type=float, default=None, help="soft-target weight")
+    parser.add_argument("--jobs", type=positive_int, default=2, help="parallel worker processes")
+    parser.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
+    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
+    parser.add_argument("--teacher-model", default=None, help="teacher architecture override")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        run(
+            args.dataset,
+            args.data_root,
+            args.profile,
+            jobs=args.jobs,
+            T=args.T,
+            alpha=args.alpha,
+            students=tuple(args.students) if args.students else None,
+            seeds=tuple(args.seeds) if args.seeds else None,
+            teacher_model=args.teacher_model,
+        )
+    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
