@@ -332,6 +332,55 @@ def check_training_set(
         have one class and a zero loss, metric learning no negative pair), or, with
         ``needs_cross_camera_pairs``, no identity seen by two or more cameras.
     """
+    index = _identities(train, what)
+    if index.count < 2:
+        (pid,) = index.files
+        raise TrainingSetError(
+            f"training set {index.what} has 1 identity ({index.show(pid)}); training needs at "
+            "least 2 identities (ID classification would have a single class and a zero loss, "
+            "metric learning no pair of different people). Use a dataset with more identities."
+        )
+    if needs_cross_camera_pairs:
+        warnings = _cross_camera_warnings(index)
+    else:
+        single = [pid for pid, recs in index.files.items() if len(recs) < 2]
+        warnings = [
+            f"{len(single)} of {index.count} training identities in {index.what} have a single "
+            "image, so each is a class learnt from one example with no positive pair "
+            f"(e.g. {index.examples(single)})"
+        ] if single else []  # fmt: skip
+    for message in warnings:
+        log.warning("%s", message)
+    return warnings
+
+
+@dataclass
+class _IdentityIndex:
+    """A training set's images grouped by identity, for messages that name them."""
+
+    files: dict[int, list[Record]]
+    original: dict[int, int]  # dataset id -> id in the file names
+    what: str
+
+    @property
+    def count(self) -> int:
+        return len(self.files)
+
+    def show(self, pid: int) -> str:
+        recs = self.files[pid]
+        cams = sorted({r.camid + 1 for r in recs})
+        cam_text = f"camera{'s' if len(cams) > 1 else ''} {', '.join(f'c{c}' for c in cams)}"
+        return (
+            f"id {self.original.get(pid, pid)} ({len(recs)} image{'s' if len(recs) > 1 else ''}"
+            f", {cam_text}, e.g. {recs[0].path.name})"
+        )
+
+    def examples(self, pids: list[int]) -> str:
+        return "; ".join(self.show(p) for p in pids[:SHOW_FIRST])
+
+
+def _identities(train: ReidDataset | Sequence[Record], what: str | None) -> _IdentityIndex:
+    """The identity index of ``train``'s records; an empty set is an error."""
     if isinstance(train, ReidDataset):
         records: Sequence[Record] = train.train
         original = {new: old for old, new in train.train_pid_map.items()}
@@ -349,51 +398,26 @@ def check_training_set(
     files: dict[int, list[Record]] = {}
     for r in records:
         files.setdefault(r.pid, []).append(r)
-    n_ids = len(files)
+    return _IdentityIndex(files, original, what)
 
-    def show(pid: int) -> str:
-        recs = files[pid]
-        cams = sorted({r.camid + 1 for r in recs})
-        cam_text = f"camera{'s' if len(cams) > 1 else ''} {', '.join(f'c{c}' for c in cams)}"
-        return (
-            f"id {original.get(pid, pid)} ({len(recs)} image{'s' if len(recs) > 1 else ''}, "
-            f"{cam_text}, e.g. {recs[0].path.name})"
-        )
 
-    if n_ids < 2:
-        (pid,) = files
+def _cross_camera_warnings(index: _IdentityIndex) -> list[str]:
+    """Identities seen by a single camera (no cross-camera positive pair); none at all is an
+    error for a method that learns from such pairs."""
+    single_cam = [pid for pid, recs in index.files.items() if len({r.camid for r in recs}) < 2]
+    if len(single_cam) == index.count:
         raise TrainingSetError(
-            f"training set {what} has 1 identity ({show(pid)}); training needs at least 2 "
-            "identities (ID classification would have a single class and a zero loss, metric "
-            "learning no pair of different people). Use a dataset with more identities."
+            f"training set {index.what}: none of its {index.count} identities is seen by two or "
+            "more cameras, so there is no same-identity cross-camera pair to learn from (e.g. "
+            f"{index.examples(single_cam)}); check the camera ids in the file names"
         )
-    warnings: list[str] = []
-    if needs_cross_camera_pairs:
-        single_cam = [pid for pid, recs in files.items() if len({r.camid for r in recs}) < 2]
-        if len(single_cam) == n_ids:
-            raise TrainingSetError(
-                f"training set {what}: none of its {n_ids} identities is seen by two or more "
-                "cameras, so there is no same-identity cross-camera pair to learn from (e.g. "
-                f"{'; '.join(show(p) for p in single_cam[:SHOW_FIRST])}); check the camera ids "
-                "in the file names"
-            )
-        if single_cam:
-            warnings.append(
-                f"{len(single_cam)} of {n_ids} training identities in {what} are seen by a "
-                "single camera, so they give no same-identity cross-camera pair, only "
-                f"negatives (e.g. {'; '.join(show(p) for p in single_cam[:SHOW_FIRST])})"
-            )
-    else:
-        single_image = [pid for pid, recs in files.items() if len(recs) < 2]
-        if single_image:
-            warnings.append(
-                f"{len(single_image)} of {n_ids} training identities in {what} have a single "
-                "image, so each is a class learnt from one example with no positive pair "
-                f"(e.g. {'; '.join(show(p) for p in single_image[:SHOW_FIRST])})"
-            )
-    for message in warnings:
-        log.warning("%s", message)
-    return warnings
+    if not single_cam:
+        return []
+    return [
+        f"{len(single_cam)} of {index.count} training identities in {index.what} are seen by a "
+        "single camera, so they give no same-identity cross-camera pair, only negatives "
+        f"(e.g. {index.examples(single_cam)})"
+    ]
 
 
 def read_three_folders(name: str, root: Path | str, parser: NameParser) -> ReidDataset:

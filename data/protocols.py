@@ -178,32 +178,14 @@ def evaluate(
     """
     if ap not in AP_VARIANTS:
         raise ValueError(f"ap must be one of {AP_VARIANTS}, got {ap!r}")
-    dist = np.asarray(distmat)
-    if dist.ndim != 2:
-        raise ValueError(f"distmat must be 2-D (n_query, n_gallery), got shape {dist.shape}")
+    dist = _check_distances(distmat, max_rank, chunk_size)
     n_query, n_gallery = dist.shape
-    if n_query == 0 or n_gallery == 0:
-        raise ValueError(f"distmat is empty: shape {dist.shape}")
-    if not np.issubdtype(dist.dtype, np.number):
-        raise ValueError(f"distmat must be numeric, got dtype {dist.dtype}")
-    if max_rank < 1:
-        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     # int64 throughout: narrower ids would wrap (2**32 + 1 == 1 in int32) and silently match.
     q_ids = _as_1d("query_ids", query_ids, n_query, min_value=-1)
     g_ids = _as_1d("gallery_ids", gallery_ids, n_gallery, min_value=-1)
     q_cams = _as_1d("query_cams", query_cams, n_query)
     g_cams = _as_1d("gallery_cams", gallery_cams, n_gallery)
     max_rank = min(max_rank, n_gallery)
-
-    for start in range(0, n_query, chunk_size):
-        block = dist[start : start + chunk_size]
-        if not np.all(np.isfinite(block)):
-            bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
-            raise ValueError(f"distmat has NaN or inf values (first in query row {bad})")
-    if dist.dtype not in (np.float32, np.float64):
-        dist = dist.astype(np.float64)
     first_hit, ap_official, ap_torchreid = _rank_kernel(
         np.ascontiguousarray(dist), q_ids, q_cams, g_ids, g_cams
     )
@@ -232,6 +214,30 @@ def evaluate(
         num_valid_queries=int(has_match.sum()),
         ap=ap,
     )
+
+
+def _check_distances(distmat: np.ndarray, max_rank: int, chunk_size: int) -> np.ndarray:
+    """``distmat`` as a finite 2-D float array; clear errors otherwise."""
+    dist = np.asarray(distmat)
+    if dist.ndim != 2:
+        raise ValueError(f"distmat must be 2-D (n_query, n_gallery), got shape {dist.shape}")
+    n_query, n_gallery = dist.shape
+    if n_query == 0 or n_gallery == 0:
+        raise ValueError(f"distmat is empty: shape {dist.shape}")
+    if not np.issubdtype(dist.dtype, np.number):
+        raise ValueError(f"distmat must be numeric, got dtype {dist.dtype}")
+    if max_rank < 1:
+        raise ValueError(f"max_rank must be >= 1, got {max_rank}")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    for start in range(0, n_query, chunk_size):
+        block = dist[start : start + chunk_size]
+        if not np.all(np.isfinite(block)):
+            bad = start + int(np.argwhere(~np.isfinite(block))[0, 0])
+            raise ValueError(f"distmat has NaN or inf values (first in query row {bad})")
+    if dist.dtype not in (np.float32, np.float64):
+        dist = dist.astype(np.float64)
+    return dist
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -309,6 +309,28 @@ def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | N
 
 
 # ---------------------------------------------------------------------------------------------
+def _train_student(args: argparse.Namespace) -> str:
+    """``train``: one student distilled from a trained teacher, with the profile's recipe."""
+    profile = PROFILES[args.profile]
+    teacher_dir = Path(args.teacher)
+    teacher_weights(teacher_dir)  # fail before building anything
+    config = TrainConfig(
+        dataset=args.dataset, data_root=args.data_root, **profile.recipe_for(args.student)
+    )
+    config = dataclasses.replace(
+        config,
+        model=args.student,
+        variant="distilled",
+        seed=args.seed,
+        input_size=tuple(config.input_size),
+        kd_T=profile.T if args.T is None else args.T,
+        kd_alpha=profile.alpha if args.alpha is None else args.alpha,
+        kd_feature_weight=args.feature_weight,
+        teacher=str(teacher_dir),
+    )
+    return run_one(config, str(teacher_dir))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Knowledge distillation (make distill)")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -369,24 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 teacher_model=args.teacher_model,
             )
         else:
-            profile = PROFILES[args.profile]
-            teacher_dir = Path(args.teacher)
-            teacher_weights(teacher_dir)  # fail before building anything
-            config = TrainConfig(
-                dataset=args.dataset, data_root=args.data_root, **profile.recipe_for(args.student)
-            )
-            config = dataclasses.replace(
-                config,
-                model=args.student,
-                variant="distilled",
-                seed=args.seed,
-                input_size=tuple(config.input_size),
-                kd_T=profile.T if args.T is None else args.T,
-                kd_alpha=profile.alpha if args.alpha is None else args.alpha,
-                kd_feature_weight=args.feature_weight,
-                teacher=str(teacher_dir),
-            )
-            print(run_one(config, str(teacher_dir)))
+            print(_train_student(args))
     except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
