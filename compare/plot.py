@@ -30,6 +30,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
 from compare.results import fill_defaults
+from deep.models import list_models, model_spec
 
 FAMILIES = ("classical", "ResNet", "MobileNet v1", "MobileNet v2", "other")
 FAMILY_STYLE = {
@@ -70,29 +71,22 @@ _MEAN_COLUMNS = (
 
 
 def family(model: str) -> str:
-    """Family of a model name: classical, ResNet, MobileNet v1, MobileNet v2 or other."""
-    model = model.lower()
-    if model.startswith("lomo"):
+    """Family of a model name (from the model registry's entry): classical, ResNet,
+    MobileNet v1, MobileNet v2, or other (a family the plot has no style for, e.g. OSNet)."""
+    if model.lower().startswith("lomo"):
         return "classical"
-    if model.startswith("resnet"):
-        return "ResNet"
-    if model.startswith("mobilenet_v1"):
-        return "MobileNet v1"
-    if model.startswith("mobilenet_v2"):
-        return "MobileNet v2"
+    if model in list_models():
+        name = model_spec(model).family
+        return name if name in FAMILIES else "other"
     return "other"
 
 
 def short_name(model: str) -> str:
-    """Label for a model: ``lomo_xqda`` -> LOMO+XQDA, ``resnet50`` -> R50, ... -> MNv1 0.25."""
+    """Label for a model: ``lomo_xqda`` -> LOMO+XQDA, else the registry's short name
+    (``resnet50`` -> R50, ``mobilenet_v1_0.25`` -> MNv1 0.25); unknown names unchanged."""
     if model == "lomo_xqda":
         return "LOMO+XQDA"
-    if model.startswith("resnet") and model[len("resnet") :].isdigit():
-        return "R" + model[len("resnet") :]
-    for prefix, short in (("mobilenet_v1_", "MNv1 "), ("mobilenet_v2_", "MNv2 ")):
-        if model.startswith(prefix):
-            return short + model[len(prefix) :]
-    return model
+    return model_spec(model).short_name if model in list_models() else model
 
 
 def _check(df: pd.DataFrame) -> None:

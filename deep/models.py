@@ -16,6 +16,7 @@ cache if they are already there, ``weights=PATH`` from a local file; otherwise a
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,31 +26,46 @@ from torch import Tensor, nn
 from deep.mobilenet_v1 import MobileNetV1
 from deep.osnet import OSNet
 
-_REGISTRY: dict[str, Callable[[int], tuple[nn.Module, int]]] = {}
-#: torchvision weight files as they appear in the torchvision cache (hub/checkpoints/).
-_TORCHVISION_FILES = {
-    "resnet18": "resnet18-f37072fd.pth",
-    "resnet34": "resnet34-b627a593.pth",
-    "resnet50": "resnet50-0676ba61.pth",
-    "resnet101": "resnet101-63fe2227.pth",
-    "mobilenet_v2_1.0": "mobilenet_v2-b0353104.pth",
-}
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered architecture and the facts other modules need about it (as timm's
+    per-model config): how to build its backbone, its family and short label (tables, plots),
+    its default last stride, and how to map a torchvision ImageNet state dict onto it."""
+
+    name: str
+    build: Callable[[int], tuple[nn.Module, int]]  # last_stride -> (backbone, feature_dim)
+    family: str
+    short_name: str
+    #: re-ID practice keeps ResNets' last stage at stride 16 (Luo et al. 2019); MobileNets and
+    #: OSNet keep their published stride 32
+    default_last_stride: int
+    #: torchvision ImageNet file as it appears in the torchvision cache (hub/checkpoints/)
+    imagenet_file: str | None = None
+    #: torchvision state dict -> our backbone's state dict
+    map_imagenet: Callable[[dict], dict] | None = None
 
 
-def register(name: str):
-    """Register ``builder(last_stride) -> (backbone, feature_dim)`` under ``name``."""
+_REGISTRY: dict[str, ModelSpec] = {}
 
-    def decorator(builder):
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = builder
-        return builder
 
-    return decorator
+def register(spec: ModelSpec) -> ModelSpec:
+    """Add ``spec`` to the registry (one name, once)."""
+    if spec.name in _REGISTRY:
+        raise ValueError(f"model {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+    return spec
 
 
 def list_models() -> list[str]:
     return sorted(_REGISTRY)
+
+
+def model_spec(name: str) -> ModelSpec:
+    """The registry entry of ``name``; a ValueError listing the known models otherwise."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
+    return _REGISTRY[name]
 
 
 class _ResNetBackbone(nn.Module):
@@ -70,6 +86,24 @@ class _ResNetBackbone(nn.Module):
         return self.body(x)
 
 
+_RESNET_STAGES = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4")
+
+
+def _resnet_imagenet(state: dict) -> dict:
+    """torchvision ResNet keys (``layer1.0.conv1.weight``) -> ``body.4.0.conv1.weight``."""
+    mapped = {}
+    for key, value in state.items():
+        head = key.split(".")[0]
+        if head in _RESNET_STAGES:
+            mapped["body." + str(_RESNET_STAGES.index(head)) + key[len(head) :]] = value
+    return mapped
+
+
+def _features_imagenet(state: dict) -> dict:
+    """torchvision MobileNet keys (``features.3.conv.0.weight``) -> ``3.conv.0.weight``."""
+    return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+
+
 def _resnet(depth: int):
     def builder(last_stride: int = 1) -> tuple[nn.Module, int]:
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
@@ -84,20 +118,12 @@ def _resnet(depth: int):
     return builder
 
 
-for _depth in (18, 34, 50, 101):
-    register(f"resnet{_depth}")(_resnet(_depth))
-
-
 def _mobilenet_v1(width: float):
     def builder(last_stride: int = 2) -> tuple[nn.Module, int]:
         net = MobileNetV1(width=width, num_classes=0, last_stride=last_stride)
         return net.features, net.out_channels
 
     return builder
-
-
-for _width in ("1.0", "0.75", "0.5", "0.25"):
-    register(f"mobilenet_v1_{_width}")(_mobilenet_v1(float(_width)))
 
 
 def _mobilenet_v2(width: float):
@@ -112,10 +138,6 @@ def _mobilenet_v2(width: float):
     return builder
 
 
-for _width in ("1.0", "0.5"):
-    register(f"mobilenet_v2_{_width}")(_mobilenet_v2(float(_width)))
-
-
 def _osnet(width: float):
     def builder(last_stride: int = 2) -> tuple[nn.Module, int]:
         # The backbone ends with OSNet's fc-512 as an (N, 512, 1, 1) map: the head's pooling is
@@ -126,8 +148,36 @@ def _osnet(width: float):
     return builder
 
 
-for _width in ("1.0", "0.75", "0.5", "0.25"):
-    register(f"osnet_x{_width.replace('.', '_')}")(_osnet(float(_width)))
+def _resnet_spec(depth: int, imagenet_file: str) -> ModelSpec:
+    return ModelSpec(f"resnet{depth}", _resnet(depth), "ResNet", f"R{depth}", 1,
+                     imagenet_file, _resnet_imagenet)  # fmt: skip
+
+
+def _mobilenet_v1_spec(width: str) -> ModelSpec:
+    return ModelSpec(f"mobilenet_v1_{width}", _mobilenet_v1(float(width)), "MobileNet v1",
+                     f"MNv1 {width}", 2)  # fmt: skip
+
+
+def _osnet_spec(width: str) -> ModelSpec:
+    return ModelSpec(f"osnet_x{width.replace('.', '_')}", _osnet(float(width)), "OSNet",
+                     f"OSNet x{width}", 2)  # fmt: skip
+
+
+register(_resnet_spec(18, "resnet18-f37072fd.pth"))
+register(_resnet_spec(34, "resnet34-b627a593.pth"))
+register(_resnet_spec(50, "resnet50-0676ba61.pth"))
+register(_resnet_spec(101, "resnet101-63fe2227.pth"))
+register(_mobilenet_v1_spec("1.0"))
+register(_mobilenet_v1_spec("0.75"))
+register(_mobilenet_v1_spec("0.5"))
+register(_mobilenet_v1_spec("0.25"))
+register(ModelSpec("mobilenet_v2_1.0", _mobilenet_v2(1.0), "MobileNet v2", "MNv2 1.0", 2,
+                   "mobilenet_v2-b0353104.pth", _features_imagenet))  # fmt: skip
+register(ModelSpec("mobilenet_v2_0.5", _mobilenet_v2(0.5), "MobileNet v2", "MNv2 0.5", 2))
+register(_osnet_spec("1.0"))
+register(_osnet_spec("0.75"))
+register(_osnet_spec("0.5"))
+register(_osnet_spec("0.25"))
 
 
 class ReIDNet(nn.Module):
@@ -204,20 +254,19 @@ def build_model(
         Lets a deep network fit a small training set from scratch; no effect on MobileNet v1
         (no skips) or when weights are loaded.
     """
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r}; known models: {list_models()}")
+    spec = model_spec(name)
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if last_stride is None:
-        last_stride = 1 if name.startswith("resnet") else 2
+        last_stride = spec.default_last_stride
     if last_stride not in (1, 2):
         raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
-    backbone, dim = _REGISTRY[name](last_stride)
+    backbone, dim = spec.build(last_stride)
     model = ReIDNet(name, backbone, dim, num_classes, bn_neck=bn_neck)
     if zero_init_residual:
         _zero_init_residual_branches(model.backbone)
     if pretrained or weights is not None:
-        _load_imagenet(model, name, weights)
+        _load_imagenet(model, spec, weights)
     return model
 
 
@@ -237,37 +286,31 @@ def _zero_init_residual_branches(backbone: nn.Module) -> None:
         nn.init.zeros_(last_bn.weight)
 
 
-def _load_imagenet(model: ReIDNet, name: str, weights: str | Path | None) -> None:
+def _load_imagenet(model: ReIDNet, spec: ModelSpec, weights: str | Path | None) -> None:
     if weights is None:
-        filename = _TORCHVISION_FILES.get(name)
-        if filename is None:
+        if spec.imagenet_file is None:
             raise ValueError(
-                f"no ImageNet weights are known for {name!r}; pass weights=PATH to a local file"
+                f"no ImageNet weights are known for {spec.name!r}; pass weights=PATH to a local "
+                "file"
             )
-        path = Path(torch.hub.get_dir()) / "checkpoints" / filename
+        path = Path(torch.hub.get_dir()) / "checkpoints" / spec.imagenet_file
         if not path.is_file():
             raise FileNotFoundError(
-                f"ImageNet weights for {name} not found at {path}; this toolkit never downloads. "
-                "Copy the file there or pass weights=PATH (training from scratch needs none)"
+                f"ImageNet weights for {spec.name} not found at {path}; this toolkit never "
+                "downloads. Copy the file there or pass weights=PATH (training from scratch "
+                "needs none)"
             )
     else:
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path}")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    prefix = "body." if name.startswith("resnet") else ""
-    if name.startswith("resnet"):
-        order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
-        mapped = {}
-        for key, value in state.items():
-            head = key.split(".")[0]
-            if head in order:
-                mapped[prefix + str(order.index(head)) + key[len(head) :]] = value
-    else:
-        mapped = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
+    mapped = (spec.map_imagenet or _features_imagenet)(state)
     missing, unexpected = model.backbone.load_state_dict(mapped, strict=False)
     if unexpected or len(missing) == len(model.backbone.state_dict()):
-        raise ValueError(f"weights in {path} do not fit {name}: unexpected keys {unexpected[:5]}")
+        raise ValueError(
+            f"weights in {path} do not fit {spec.name}: unexpected keys {unexpected[:5]}"
+        )
 
 
 def count_parameters(model: nn.Module, *, include_classifier: bool = False) -> int:
