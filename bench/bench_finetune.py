@@ -25,6 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model
+from data.images import parse_size
 from data.layouts import load_dataset, validation_split
 from data.paths import RUNS_DIR, run_dir_for
 from deep.config import TrainConfig
@@ -43,11 +44,6 @@ SCRATCH_EPOCHS = {
 }
 
 
-def _size(text: str) -> tuple[int, int]:
-    h, w = (int(v) for v in text.lower().split("x"))
-    return h, w
-
-
 def configs(args: argparse.Namespace, out_dir: Path) -> list[TrainConfig]:
     recipe = {**PROFILES["quick"].recipe}
     runs = []
@@ -55,7 +51,7 @@ def configs(args: argparse.Namespace, out_dir: Path) -> list[TrainConfig]:
         base = TrainConfig(dataset=args.dataset, data_root=args.data_root, seed=args.seed,
                            **{**recipe, "model": model})  # fmt: skip
         for size in args.sizes:
-            hw = _size(size)
+            hw = parse_size(size)
             tag = f"{hw[0]}x{hw[1]}"
             if not args.no_scratch:
                 runs.append(

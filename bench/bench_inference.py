@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model, machine_info, thread_limit
+from data.images import parse_size
 from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 from deep.export import available_engines, export_onnx, load_engine
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     engines = args.engines or available_engines()
     if "torch" not in engines:
         engines = ["torch", *engines]  # the reference of every ratio
-    sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
+    sizes = [parse_size(s) for s in args.sizes]
     start = time.perf_counter()
     results = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from compare.results import read_results
+from compare.results import read_results, results_path
 from compare.timing import available_threads, cpu_model
 from compare.tradeoff import (
     CNN_DIMS,
@@ -37,7 +37,7 @@ from data.paths import RUNS_DIR
 
 def dims_for(dataset: str) -> dict[int, str]:
     """Dimensions of the pipelines in ``runs/<dataset>/results.csv``, or the defaults."""
-    path = RUNS_DIR / dataset / "results.csv"
+    path = results_path(dataset)
     if path.is_file():
         try:
             df = read_results(path)

@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model
+from data.images import parse_size
 from data.paths import RUNS_DIR
 from deep.models import build_model, list_models
 
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list_models())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes]
+    sizes = [parse_size(s) for s in args.sizes]
     header = "| model | " + " | ".join(f"img/s at {h}x{w}" for h, w in sizes) + " |"
     lines = [
         f"Training throughput, batch {args.batch_size}, {args.threads} thread(s), {cpu_model()}",

@@ -28,6 +28,7 @@ from types import MappingProxyType
 
 import numba
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from classical import _lomo_kernels as kernels
 from classical.retinex import msrcr
@@ -457,8 +458,9 @@ def lomo(
     return features
 
 
-class LOMO:
-    """Stateless scikit-learn-style transformer around :func:`lomo`.
+class LOMO(TransformerMixin, BaseEstimator):
+    """Stateless scikit-learn transformer around :func:`lomo` (``clone``, ``get_params``,
+    ``Pipeline`` work as for any estimator).
 
     Parameters are those of :func:`lomo`; ``fit`` learns nothing and returns ``self``.
     """
@@ -486,15 +488,10 @@ class LOMO:
         self.num_points = num_points
         self.dtype = dtype
 
-    def get_params(self, deep: bool = True) -> dict:
-        return {name: getattr(self, name) for name in (*DEFAULT_PARAMS, "dtype")}
-
-    def set_params(self, **params) -> LOMO:
-        for name, value in params.items():
-            if name not in (*DEFAULT_PARAMS, "dtype"):
-                raise ValueError(f"unknown LOMO parameter {name!r}")
-            setattr(self, name, value)
-        return self
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False  # nothing to learn: transform works on a fresh instance
+        return tags
 
     def fit(self, images: np.ndarray | None = None, y: np.ndarray | None = None) -> LOMO:
         """No-op (LOMO learns nothing); returns ``self``."""
@@ -503,9 +500,6 @@ class LOMO:
     def transform(self, images: np.ndarray) -> np.ndarray:
         """LOMO features (n, d) of ``images``."""
         return lomo(images, **self.get_params())
-
-    def fit_transform(self, images: np.ndarray, y: np.ndarray | None = None) -> np.ndarray:
-        return self.transform(images)
 
     def output_dim(self, height: int, width: int) -> int:
         """Feature length for ``height x width`` images."""

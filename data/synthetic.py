@@ -58,6 +58,7 @@ from data._synth_draw import (
 )
 from data.io import atomic_path
 from data.layouts import (
+    SPLIT_DIRS,
     DatasetError,
     ReidDataset,
     parse_market_name,
@@ -70,7 +71,6 @@ log = logging.getLogger(__name__)
 #: Bumped whenever the drawing changes, so cached datasets are regenerated.
 GENERATOR_VERSION = 4
 MANIFEST = "synthetic_manifest.json"
-SPLIT_DIRS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 
 _KNOBS = (
     "illumination",
