@@ -45,6 +45,10 @@ def load_checkpoint(path: Path | str, *, expected_model: str | None = None) -> d
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
+        if "unsupported global" not in str(err).lower():
+            raise CheckpointError(
+                f"checkpoint {path} cannot be read (truncated or not a torch checkpoint)"
+            ) from err
         # torch's own message suggests weights_only=False, which would run the file's code
         raise CheckpointError(
             f"checkpoint {path} holds objects other than tensors and plain containers; it was "
