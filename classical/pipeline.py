@@ -527,11 +527,6 @@ def _in_root(path: Path, root: Path) -> str:
     return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
-def _rank(cmc: np.ndarray, k: int) -> float:
-    """CMC at rank k; the curve is capped at the gallery size and flat beyond it."""
-    return float(cmc[min(k, len(cmc)) - 1])
-
-
 def rank_at(cmc: np.ndarray, k: int) -> float:
     """CMC at rank k; the curve is capped at the gallery size and flat beyond it."""
     return float(cmc[min(k, len(cmc)) - 1])

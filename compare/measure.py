@@ -28,7 +28,7 @@ from compare.timing import available_threads, machine_info, time_engine_queries
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
-from data.matching import GalleryIndex, pairwise_sq_euclidean, topk_from_distances
+from data.matching import GalleryIndex, topk_chunked
 from data.paths import REPO_ROOT
 from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
 from deep.evaluation import score_embeddings, split_labels
@@ -207,8 +207,8 @@ def _versus(reference: tuple, q: np.ndarray, g: np.ndarray, entry: dict) -> dict
     """How an engine's results differ from PyTorch's (embeddings, top-k rankings, accuracy)."""
     q0, g0, entry0 = reference
     k = min(TOP_K, len(g))
-    top0 = topk_from_distances(pairwise_sq_euclidean(q0, g0), k)[0]
-    top = topk_from_distances(pairwise_sq_euclidean(q, g), k)[0]
+    top0 = topk_chunked(q0, g0, k)[0]
+    top = topk_chunked(q, g, k)[0]
     return {
         "max_abs_diff": float(max(np.abs(q - q0).max(), np.abs(g - g0).max())),
         "rank1_diff": 100 * (entry["rank1"] - entry0["rank1"]),
