@@ -9,19 +9,29 @@ reused in milliseconds.
 
 Writing is atomic: features are streamed chunk by chunk (with a tqdm bar) into a temporary
 folder next to the entry, which is renamed into place only when complete. An interrupted run
-leaves no entry behind (its temporary folder is ignored and cleaned up by the next run), and two
-processes extracting the same entry at once both end up reading one complete copy.
+leaves no entry behind, and two processes extracting the same entry at once both end up reading
+one complete copy. The temporary folder's name holds the writer's host and process id
+(``.tmp-<key>-<host>-pid<pid>-XXXXXXXX``): a run killed outright (``kill -9``) leaves it behind,
+and the next extraction into the same cache removes it as soon as that process is gone, without
+ever touching a folder that a live process is still writing. Temporary folders without an owner
+on this host (from older versions, or from another machine sharing the cache) are removed once
+older than :data:`STALE_SECONDS`. The file is reserved on disk before streaming, so a full disk
+(and any other write error) is an :class:`~data.io.OutputError` naming the entry.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
+import re
 import shutil
+import socket
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,14 +39,18 @@ from tqdm import tqdm
 
 from classical.lomo import DEFAULT_PARAMS, layout, lomo
 from data.images import load_image
+from data.io import OutputError
 from data.layouts import Record
 
 #: Bump when the feature computation changes in a way the parameters do not capture.
 FEATURE_VERSION = 2
 #: Images decoded and described per chunk (bounds memory: ~9 MB of pixels at 128x48).
 CHUNK = 512
-#: Temporary folders older than this (seconds) are considered abandoned and removed.
+#: Temporary folders without an owner on this host older than this (seconds) are considered
+#: abandoned and removed (those of this host are removed as soon as their process is gone).
 STALE_SECONDS = 24 * 3600
+#: A temporary folder's name: the entry's key, then its writer's host and process id.
+_OWNED_TMP = re.compile(r"\.tmp-[0-9a-f]+-(?P<host>[A-Za-z0-9._]+)-pid(?P<pid>[0-9]+)-[a-z0-9_]{8}")
 
 #: The files of a cache entry: raw float32 features (row-major) and their description.
 FEATURES_FILE = "features.f32"
@@ -100,21 +114,81 @@ def _open(folder: Path, shape: tuple[int, int]) -> np.memmap | None:
     return np.memmap(data, dtype=np.float32, mode="r", shape=shape)
 
 
+def _host() -> str:
+    """This machine's name as written in temporary folder names (``-`` and others as ``_``)."""
+    return re.sub(r"[^A-Za-z0-9.]", "_", socket.gethostname()) or "localhost"
+
+
+def _tmp_prefix(key: str) -> str:
+    """``.tmp-<key>-<host>-pid<pid>-``: the temporary folder names the process writing it."""
+    return f".tmp-{key}-{_host()}-pid{os.getpid()}-"
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process ``pid`` of this host exists (True when that cannot be told)."""
+    if os.name != "posix" or pid <= 0:
+        return True  # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists, it is another user's
+        return True
+    return True
+
+
+def _abandoned(tmp: Path, now: float) -> bool:
+    """No live process is writing ``tmp``: its owner on this host is gone, or, without an owner
+    on this host, it is older than :data:`STALE_SECONDS`."""
+    owner = _OWNED_TMP.fullmatch(tmp.name)
+    if owner is not None and owner["host"] == _host():
+        return not _process_alive(int(owner["pid"]))
+    return now - tmp.stat().st_mtime > STALE_SECONDS
+
+
 def _clean_stale(cache_dir: Path) -> None:
-    """Remove temporary folders left behind by interrupted runs (older than STALE_SECONDS)."""
+    """Remove the temporary folders that interrupted runs left behind (see :func:`_abandoned`)."""
     now = time.time()
     for tmp in cache_dir.glob(".tmp-*"):
         try:
-            if now - tmp.stat().st_mtime > STALE_SECONDS:
+            if tmp.is_dir() and _abandoned(tmp, now):
                 shutil.rmtree(tmp, ignore_errors=True)
         except OSError:
             pass
 
 
+@contextmanager
+def _writing(entry: Path) -> Iterator[None]:
+    """Filesystem errors while writing the cache entry ``entry`` as one :class:`OutputError`."""
+    try:
+        yield
+    except OutputError:
+        raise
+    except OSError as err:
+        raise OutputError(
+            f"cannot write the LOMO cache entry {entry}: {err.strerror or err}"
+        ) from err
+
+
+def _allocate(path: Path, shape: tuple[int, int]) -> np.memmap:
+    """A zeroed float32 file of ``shape``, mapped for writing, with its disk blocks reserved
+    first: a full disk is an error now, not a crash (SIGBUS) half-way through the memmap."""
+    nbytes = shape[0] * shape[1] * 4
+    with open(path, "wb") as handle:
+        try:
+            os.posix_fallocate(handle.fileno(), 0, nbytes)
+        except AttributeError:  # not POSIX
+            handle.truncate(nbytes)
+        except OSError as err:
+            if err.errno not in (errno.EINVAL, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+            handle.truncate(nbytes)  # a filesystem without fallocate
+    return np.memmap(path, dtype=np.float32, mode="r+", shape=shape)
+
+
 def _stream_features(
-    path: Path,
+    out: np.memmap,
     records: Sequence[Record],
-    shape: tuple[int, int],
     size: tuple[int, int],
     params: dict,
     chunk: int,
@@ -122,11 +196,10 @@ def _stream_features(
     desc: str,
     progress: bool,
 ) -> float:
-    """Decode and describe ``records`` chunk by chunk into a float32 file; returns seconds.
+    """Decode and describe ``records`` chunk by chunk into ``out``; returns seconds.
 
-    Only one chunk of images is in memory at a time; the features go straight to a memmap.
+    Only one chunk of images is in memory at a time; the features go straight to the memmap.
     """
-    out = np.memmap(path, dtype=np.float32, mode="w+", shape=shape)
     start_time = time.perf_counter()
     with tqdm(total=len(records), desc=desc, unit="img", disable=not progress) as bar:
         for start in range(0, len(records), chunk):
@@ -134,8 +207,6 @@ def _stream_features(
             images = np.stack([loader(r.path, size) for r in batch])
             out[start : start + len(batch)] = lomo(images, dtype=np.float32, **params)
             bar.update(len(batch))
-    out.flush()
-    del out
     return time.perf_counter() - start_time
 
 
@@ -189,17 +260,23 @@ def _write_entry(
 ) -> None:
     """Extract the entry ``cache_dir / key`` in a temporary folder next to it, then publish it.
 
-    An interrupted run leaves no entry behind, only a ``.tmp-*`` folder that a later run removes.
+    An interrupted run leaves no entry behind; a killed one leaves a ``.tmp-*`` folder naming
+    its process, which a later run removes (:func:`_clean_stale`). Write errors (a full disk, a
+    read-only cache) come out as an :class:`OutputError` naming the entry.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    _clean_stale(cache_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{key}-", dir=cache_dir))
+    entry = cache_dir / key
+    with _writing(entry):
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=_tmp_prefix(key), dir=cache_dir))
     try:
-        seconds = _stream_features(
-            tmp / FEATURES_FILE, records, shape, size, params, chunk, loader, desc, progress
-        )
-        _write_meta(tmp, records, shape, size, params, seconds)
-        _publish(tmp, cache_dir / key, shape)
+        with _writing(entry):
+            out = _allocate(tmp / FEATURES_FILE, shape)
+        seconds = _stream_features(out, records, size, params, chunk, loader, desc, progress)
+        with _writing(entry):
+            out.flush()
+            del out
+            _write_meta(tmp, records, shape, size, params, seconds)
+            _publish(tmp, entry, shape)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -250,6 +327,8 @@ def extract_split(
     folder = cache_dir / key
     dim = layout(size[0], size[1], **{k: params[k] for k in _LAYOUT_KEYS}).dim
     shape = (len(records), dim)
+    if cache_dir.is_dir():
+        _clean_stale(cache_dir)  # what killed runs left behind, whether or not we write
     cached = _open(folder, shape)
     if cached is not None:
         return cached

@@ -53,7 +53,12 @@ from classical.lomo import lomo
 from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
 from data.images import ImageLoadError, parse_size, resize
-from data.io import OutputError, atomic_write_bytes, atomic_write_text, ensure_dir
+from data.io import (
+    OutputError,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_orphan_temporaries,
+)
 from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
 from data.paths import run_dir_for
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
@@ -63,6 +68,8 @@ PROTOCOLS = ("market", *benchmarks.SHOTS)
 #: Ranks printed and stored for the two-view protocols (as Liao's EvalCMC reports).
 TRIAL_RANKS = (1, 5, 10, 20)
 SOLVERS = ("svd", "eig")
+#: The files of a run folder (all written atomically, the folder created by the first of them).
+RUN_FILES = ("xqda.npz", "trials.json", "summary.json")
 
 
 @dataclass
@@ -285,6 +292,9 @@ def run(config: ClassicalConfig) -> FittedRun:
     root = config.out_root()
     name = run_name(config, protocol)
     out_dir = root / "classical" / name
+    # what a run of this name killed while writing (kill -9) left behind; no folder is created
+    # before the first output, so a run that fails before producing anything leaves none
+    remove_orphan_temporaries(out_dir, RUN_FILES)
     if protocol == "market":
         fitted = _run_market(config, root, out_dir, name)
     else:
@@ -325,7 +335,6 @@ def _load_market(config: ClassicalConfig) -> ReidDataset:
 
 def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -> FittedRun:
     dataset = _load_market(config)
-    ensure_dir(out_dir)
     pipeline = LomoXqda(config, root / "cache" / "lomo")
     seconds = {}
     t0 = time.perf_counter()
@@ -452,7 +461,6 @@ def _run_trials(
         f"{bench.name} at {bench.root}: {len(bench.persons)} persons, {bench.num_images} images; "
         f"{bench.split}; {protocol}"
     )
-    ensure_dir(out_dir)
     cache_dir = root / "cache" / "lomo"
     t0 = time.perf_counter()
     rows = _BenchmarkFeatures(LomoXqda(config, cache_dir), bench)
@@ -673,8 +681,9 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
     )
 
 
-#: Errors a run reports as one clear line (bad dataset, image, argument or output folder).
-USER_ERRORS = (FileNotFoundError, ValueError, ImageLoadError, OutputError, PermissionError)
+#: Errors a run reports as one clear line (bad dataset, image, argument or output folder, a
+#: full disk: every OSError).
+USER_ERRORS = (FileNotFoundError, ValueError, ImageLoadError, OutputError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:

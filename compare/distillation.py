@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from compare.measure import measure_runs, positive_int
-from compare.results import read_results, results_path
+from compare.results import check_table, read_results, results_path
 from data.io import atomic_write_text
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError
@@ -89,6 +89,7 @@ def run(
     **options,
 ) -> pd.DataFrame:
     """Train (what is missing), measure (what is missing), and return the gain table."""
+    check_table(results_path(dataset))  # a broken results table stops us before training
     configs = run_study(profile, dataset, data_root, jobs=jobs, **options)
     measure_runs([c.run_dir() for c in configs], data_root=data_root, jobs=jobs)
     teacher = get_profile(profile, options.get("teacher_model")).teacher

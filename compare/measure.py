@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.results import ResultRow, extra_json, results_path, upsert_rows
+from compare.results import ResultRow, check_table, extra_json, results_path, upsert_rows
 from compare.timing import available_threads, machine_info, time_engine_queries
 from data.images import load_image
 from data.io import atomic_write_text
@@ -164,11 +164,26 @@ def _measure_engines(
     return results, failed
 
 
+def _in_study_tree(run_dir: Path, table_path: Path) -> bool:
+    """Whether ``run_dir`` is under the study's tree of ``table_path`` (``runs/<dataset>/deep``),
+    where a run's rows go to that shared table by default."""
+    return run_dir.resolve().is_relative_to((table_path.parent / "deep").resolve())
+
+
+def check_tables(run_dirs: list[Path]) -> None:
+    """Fail now, before measuring anything, if a shared results table that the rows of
+    ``run_dirs`` would go to is broken (a folder, garbage, cut off) or cannot be written."""
+    for run_dir in run_dirs:
+        table_path = results_path(load_checkpoint(run_dir / "model.pt")["config"]["dataset"])
+        if _in_study_tree(run_dir, table_path):
+            check_table(table_path)
+
+
 def _record_rows(run_dir: Path, summary: dict, engines: list[str], table: bool | None) -> None:
     """Upsert the run's rows into the shared table, if the run belongs to the study's tree."""
     table_path = results_path(summary["dataset"])
     if table is None:
-        table = run_dir.resolve().is_relative_to((table_path.parent / "deep").resolve())
+        table = _in_study_tree(run_dir, table_path)
         if not table:
             print(f"{run_dir} is outside {table_path.parent / 'deep'}: not added to {table_path}")
     if table:
@@ -433,6 +448,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.set_num_threads(args.threads)
     try:
+        check_tables(args.run_dirs)  # a broken results table stops us before the work
         for run_dir in args.run_dirs:
             measure_run(
                 run_dir,

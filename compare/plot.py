@@ -30,6 +30,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
 from compare.results import fill_defaults
+from data.io import atomic_path
 from deep.models import list_models, model_spec
 
 FAMILIES = ("classical", "ResNet", "MobileNet v1", "MobileNet v2", "other")
@@ -601,14 +602,16 @@ def _add_legend_and_titles(
 
 
 def _save(fig: Figure, out_png: Path | str, out_svg: Path | str | None) -> None:
-    """Write the PNG (and the SVG unless None), creating folders, and close the figure."""
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_png, dpi=110)
-    if out_svg is not None:
-        Path(out_svg).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out_svg)
-    plt.close(fig)
+    """Write the PNG (and the SVG unless None), atomically, creating folders (an
+    :class:`~data.io.OutputError` naming the file if one cannot be written); close the figure."""
+    try:
+        with atomic_path(out_png, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=110)
+        if out_svg is not None:
+            with atomic_path(out_svg, suffix=".svg") as tmp:
+                fig.savefig(tmp)
+    finally:
+        plt.close(fig)
 
 
 def plot_tradeoff(

@@ -207,13 +207,22 @@ def _exclusive(path: Path) -> Iterator[None]:
     Parallel training jobs upsert into the same table: the lock makes each read-modify-write
     whole, so no job's rows are lost to another job's concurrent rewrite.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OutputError(f"cannot write the results table {path}: {err.strerror or err}") from err
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    with open(path.with_name(f".{path.name}-lock"), "a") as handle:
+    with contextlib.ExitStack() as stack:
+        try:
+            handle = stack.enter_context(open(path.with_name(f".{path.name}-lock"), "a"))
+        except OSError as err:
+            raise OutputError(
+                f"cannot write the results table {path}: {err.strerror or err}"
+            ) from err
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield

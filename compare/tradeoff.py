@@ -50,7 +50,7 @@ from compare.plot import (
     results_markdown,
 )
 from compare.plot import short_name as _short
-from compare.results import fill_defaults, read_results, results_path, upsert_rows
+from compare.results import check_table, fill_defaults, read_results, results_path, upsert_rows
 from compare.timing import (
     available_threads,
     batch_throughput,
@@ -154,8 +154,13 @@ def _run(args: list[str]) -> None:
 
 
 def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | None) -> list[str]:
-    """Run the pipelines whose rows are missing; returns the ones that ran."""
+    """Run the pipelines whose rows are missing; returns the ones that ran.
+
+    A results table that the pipelines could not update (a folder, garbage, a row cut off, a
+    folder that cannot be written) stops everything before any of them runs.
+    """
     results = results_path(dataset)
+    check_table(results)
     todo = missing_runs(_existing(results), dataset, profile)
     root = ["--data-root", str(data_root)] if data_root else []
     if "classical" in todo:
@@ -714,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
             refresh_scaling=args.refresh_scaling,
             throughput=not args.no_throughput,
         )
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (OSError, ValueError, RuntimeError) as err:  # OSError: an output that cannot be written
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(

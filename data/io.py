@@ -3,15 +3,19 @@
 Every output of the toolkit (results table, summaries, checkpoints, exported models, shipped
 weights, contact sheets) goes through :func:`atomic_path`: the content is written to a temporary
 file in the target's folder, which is renamed over the target only once complete. A failure
-(full disk, read-only folder, kill) leaves the previous file untouched and no temporary file
-behind; filesystem errors come out as :class:`OutputError` naming the target.
+(full disk, read-only folder, exception) leaves the previous file untouched and no temporary
+file behind; filesystem errors come out as :class:`OutputError` naming the target. Only a process
+killed outright (``kill -9``, power cut) while writing leaves its temporary file: the next run
+removes it with :func:`remove_orphan_temporaries`. :func:`check_writable` fails before any work
+when an output folder cannot be written.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -32,8 +36,57 @@ def ensure_dir(folder: Path | str) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise OutputError(f"cannot create folder {folder}: {err.strerror or err}") from err
+        raise OutputError(
+            f"cannot write {folder} (the folder cannot be created): {err.strerror or err}"
+        ) from err
     return folder
+
+
+def check_writable(folder: Path | str) -> Path:
+    """Fail now, before any work, if files could not be written into ``folder`` later.
+
+    ``folder`` (or, while it does not exist yet, its nearest existing parent, where it would be
+    created) must be a writable folder; an :class:`OutputError` naming ``folder`` otherwise.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputError(f"cannot write {folder}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write {folder}: {existing} is not writable")
+    return folder
+
+
+def remove_orphan_temporaries(folder: Path | str, names: Iterable[str]) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_path` left in ``folder`` for ``names``.
+
+    A process killed outright while writing ``<folder>/<name>`` leaves ``.<name>.XXXXXXXX``
+    (``mkstemp``'s 8 random characters, then the writer's suffix, if any) behind. Only files
+    named exactly so are removed; every other file, and a missing folder, is left alone. Call it
+    where no other process can be writing these names (a run folder when its run starts).
+    Returns the files removed (one that cannot be removed stays, silently).
+    """
+    folder = Path(folder)
+    patterns = [
+        re.compile(rf"\.{re.escape(name)}\.[a-z0-9_]{{8}}(\.[A-Za-z0-9]+)?") for name in names
+    ]
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # no folder yet (or unreadable): nothing of ours to remove
+        return []
+    removed = []
+    for entry in entries:
+        if not any(p.fullmatch(entry.name) for p in patterns):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                removed.append(folder / entry.name)
+        except OSError:
+            pass
+    return removed
 
 
 @contextmanager

@@ -56,7 +56,7 @@ from data._synth_draw import (
     junk_image,
     person_image,
 )
-from data.io import atomic_path
+from data.io import OutputError, atomic_path
 from data.layouts import (
     SPLIT_DIRS,
     DatasetError,
@@ -449,6 +449,18 @@ def _folder_lock(out_dir: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _writing(out_dir: Path) -> Iterator[None]:
+    """Filesystem errors while writing ``out_dir`` (a read-only folder, a full disk) as one
+    :class:`OutputError` naming it."""
+    try:
+        yield
+    except (OutputError, FileExistsError):  # FileExistsError: NotSyntheticDatasetError
+        raise
+    except OSError as err:
+        raise OutputError(f"cannot write {out_dir}: {err.strerror or err}") from err
+
+
 def _check_replaceable(out_dir: Path) -> None:
     """Refuse to delete a folder that this generator did not write.
 
@@ -560,14 +572,17 @@ def generate(out_dir: Path | str, *, seed: int = 0, config: SyntheticConfig | No
     NotSyntheticDatasetError
         (a ValueError and a FileExistsError) ``out_dir`` exists and was not written by this
         generator.
+    OutputError
+        ``out_dir`` cannot be written (a read-only folder, a full disk); nothing is left there.
     """
     config = config or SyntheticConfig()
     _check_seed(seed)
     config.validate()
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(out_dir):
-        return _generate_locked(out_dir, int(seed), config)
+    with _writing(out_dir):
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(out_dir):
+            return _generate_locked(out_dir, int(seed), config)
 
 
 def read_manifest(root: Path | str) -> dict | None:
@@ -685,17 +700,19 @@ def ensure_synthetic(
         return root
     # Someone else's folder: say so before taking the lock (which writes a file next to it).
     _check_replaceable(root)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with _folder_lock(root):
-        ok, want_seed, want_config = up_to_date()  # another process may have just written it
-        if ok:
-            return root
-        if root.exists():
-            log.warning("%s is incomplete or has other settings: regenerating it", root)
-        print(
-            f"generating the synthetic dataset into {root} (seed {want_seed}) ...", file=sys.stderr
-        )
-        return _generate_locked(root, want_seed, want_config)
+    with _writing(root):
+        root.parent.mkdir(parents=True, exist_ok=True)
+        with _folder_lock(root):
+            ok, want_seed, want_config = up_to_date()  # another process may have just written it
+            if ok:
+                return root
+            if root.exists():
+                log.warning("%s is incomplete or has other settings: regenerating it", root)
+            print(
+                f"generating the synthetic dataset into {root} (seed {want_seed}) ...",
+                file=sys.stderr,
+            )
+            return _generate_locked(root, want_seed, want_config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -755,8 +772,7 @@ def contact_sheet(
                     1,
                     cv2.LINE_AA,
                 )
-    out_png = Path(out_png)
-    out_png.parent.mkdir(parents=True, exist_ok=True)
+    out_png = Path(out_png)  # its folder is created by atomic_path (an OutputError if it cannot)
     from PIL import Image  # pillow comes with matplotlib
 
     # A 256-colour palette keeps the committed PNG small (about 150 kB instead of 800 kB).
@@ -807,7 +823,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(count_images(config, args.seed), indent=2))
         return 0
     if args.contact_sheet:
-        sheet = contact_sheet(args.contact_sheet, seed=args.seed, config=config)
+        try:
+            sheet = contact_sheet(args.contact_sheet, seed=args.seed, config=config)
+        except OutputError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
         print(f"contact sheet written to {sheet}")
         return 0
     if args.out is None:
@@ -820,6 +840,9 @@ def main(argv: list[str] | None = None) -> int:
             ensure_synthetic(args.out, seed=args.seed, config=config)
     except FileExistsError as err:
         parser.error(str(err))
+    except OutputError as err:  # a read-only folder, a full disk
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     counts = read_manifest(args.out)["counts"]
     print(f"synthetic dataset ready at {args.out} ({time.perf_counter() - start:.1f} s): {counts}")
     return 0

@@ -393,8 +393,7 @@ def export_onnx(
     """
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)  # its folder is created by atomic_path (an OutputError if it cannot be)
     wrapper = _Embedding(copy.deepcopy(model)).eval()
     example = torch.zeros(2, 3, *input_size)
     with atomic_path(path, suffix=".onnx") as tmp:

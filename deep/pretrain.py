@@ -36,7 +36,7 @@ from pathlib import Path
 
 import torch
 
-from data.io import atomic_write_bytes
+from data.io import atomic_write_bytes, check_writable
 from data.layouts import load_dataset
 from data.synthetic import GENERATOR_VERSION, PRESETS
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
@@ -209,6 +209,8 @@ def run_pretraining(
     check: bool = False,
 ) -> list[dict]:
     """Pretrain ``models`` (``jobs`` at a time, one thread each) and write their backbones."""
+    if not check:
+        check_writable(out_dir)  # not after hours of training
     if dataset == PRETRAIN_DATASET:
         load_dataset(dataset, data_root)  # generate once here, not in every worker
     configs = [
@@ -285,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             jobs=args.jobs,
             check=args.check,
         )
-    except (ValueError, FileNotFoundError, CheckpointError, PretrainedWeightsError) as err:
+    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"pretraining done in {(time.perf_counter() - start) / 60:.1f} min")

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from data.io import atomic_write_text, ensure_dir
+from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from deep.config import TrainConfig, config_from_args, config_parser
@@ -433,6 +433,9 @@ def train(
     check_training_set(dataset, needs_cross_camera_pairs=False)  # >= 2 ids; warnings logged
     session = _open_session(config, dataset, images, labels, teacher_dim, device)
     if session.rank == 0:
+        # Temporary files of atomic writes that a killed earlier session (kill -9) left behind.
+        outputs = ("checkpoint.pt", "model.pt", "config.json", "summary.json", "model.onnx")
+        remove_orphan_temporaries(session.run_dir, (*outputs, "model.onnx.json"))
         ensure_dir(session.run_dir)
         _add_file_log(session.run_dir / "train.log")
         atomic_write_text(session.run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
@@ -531,7 +534,10 @@ def _add_file_log(path: Path) -> None:
             return
         root.removeHandler(handler)
         handler.close()
-    handler = logging.FileHandler(path)
+    try:
+        handler = logging.FileHandler(path)
+    except OSError as err:
+        raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     root.addHandler(handler)
     root.setLevel(logging.INFO)
