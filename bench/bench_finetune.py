@@ -25,6 +25,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model
+from data.cli import non_negative_int, positive_int
 from data.images import parse_size
 from data.layouts import load_dataset, validation_split
 from data.paths import RUNS_DIR, run_dir_for
@@ -80,18 +81,24 @@ def _markdown(table: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="synthetic")
-    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
     parser.add_argument("--models", nargs="+", default=None, help="default: the quick profile's")
-    parser.add_argument("--epochs", nargs="+", type=int, default=[5, 10, 20])
-    parser.add_argument("--lrs", nargs="+", type=float, default=[0.05, 0.01])
-    parser.add_argument("--sizes", nargs="+", default=["64x32"])
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--epochs", nargs="+", type=positive_int, default=[5, 10, 20], help="default 5 10 20"
+    )
+    parser.add_argument(
+        "--lrs", nargs="+", type=float, default=[0.05, 0.01], help="learning rates (0.05 0.01)"
+    )
+    parser.add_argument("--sizes", nargs="+", default=["64x32"], help="input HxW (default 64x32)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
+    )
     parser.add_argument("--no-scratch", action="store_true", help="only the fine-tuning grid")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     profile = PROFILES["quick"]
     args.models = args.models or [*profile.students, *profile.reference_models]
     full = load_dataset(args.dataset, args.data_root)

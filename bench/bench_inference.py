@@ -28,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model, machine_info, thread_limit
+from data.cli import positive_int
 from data.images import parse_size
 from data.io import atomic_write_text
 from data.paths import RUNS_DIR
@@ -130,10 +131,20 @@ def markdown(results: list[tuple], engines: list[str], header: list[str]) -> str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=None, help="default: " + " ".join(MODELS))
-    parser.add_argument("--sizes", nargs="+", default=["64x32", "256x128"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 64])
+    parser.add_argument(
+        "--sizes", nargs="+", default=["64x32", "256x128"], help="input HxW (default 64x32 256x128)"
+    )
+    parser.add_argument(
+        "--batches",
+        nargs="+",
+        type=positive_int,
+        default=[1, 64],
+        help="batch sizes (default 1 64)",
+    )
     parser.add_argument("--engines", nargs="+", default=None, help="default: every installed")
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=positive_int, default=1, help="engine threads (default 1)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds per engine")
     parser.add_argument(
         "--target-seconds", type=float, default=0.3, help="timed calls per measurement"
@@ -141,7 +152,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="64x32 only, 1 repeat, short measurements"
     )
-    parser.add_argument("--out", type=Path, default=RUNS_DIR / "bench" / "inference.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=RUNS_DIR / "bench" / "inference.md",
+        help="report file (default runs/bench/inference.md)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.target_seconds = ["64x32"], 1, 0.05

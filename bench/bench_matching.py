@@ -59,7 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="thread counts (default: 1 and all cores)",
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=list(GALLERY_SIZES))
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=list(GALLERY_SIZES),
+        help=f"gallery sizes (default {' '.join(map(str, GALLERY_SIZES))})",
+    )
     parser.add_argument("--cached", action="store_true", help="reuse cached measurements")
     args = parser.parse_args(argv)
     threads = args.threads or sorted({1, available_threads()})

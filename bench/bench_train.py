@@ -19,6 +19,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from compare.timing import cpu_model
+from data.cli import positive_int
 from data.images import parse_size
 from data.paths import RUNS_DIR
 from deep.models import build_model, list_models
@@ -42,14 +43,25 @@ def throughput(name: str, size: tuple[int, int], batch: int, steps: int) -> floa
     return batch / float(np.median(times))
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", nargs="+", default=["64x32", "128x64"])
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--models", nargs="+", default=list_models())
-    args = parser.parse_args()
+    parser.add_argument(
+        "--sizes", nargs="+", default=["64x32", "128x64"], help="input HxW (default 64x32 128x64)"
+    )
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=32, help="images per step (default 32)"
+    )
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch threads (default 1)")
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=3,
+        help="timed steps after one warm-up step (default 3)",
+    )
+    parser.add_argument(
+        "--models", nargs="+", default=list_models(), help="default: every registered model"
+    )
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [parse_size(s) for s in args.sizes]
     header = "| model | " + " | ".join(f"img/s at {h}x{w}" for h, w in sizes) + " |"

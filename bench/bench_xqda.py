@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         help="Market-1501 shape scaled by this factor (e.g. 0.3)",
     )
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: all)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the data (default 0)")
     args = parser.parse_args(argv)
     shape = QUICK if args.quick else FULL
     if args.scale is not None:

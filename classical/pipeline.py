@@ -52,6 +52,7 @@ from classical.features import extract_split
 from classical.lomo import lomo
 from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
+from data.cli import non_negative_int, positive_int
 from data.images import ImageLoadError, parse_size, resize
 from data.io import (
     OutputError,
@@ -118,10 +119,10 @@ class ClassicalConfig:
 
     def validate(self) -> str:
         """Check every setting before any work; returns the protocol the run uses."""
-        if self.reg <= 0:
+        if not (self.reg > 0 and np.isfinite(self.reg)):
             raise ValueError(
-                f"--reg must be > 0 (XQDA adds it to the intra-class covariance, which is "
-                f"singular without it), got {self.reg}"
+                f"--reg must be a finite number > 0 (XQDA adds it to the intra-class covariance, "
+                f"which is singular without it), got {self.reg}"
             )
         if self.n_components is not None and self.n_components < 1:
             raise ValueError(f"--n-components must be >= 1, got {self.n_components}")
@@ -637,7 +638,10 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--reg", type=float, default=d.reg, help=f"XQDA lambda (default {d.reg:g})")
     parser.add_argument(
-        "--n-components", type=int, default=None, help="XQDA dimension (default: automatic)"
+        "--n-components",
+        type=positive_int,
+        default=None,
+        help="XQDA dimension (default: automatic)",
     )
     parser.add_argument("--solver", choices=SOLVERS, default=d.solver, help="XQDA eigen-solver")
     parser.add_argument(
@@ -649,11 +653,11 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         "single-shot for viper and cuhk03, market otherwise)",
     )
     parser.add_argument(
-        "--trials", type=int, default=None, help="two-view protocols: first N trials (all)"
+        "--trials", type=positive_int, default=None, help="two-view protocols: first N trials (all)"
     )
     parser.add_argument(
         "--split-seed",
-        type=int,
+        type=non_negative_int,
         default=d.split_seed,
         help="benchmarks: trial t is seeded with this + t (default 0)",
     )

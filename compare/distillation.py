@@ -19,12 +19,14 @@ import sys
 import numpy as np
 import pandas as pd
 
-from compare.measure import measure_runs, positive_int
+from compare.measure import measure_runs
 from compare.results import check_table, read_results, results_path
+from data.cli import fraction, non_negative_int, positive_float, positive_int
 from data.io import atomic_write_text
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError
 from deep.distill import run_study
+from deep.models import list_models
 from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, get_profile
 
@@ -103,15 +105,37 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="synthetic", help="dataset layout")
-    parser.add_argument("--data-root", default=None, help="dataset folder")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="quick", help="study size")
-    parser.add_argument("--T", type=float, default=None, help="temperature (default: profile's)")
-    parser.add_argument("--alpha", type=float, default=None, help="soft-target weight")
-    parser.add_argument("--jobs", type=positive_int, default=2, help="parallel worker processes")
-    parser.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
-    parser.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
-    parser.add_argument("--teacher-model", default=None, help="teacher architecture override")
+    models = list_models()
+    parser.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="quick", help="study size (default quick)"
+    )
+    parser.add_argument(
+        "--T", type=positive_float, default=None, help="temperature > 0 (default: the profile's)"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=fraction,
+        default=None,
+        help="soft-target weight in [0, 1] (default: the profile's)",
+    )
+    parser.add_argument(
+        "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
+    )
+    parser.add_argument(
+        "--students", nargs="+", choices=models, metavar="MODEL", help="subset of the profile's"
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=non_negative_int, default=None, help="subset of its seeds"
+    )
+    parser.add_argument(
+        "--teacher-model",
+        choices=models,
+        metavar="MODEL",
+        default=None,
+        help="teacher architecture (default: the profile's)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -25,6 +25,7 @@ import torch
 
 from compare.results import ResultRow, check_table, extra_json, results_path, upsert_rows
 from compare.timing import available_threads, machine_info, time_engine_queries
+from data.cli import positive_int
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
@@ -401,17 +402,6 @@ def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: in
     with worker_pool(jobs) as pool:
         for future in [pool.submit(_measure_job, r, data_root) for r in todo]:
             print(future.result(), flush=True)
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -58,6 +58,7 @@ from compare.timing import (
     gallery_scaling,
     machine_info,
 )
+from data.cli import positive_int
 from data.images import load_image, parse_size, resize
 from data.io import atomic_write_text
 from data.layouts import load_dataset
@@ -686,13 +687,23 @@ def main(argv: list[str] | None = None) -> int:
         description="Run what is missing, then plot accuracy against ms per query "
         "(make tradeoff-plot)"
     )
-    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
     parser.add_argument("--data-root", default=None, help="dataset folder (real datasets)")
-    parser.add_argument("--profile", default="quick", help="deep.distill profile (quick/full)")
-    parser.add_argument("--jobs", type=int, default=None, help="deep.distill worker processes")
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="quick",
+        help="deep.distill study profile (default quick)",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=positive_int,
+        default=None,
+        help="deep.distill worker processes (default: its own, 2)",
+    )
     parser.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=None,
         help="threads for the scaling and throughput measurements "
         "(default: the thread count of the rows)",

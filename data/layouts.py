@@ -461,13 +461,26 @@ def _normalise(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
+def _rerun_as_main(known: Callable, loader: Callable) -> bool:
+    """Whether ``loader`` is ``known`` defined again by its module run as a script: ``python -m
+    data.synthetic`` executes the module that importing the package has already registered."""
+    return (
+        loader.__module__ == "__main__"
+        and loader.__qualname__ == known.__qualname__
+        and loader.__code__.co_filename == known.__code__.co_filename
+    )
+
+
 def register_layout(
     name: str, *, default_root: Path | str | None = None
 ) -> Callable[[Callable[[Path], ReidDataset]], Callable[[Path], ReidDataset]]:
     """Decorator registering ``loader(root) -> ReidDataset`` under ``name``."""
 
     def decorator(loader: Callable[[Path], ReidDataset]) -> Callable[[Path], ReidDataset]:
-        if _normalise(name) in _LAYOUTS:
+        known = _LAYOUTS.get(_normalise(name))
+        if known is not None and _rerun_as_main(known.loader, loader):
+            return loader  # keep the package's own loader
+        if known is not None:
             raise ValueError(f"dataset layout {name!r} is already registered")
         _LAYOUTS[_normalise(name)] = _Layout(loader, Path(default_root) if default_root else None)
         return loader

@@ -37,6 +37,7 @@ import json
 import logging
 import numbers
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -56,6 +57,7 @@ from data._synth_draw import (
     junk_image,
     person_image,
 )
+from data.cli import non_negative_int
 from data.io import OutputError, atomic_path
 from data.layouts import (
     SPLIT_DIRS,
@@ -230,7 +232,9 @@ class SyntheticConfig:
         if most > 999_999:
             raise ValueError(f"frame numbers are 6-digit: at most 999999 images, up to {most}")
         if self.height < 32 or self.width < 16:
-            raise ValueError(f"image size must be at least 32x16, got {self.height}x{self.width}")
+            raise ValueError(
+                f"height x width must be at least 32x16, got {self.height}x{self.width}"
+            )
         if not 2 <= self.palette_size <= len(PALETTE):
             raise ValueError(
                 f"palette_size must be in [2, {len(PALETTE)}], got {self.palette_size}"
@@ -785,13 +789,25 @@ def contact_sheet(
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
+def _naming_flags(message: str) -> str:
+    """A :meth:`SyntheticConfig.validate` message led by the flags of the fields it names."""
+    flags = [
+        "--" + f.name.replace("_", "-")
+        for f in dataclasses.fields(SyntheticConfig)
+        if re.search(rf"\b{f.name}\b", message)
+    ]
+    return f"{', '.join(flags)}: {message}" if flags else message
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m data.synthetic``: write (or check) the dataset, count it, or draw a sheet."""
     parser = argparse.ArgumentParser(
         prog="python -m data.synthetic", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("--out", type=Path, help="output folder (default: datasets/synthetic)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=0, help="random seed, >= 0 (default 0)"
+    )
     parser.add_argument("--preset", default="default", help=f"one of {sorted(PRESETS)}")
     for field in dataclasses.fields(SyntheticConfig):
         flag = "--" + field.name.replace("_", "-")
@@ -807,7 +823,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.preset not in PRESETS:
-        parser.error(f"unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
+        parser.error(f"--preset: unknown preset {args.preset!r}; choose from {sorted(PRESETS)}")
     overrides = {
         f.name: getattr(args, f.name)
         for f in dataclasses.fields(SyntheticConfig)
@@ -818,7 +834,7 @@ def main(argv: list[str] | None = None) -> int:
         _check_seed(args.seed)
         config.validate()
     except ValueError as err:
-        parser.error(str(err))
+        parser.error(_naming_flags(str(err)))
     if args.dry_run:
         print(json.dumps(count_images(config, args.seed), indent=2))
         return 0

@@ -101,7 +101,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise a ValueError naming the first setting that is out of range or inconsistent."""
-        for ok, message in self._checks():
+        for ok, message in self._checks() + self._range_checks():
             if not ok:
                 raise ValueError(message)
 
@@ -109,7 +109,7 @@ class TrainConfig:
         return [
             (
                 self.model in list_models(),
-                f"unknown model {self.model!r}; known models: {list_models()}",
+                f"--model: unknown model {self.model!r}; known models: {list_models()}",
             ),
             (self.epochs >= 1, f"--epochs must be >= 1, got {self.epochs}"),
             (self.instances >= 1, f"--instances must be >= 1, got {self.instances}"),
@@ -162,6 +162,31 @@ class TrainConfig:
             ),
             (self.kd_T > 0, f"--kd-T must be > 0, got {self.kd_T}"),
             (0.0 <= self.kd_alpha <= 1.0, f"--kd-alpha must be in [0, 1], got {self.kd_alpha}"),
+        ]
+
+    def _range_checks(self) -> list[tuple[bool, str]]:
+        stride, stop = self.last_stride, self.stop_after_steps
+        return [
+            (self.seed >= 0, f"--seed must be >= 0, got {self.seed}"),
+            (self.momentum >= 0, f"--momentum must be >= 0, got {self.momentum}"),
+            (self.gamma > 0, f"--gamma must be > 0, got {self.gamma}"),
+            (
+                all(m >= 1 for m in self.milestones),
+                f"--milestones must be epochs >= 1, got {list(self.milestones)}",
+            ),
+            (self.triplet_weight >= 0, f"--triplet-weight must be >= 0, got {self.triplet_weight}"),
+            (self.triplet_margin >= 0, f"--triplet-margin must be >= 0, got {self.triplet_margin}"),
+            (self.colour_jitter >= 0, f"--colour-jitter must be >= 0, got {self.colour_jitter}"),
+            (stride in (None, 1, 2), f"--last-stride must be 1 or 2, got {stride}"),
+            (stop is None or stop >= 1, f"--stop-after-steps must be >= 1, got {stop}"),
+            (
+                self.kd_feature_weight >= 0,
+                f"--kd-feature-weight must be >= 0, got {self.kd_feature_weight}",
+            ),
+            (
+                self.kd_feature_kind in ("cosine", "mse"),
+                f"--kd-feature-kind must be cosine or mse: {self.kd_feature_kind!r}",
+            ),
         ]
 
 

@@ -38,6 +38,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
@@ -45,6 +46,7 @@ from deep.checkpoint import CheckpointError, load_checkpoint, load_trained
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
+from deep.models import list_models
 from deep.pretrained import PretrainedWeightsError, read_metadata
 from deep.profiles import PROFILES, Profile, get_profile, study_configs
 from deep.teacher import (
@@ -190,10 +192,12 @@ def run_study(
     profile = get_profile(profile_name, teacher_model)
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
-    load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
     teacher, baselines, distilled = _study_runs(
         profile, dataset, data_root, T, alpha, students=students, seeds=seeds
     )
+    for config in (teacher, *baselines, *distilled):
+        config.validate()  # every setting checked before the data is generated or anything runs
+    load_dataset(dataset, data_root)  # fail early on a bad dataset, and generate synthetic data
     teacher_dir = str(teacher.run_dir())
     cache_for = _longest_per_seed(distilled)
     start = time.perf_counter()
@@ -238,11 +242,16 @@ def run_sweep(
     ``teacher_model`` overrides the profile's teacher (to compare teachers the same way).
     """
     profile = get_profile(profile_name, teacher_model)
-    full = load_dataset(dataset, data_root)
-    val = validation_split(full, val_fraction=0.2, seed=seed)
     base_dir = run_dir_for(dataset) / "sweep"
     teacher, _ = study_configs(profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir)
     teacher = dataclasses.replace(teacher, variant="val_baseline")
+    epochs = profile.recipe_for(student)["epochs"]
+    for T in temperatures:  # every student setting checked before the teacher trains
+        for alpha in alphas:
+            student_config = dataclasses.replace(teacher, model=student, epochs=epochs, seed=seed)
+            dataclasses.replace(student_config, kd_T=T, kd_alpha=alpha).validate()
+    full = load_dataset(dataset, data_root)
+    val = validation_split(full, val_fraction=0.2, seed=seed)
     results = []
     with worker_pool(jobs) as pool:
         pool.submit(train_on_split, teacher, val).result()
@@ -331,39 +340,94 @@ def _train_student(args: argparse.Namespace) -> str:
     return run_one(config, str(teacher_dir))
 
 
-def main(argv: list[str] | None = None) -> int:
+def _sweep_alpha(text: str) -> float:
+    """argparse type of ``sweep --alphas``: in (0, 1]; alpha 0 (the student alone) always runs."""
+    value = fraction(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("must be > 0 (alpha 0, the student alone, always runs)")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The ``run`` / ``train`` / ``sweep`` command lines; argparse checks every value."""
     parser = argparse.ArgumentParser(description="Knowledge distillation (make distill)")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="teacher + students with and without distillation")
     p_train = sub.add_parser("train", help="train one student with a trained teacher")
     p_sweep = sub.add_parser("sweep", help="T x alpha grid on a validation split")
+    models = list_models()
     for p in (p_run, p_train, p_sweep):
-        p.add_argument("--dataset", default="synthetic")
-        p.add_argument("--data-root", default=None)
-        p.add_argument("--profile", choices=sorted(PROFILES), default="quick")
-        p.add_argument("--T", type=float, default=None)
-        p.add_argument("--alpha", type=float, default=None)
-        p.add_argument("--jobs", type=int, default=2, help="parallel worker processes")
+        p.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+        p.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
+        p.add_argument(
+            "--profile",
+            choices=sorted(PROFILES),
+            default="quick",
+            help="study size (default quick)",
+        )
+        p.add_argument(
+            "--T", type=positive_float, default=None, help="temperature (default: the profile's)"
+        )
+        p.add_argument(
+            "--alpha",
+            type=fraction,
+            default=None,
+            help="soft-target weight in [0, 1] (default: the profile's)",
+        )
+        p.add_argument(
+            "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
+        )
     p_train.add_argument("--teacher", required=True, help="run folder of the trained teacher")
-    p_train.add_argument("--student", required=True)
-    p_train.add_argument("--seed", type=int, default=0)
+    p_train.add_argument(
+        "--student", required=True, choices=models, metavar="MODEL", help="student architecture"
+    )
+    p_train.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     p_train.add_argument(
         "--feature-weight",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="weight of the embedding-level term (0 = Hinton KD only)",
     )
-    p_sweep.add_argument("--student", default="mobilenet_v1_0.25")
-    p_sweep.add_argument("--temperatures", nargs="+", type=float, default=[2.0, 4.0, 8.0])
-    p_sweep.add_argument("--alphas", nargs="+", type=float, default=[0.5, 0.9])
+    p_sweep.add_argument(
+        "--student",
+        choices=models,
+        metavar="MODEL",
+        default="mobilenet_v1_0.25",
+        help="student architecture (default mobilenet_v1_0.25)",
+    )
+    p_sweep.add_argument(
+        "--temperatures",
+        nargs="+",
+        type=positive_float,
+        default=[2.0, 4.0, 8.0],
+        help="temperatures tried (default 2 4 8)",
+    )
+    p_sweep.add_argument(
+        "--alphas",
+        nargs="+",
+        type=_sweep_alpha,
+        default=[0.5, 0.9],
+        help="soft-target weights tried, in (0, 1] (default 0.5 0.9; alpha 0 always runs)",
+    )
     for p in (p_run, p_sweep):
         p.add_argument(
             "--teacher-model",
+            choices=models,
+            metavar="MODEL",
             default=None,
             help="teacher architecture (default: the profile's: resnet18 quick, resnet50 full)",
         )
-    p_run.add_argument("--students", nargs="+", default=None, help="subset of the profile's")
-    p_run.add_argument("--seeds", nargs="+", type=int, default=None, help="subset of its seeds")
+    p_run.add_argument(
+        "--students", nargs="+", choices=models, metavar="MODEL", help="subset of the profile's"
+    )
+    p_run.add_argument(
+        "--seeds", nargs="+", type=non_negative_int, default=None, help="subset of its seeds"
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

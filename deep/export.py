@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from data.cli import positive_float
 from data.images import resize
 from data.io import atomic_path, atomic_write_text
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
@@ -58,6 +59,8 @@ ENGINES = ("torch", "onnxruntime", "openvino")
 ENGINE_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 #: Lowest ONNX opset accepted (the one the exporter is tested with).
 MIN_OPSET = 17
+#: Highest opset this torch's exporter writes (its own constant; only MIN_OPSET if it moved).
+MAX_OPSET = getattr(getattr(torch.onnx, "_constants", None), "ONNX_MAX_OPSET", MIN_OPSET)
 #: Largest absolute difference between ONNX Runtime's and PyTorch's embedding accepted on export.
 EXPORT_ATOL = 1e-4
 ONNX_NAME = "model.onnx"
@@ -391,8 +394,10 @@ def export_onnx(
     EngineNotInstalled
         The check needs onnxruntime.
     """
-    if opset < MIN_OPSET:
-        raise ValueError(f"opset must be >= {MIN_OPSET}, got {opset}")
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ValueError(
+            f"opset must be >= {MIN_OPSET} and <= {MAX_OPSET} (this torch's highest), got {opset}"
+        )
     path = Path(path)  # its folder is created by atomic_path (an OutputError if it cannot be)
     wrapper = _Embedding(copy.deepcopy(model)).eval()
     example = torch.zeros(2, 3, *input_size)
@@ -509,6 +514,17 @@ def export_run(
     return ExportResult(path, False, record)
 
 
+def _opset(text: str) -> int:
+    """argparse type of ``--opset``: an opset this torch exports and the check accepts."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not MIN_OPSET <= value <= MAX_OPSET:
+        raise argparse.ArgumentTypeError(f"must be in {MIN_OPSET}..{MAX_OPSET}, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.export RUN_DIR...``: export trained runs (checked against PyTorch)."""
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
@@ -517,16 +533,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=None, help="output file (one run; default RUN_DIR/model.onnx)"
     )
-    parser.add_argument("--opset", type=int, default=MIN_OPSET, help=f">= {MIN_OPSET}")
     parser.add_argument(
-        "--atol", type=float, default=EXPORT_ATOL, help="largest |ONNX Runtime - PyTorch| accepted"
+        "--opset",
+        type=_opset,
+        default=MIN_OPSET,
+        help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET} (default {MIN_OPSET})",
+    )
+    parser.add_argument(
+        "--atol",
+        type=positive_float,
+        default=EXPORT_ATOL,
+        help=f"largest |ONNX Runtime - PyTorch| accepted (default {EXPORT_ATOL:g})",
     )
     parser.add_argument("--force", action="store_true", help="export even if a valid one exists")
     args = parser.parse_args(argv)
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one run folder")
-    if args.opset < MIN_OPSET:
-        parser.error(f"--opset must be >= {MIN_OPSET}, got {args.opset}")
     for run_dir in args.run_dirs:
         try:
             result = export_run(

@@ -36,13 +36,14 @@ from pathlib import Path
 
 import torch
 
+from data.cli import non_negative_int, positive_int
 from data.io import atomic_write_bytes, check_writable
 from data.layouts import load_dataset
 from data.synthetic import GENERATOR_VERSION, PRESETS
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
-from deep.models import ReIDNet
+from deep.models import ReIDNet, list_models
 from deep.pretrained import (
     FORMAT,
     WEIGHTS_DIR,
@@ -209,16 +210,16 @@ def run_pretraining(
     check: bool = False,
 ) -> list[dict]:
     """Pretrain ``models`` (``jobs`` at a time, one thread each) and write their backbones."""
-    if not check:
-        check_writable(out_dir)  # not after hours of training
-    if dataset == PRETRAIN_DATASET:
-        load_dataset(dataset, data_root)  # generate once here, not in every worker
     configs = [
         pretrain_config(m, dataset=dataset, data_root=data_root, seed=seed, epochs=epochs)
         for m in models
     ]
     for config in configs:
-        config.validate()
+        config.validate()  # before anything is written or generated
+    if not check:
+        check_writable(out_dir)  # not after hours of training
+    if dataset == PRETRAIN_DATASET:
+        load_dataset(dataset, data_root)  # generate once here, not in every worker
     # The longest runs first, so the two workers finish together.
     configs.sort(key=lambda c: -c.epochs * _cost(c.model))
     if jobs <= 1:
@@ -252,15 +253,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--models",
         nargs="+",
+        choices=list_models(),
+        metavar="MODEL",
         default=list(PRETRAIN_EPOCHS),
         help=f"default: the shipped ones, {list(PRETRAIN_EPOCHS)}; also e.g. resnet50",
     )
-    parser.add_argument("--dataset", default=PRETRAIN_DATASET)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
+    parser.add_argument(
+        "--dataset", default=PRETRAIN_DATASET, help=f"dataset layout (default {PRETRAIN_DATASET})"
+    )
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
+    parser.add_argument(
+        "--epochs", type=positive_int, default=None, help="override every model's epochs"
+    )
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="default: deep/weights")
-    parser.add_argument("--jobs", type=int, default=2, help="parallel runs, one thread each")
+    parser.add_argument(
+        "--jobs", type=positive_int, default=2, help="parallel runs, one thread each (default 2)"
+    )
     parser.add_argument(
         "--check",
         action="store_true",
