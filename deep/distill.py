@@ -57,7 +57,7 @@ from deep.teacher import (
     teacher_weights,
     weights_fingerprint,
 )
-from deep.train import discard_stale_run, train, worker_pool
+from deep.train import prepare_retraining, train, worker_pool
 
 # The losses live in deep.kd_loss (no heavy imports); re-exported as the study's public API.
 __all__ = [
@@ -112,16 +112,14 @@ def finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> boo
         return False
 
 
-def _forget_other_teacher(config: TrainConfig, fingerprint: str) -> None:
-    """A retrained teacher invalidates the student's run (its partial checkpoint too), even
-    though the student's own config is unchanged; then record the current teacher."""
-    record, run_dir = _teacher_record(config), config.run_dir()
-    if record.exists() and json.loads(record.read_text()).get("fingerprint") != fingerprint:
-        for stale in ("checkpoint.pt", "summary.json", "model.pt"):
-            (run_dir / stale).unlink(missing_ok=True)
-    atomic_write_text(
-        record, json.dumps({"teacher": str(config.teacher), "fingerprint": fingerprint})
-    )
+def _other_teacher(config: TrainConfig, fingerprint: str) -> bool:
+    """Whether the run folder holds work done with another teacher than ``fingerprint``'s (a
+    retrained teacher invalidates the student's run although its own config is unchanged)."""
+    try:
+        recorded = json.loads(_teacher_record(config).read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        return False
+    return recorded != fingerprint
 
 
 def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
@@ -134,13 +132,18 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    discard_stale_run(config)
+    other_teacher = teacher_dir is not None and _other_teacher(config, fingerprint)
+    prepare_retraining(config, invalidated=other_teacher)
     signal = None
     if teacher_dir is not None:
-        _forget_other_teacher(dataclasses.replace(config, teacher=str(teacher_dir)), fingerprint)
         cache = teacher_cache_path(config.dataset, fingerprint, config)
         signal = open_teacher(teacher_dir, config, cache_path=cache if cache.exists() else None)
-    train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
+    dim = signal.embedding_dim if signal else None
+    train(config, teacher=signal, teacher_dim=dim, replace=True)
+    if teacher_dir is not None and (config.run_dir() / "model.pt").exists():
+        # recorded once the run is complete: an interrupted one is never taken for finished
+        record = {"teacher": str(teacher_dir), "fingerprint": fingerprint}
+        atomic_write_text(_teacher_record(config), json.dumps(record))
     return f"trained {config.run_dir()} in {time.perf_counter() - start:.0f} s"
 
 

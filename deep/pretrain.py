@@ -53,7 +53,7 @@ from deep.pretrained import (
     verified_path,
     weights_path,
 )
-from deep.train import discard_stale_run, train, worker_pool
+from deep.train import prepare_retraining, train, worker_pool
 
 log = logging.getLogger("deep.pretrain")
 
@@ -191,8 +191,8 @@ def pretrain_one(config: TrainConfig, out_dir: str, check: bool = False) -> dict
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
     if not _finished(config):
-        discard_stale_run(config)
-        train(config)
+        prepare_retraining(config)
+        train(config, replace=True)
     record = export_backbone(config.run_dir(), Path(out_dir), check=check)
     record["wall_seconds"] = time.perf_counter() - start
     return record

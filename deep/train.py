@@ -415,18 +415,21 @@ def train(
     teacher: TeacherFn | None = None,
     teacher_dim: int | None = None,
     dataset: ReidDataset | None = None,
+    replace: bool = False,
 ) -> Path:
     """Train (or resume) a run; returns the run folder (``model.pt`` once finished).
 
-    A finished run (``model.pt`` of this recipe) is left unchanged. Nothing is written before
-    the data, the settings and any checkpoint to resume have been checked.
+    A finished run (``model.pt`` of this recipe) is left unchanged, and one of another recipe is
+    an error, unless ``replace``: then the run is trained and its ``model.pt`` replaces the old
+    one when complete (the study's own folders, see :func:`prepare_retraining`). Nothing is
+    written before the data, the settings and any checkpoint to resume have been checked.
     """
     config.validate()
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if finished_model(config) is not None:
+    if not replace and finished_model(config) is not None:
         log.info("%s is finished; nothing to do", config.run_dir())
         return config.run_dir()
     dataset, images, labels = load_training_data(config, dataset)
@@ -477,17 +480,18 @@ def worker_pool(jobs: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def discard_stale_run(config: TrainConfig) -> None:
-    """Delete what another recipe left in ``config``'s run folder (a partial checkpoint, a
-    finished model and its summary): the study's own runs start over rather than mix two
-    recipes. A checkpoint of this very recipe is resumed by :func:`train`."""
-    run_dir = config.run_dir()
-    for name in ("checkpoint.pt", "model.pt"):
-        path = run_dir / name
-        if path.exists() and not config.same_recipe(load_checkpoint(path)["config"]):
-            path.unlink()
-            if name == "model.pt":
-                (run_dir / "summary.json").unlink(missing_ok=True)
+def prepare_retraining(config: TrainConfig, *, invalidated: bool = False) -> None:
+    """Before the study (re)trains ``config``'s run folder: drop a partial checkpoint that must
+    not be resumed, one of another recipe, or any when ``invalidated`` (the finished run there
+    was made with another teacher or backbone, so its checkpoint is stale too). A finished
+    ``model.pt`` is never deleted here: ``train(..., replace=True)`` replaces it atomically
+    once the new run is complete, so an interrupted retraining loses nothing finished."""
+    path = config.run_dir() / "checkpoint.pt"
+    if not path.exists():
+        return
+    finished_there = (config.run_dir() / "model.pt").exists()
+    if invalidated or finished_there or not config.same_recipe(load_checkpoint(path)["config"]):
+        path.unlink()
 
 
 def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, dict]:

@@ -148,3 +148,19 @@ def test_measure_reports_bad_runs_clearly_and_follows_a_moved_dataset(tmp_path, 
     (run / "model.pt").write_bytes((run / "model.pt").read_bytes()[:100])  # truncated copy
     assert measure.main(args) == 2
     assert "model.pt" in capsys.readouterr().err
+
+
+def test_retraining_a_study_run_loses_nothing_finished_until_it_completes(tiny, tmp_path):
+    from deep.distill import run_one
+
+    config, dataset = tiny
+    old = dataclasses.replace(config, out=str(tmp_path / "study"))
+    train(old, dataset=dataset)
+    finished = (tmp_path / "study" / "model.pt").read_bytes()
+    # the profile changed (another recipe) and the new training is interrupted
+    new = dataclasses.replace(old, epochs=3, checkpoint_every=1)
+    run_one(dataclasses.replace(new, stop_after_steps=1))
+    assert (tmp_path / "study" / "model.pt").read_bytes() == finished  # still the old run
+    assert load_checkpoint(tmp_path / "study" / "checkpoint.pt")["config"]["epochs"] == 3
+    run_one(new)  # completes: now the new run replaces it
+    assert load_checkpoint(tmp_path / "study" / "model.pt")["config"]["epochs"] == 3
