@@ -46,7 +46,8 @@ def check_writable(folder: Path | str) -> Path:
     """Fail now, before any work, if files could not be written into ``folder`` later.
 
     ``folder`` (or, while it does not exist yet, its nearest existing parent, where it would be
-    created) must be a writable folder; an :class:`OutputError` naming ``folder`` otherwise.
+    created) must be a writable folder that takes a one-byte probe file (removed at once); an
+    :class:`OutputError` naming ``folder`` otherwise. Nothing is created.
     """
     folder = Path(folder)
     existing = folder
@@ -56,6 +57,15 @@ def check_writable(folder: Path | str) -> Path:
         raise OutputError(f"cannot write {folder}: {existing} is not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {folder}: {existing} is not writable")
+    try:  # a real write: a full disk or a read-only mount passes the permission check
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", dir=existing)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise OutputError(f"cannot write {folder}: {err.strerror or err}") from err
     return folder
 
 

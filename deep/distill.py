@@ -39,7 +39,7 @@ import pandas as pd
 import torch
 
 from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
-from data.io import atomic_write_text
+from data.io import atomic_write_text, check_writable
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError, load_checkpoint, load_trained
@@ -132,6 +132,7 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
+    check_writable(config.run_dir())  # an unwritable run folder fails before any training
     other_teacher = teacher_dir is not None and _other_teacher(config, fingerprint)
     prepare_retraining(config, invalidated=other_teacher)
     signal = None
