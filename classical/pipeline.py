@@ -99,7 +99,11 @@ class ClassicalConfig:
         single-shot picks); ``--protocol market`` on a benchmark uses trial 0.
     run_root : str or None
         Folder for this dataset's outputs (default ``runs/<dataset>``): the run goes to
-        ``<run_root>/classical/<run name>`` and the cache to ``<run_root>/cache/lomo``.
+        ``<run_root>/classical/<run name>``, the cache to ``<run_root>/cache/lomo`` and the
+        results row (``compare.lomo_xqda``) to ``<run_root>/results.csv``.
+    out : str or None
+        The run folder, as ``deep.train --out`` (default ``<run_root>/classical/<run name>``). A
+        run elsewhere is an experiment: it never enters the results table.
     progress : bool
         tqdm bars during extraction.
     """
@@ -115,6 +119,7 @@ class ClassicalConfig:
     num_trials: int | None = None
     split_seed: int = 0
     run_root: str | None = None
+    out: str | None = None
     progress: bool = True
 
     def validate(self) -> str:
@@ -146,6 +151,16 @@ class ClassicalConfig:
 
     def out_root(self) -> Path:
         return Path(self.run_root) if self.run_root else run_dir_for(self.dataset)
+
+    def run_dir(self, protocol: str | None = None) -> Path:
+        """The run folder: ``out``, or ``<run_root>/classical/<run name>``."""
+        if self.out:
+            return Path(self.out)
+        return self.out_root() / "classical" / run_name(self, protocol)
+
+    def in_study_tree(self) -> bool:
+        """Whether the run folder is one of the dataset's own (its row enters the table)."""
+        return self.run_dir().resolve().is_relative_to((self.out_root() / "classical").resolve())
 
 
 def resolve_protocol(dataset: str, protocol: str | None = None) -> str:
@@ -292,7 +307,7 @@ def run(config: ClassicalConfig) -> FittedRun:
     protocol = config.validate()
     root = config.out_root()
     name = run_name(config, protocol)
-    out_dir = root / "classical" / name
+    out_dir = config.run_dir(protocol)
     # what a run of this name killed while writing (kill -9) left behind; no folder is created
     # before the first output, so a run that fails before producing anything leaves none
     remove_orphan_temporaries(out_dir, RUN_FILES)
@@ -662,7 +677,16 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         help="benchmarks: trial t is seeded with this + t (default 0)",
     )
     parser.add_argument(
-        "--runs-dir", default=None, help="output folder for this dataset (default runs/<dataset>)"
+        "--runs-dir",
+        default=None,
+        help="root of this dataset's outputs: run folders, LOMO cache, results table "
+        "(default runs/<dataset>)",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="run folder, as deep.train --out (default <runs-dir>/classical/<run name>); a run "
+        "elsewhere never enters the results table",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the tqdm bars")
     return parser
@@ -681,6 +705,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
         num_trials=args.trials,
         split_seed=args.split_seed,
         run_root=args.runs_dir,
+        out=args.out,
         progress=not args.no_progress,
     )
 

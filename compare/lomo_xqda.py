@@ -113,14 +113,14 @@ def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
     )
 
 
-def timing_text(s: dict, out_dir: Path, table: Path) -> str:
+def timing_text(s: dict, out_dir: Path, table: Path | None) -> str:
     t, sec = s["timing"], s["seconds"]
     return (
         f"  ms/query {t['ms_query']:.2f} = LOMO+projection {t['ms_extract']:.2f} + matching "
         f"{t['ms_match']:.3f} (p90 {t['ms_query_p90']:.2f}; median of {t['num_queries']}, "
         f"{t['threads']} thread(s))\n"
         f"  features {sec['features']:.1f} s, fit {sec['fit']:.1f} s, total {sec['total']:.1f} s\n"
-        f"  wrote {out_dir / 'summary.json'} and a row of {table}"
+        f"  wrote {out_dir / 'summary.json'}" + (f" and a row of {table}" if table else "")
     )
 
 
@@ -130,14 +130,18 @@ def measure(
     """Fit and score (:func:`classical.pipeline.run`), time, and upsert the results row."""
     config.validate()
     table = results_path(config.dataset, config.run_root)
-    check_table(table)  # a broken results table stops us before the work, not after
+    if config.in_study_tree():
+        check_table(table)  # a broken results table stops us before the work, not after
     fitted = run(config)
     timing = time_fitted(fitted, threads=threads, num_timed_queries=num_timed_queries)
     fitted.summary.update(timing=timing.as_dict(), machine=machine_info(timing.threads))
     if fitted.summary["protocol"] != "market":
         fitted.summary["timing_note"] = "trial 0: its probes against its gallery, one by one"
     write_summary(fitted)
-    upsert_rows(table, [result_row(fitted, timing)])
+    if config.in_study_tree():
+        upsert_rows(table, [result_row(fitted, timing)])
+    else:
+        print(f"{fitted.out_dir} is outside {table.parent / 'classical'}: not added to {table}")
     return fitted
 
 
@@ -163,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(accuracy_text(fitted.summary))
-    table = results_path(config.dataset, config.run_root)
+    table = results_path(config.dataset, config.run_root) if config.in_study_tree() else None
     print(timing_text(fitted.summary, fitted.out_dir, table))
     return 0
 

@@ -342,3 +342,15 @@ def test_cuhk01_and_cuhk03_from_the_command_line(tmp_path, capsys, monkeypatch):
         "lomo_xqda_single-shot-1trials_128x48_retinex-off_reg0.001_svd",
         "lomo_xqda_single-shot_128x48_retinex-off_reg0.001_svd",
     ]
+
+
+@pytest.mark.slow
+def test_a_run_with_out_elsewhere_never_enters_the_results_table(market_root, tmp_path, capsys):
+    runs, elsewhere = tmp_path / "runs", tmp_path / "mine"
+    args = ["--dataset", "market1501", "--data-root", str(market_root), "--no-progress"]
+    assert main([*args, "--runs-dir", str(runs), "--out", str(elsewhere)]) == 0
+    assert "not added" in capsys.readouterr().out
+    assert (elsewhere / "summary.json").is_file() and (elsewhere / "xqda.npz").is_file()
+    assert not (runs / "results.csv").exists()
+    assert main([*args, "--runs-dir", str(runs)]) == 0  # the default folder: a row
+    assert len(pd.read_csv(runs / "results.csv")) == 1
