@@ -21,12 +21,15 @@ import pandas as pd
 
 from compare.measure import measure_runs
 from compare.results import check_table, read_results, results_path
-from data.cli import fraction, non_negative_int, positive_float, positive_int
 from data.io import atomic_write_text
 from data.paths import run_dir_for
 from deep.checkpoint import CheckpointError
-from deep.distill import run_study
-from deep.models import list_models
+from deep.distill import (
+    add_common_arguments,
+    add_subset_arguments,
+    add_teacher_model_argument,
+    run_study,
+)
 from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, get_profile
 
@@ -105,37 +108,9 @@ def run(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    models = list_models()
-    parser.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
-    parser.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
-    parser.add_argument(
-        "--profile", choices=sorted(PROFILES), default="quick", help="study size (default quick)"
-    )
-    parser.add_argument(
-        "--T", type=positive_float, default=None, help="temperature > 0 (default: the profile's)"
-    )
-    parser.add_argument(
-        "--alpha",
-        type=fraction,
-        default=None,
-        help="soft-target weight in [0, 1] (default: the profile's)",
-    )
-    parser.add_argument(
-        "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
-    )
-    parser.add_argument(
-        "--students", nargs="+", choices=models, metavar="MODEL", help="subset of the profile's"
-    )
-    parser.add_argument(
-        "--seeds", nargs="+", type=non_negative_int, default=None, help="subset of its seeds"
-    )
-    parser.add_argument(
-        "--teacher-model",
-        choices=models,
-        metavar="MODEL",
-        default=None,
-        help="teacher architecture (default: the profile's)",
-    )
+    add_common_arguments(parser)
+    add_subset_arguments(parser)
+    add_teacher_model_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:

@@ -352,6 +352,48 @@ def _sweep_alpha(text: str) -> float:
     return value
 
 
+def add_common_arguments(parser: argparse.ArgumentParser) -> None:
+    """Dataset, profile, T / alpha and worker flags (every command, ``compare.distillation``)."""
+    parser.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+    parser.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default="quick", help="study size (default quick)"
+    )
+    parser.add_argument(
+        "--T", type=positive_float, default=None, help="temperature > 0 (default: the profile's)"
+    )
+    parser.add_argument(
+        "--alpha",
+        type=fraction,
+        default=None,
+        help="soft-target weight in [0, 1] (default: the profile's)",
+    )
+    parser.add_argument(
+        "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
+    )
+
+
+def add_teacher_model_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--teacher-model",
+        choices=list_models(),
+        metavar="MODEL",
+        default=None,
+        help="teacher architecture (default: the profile's: resnet18 quick, resnet50 full)",
+    )
+
+
+def add_subset_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--students`` / ``--seeds``: run part of a profile (``run``, ``compare.distillation``)."""
+    parser.add_argument(
+        "--students", nargs="+", choices=list_models(), metavar="MODEL",
+        help="subset of the profile's",
+    )  # fmt: skip
+    parser.add_argument(
+        "--seeds", nargs="+", type=non_negative_int, default=None, help="subset of its seeds"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     """The ``run`` / ``train`` / ``sweep`` command lines; argparse checks every value."""
     parser = argparse.ArgumentParser(description="Knowledge distillation (make distill)")
@@ -361,26 +403,7 @@ def _parser() -> argparse.ArgumentParser:
     p_sweep = sub.add_parser("sweep", help="T x alpha grid on a validation split")
     models = list_models()
     for p in (p_run, p_train, p_sweep):
-        p.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
-        p.add_argument("--data-root", default=None, help="dataset folder (default: the layout's)")
-        p.add_argument(
-            "--profile",
-            choices=sorted(PROFILES),
-            default="quick",
-            help="study size (default quick)",
-        )
-        p.add_argument(
-            "--T", type=positive_float, default=None, help="temperature (default: the profile's)"
-        )
-        p.add_argument(
-            "--alpha",
-            type=fraction,
-            default=None,
-            help="soft-target weight in [0, 1] (default: the profile's)",
-        )
-        p.add_argument(
-            "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
-        )
+        add_common_arguments(p)
     p_train.add_argument("--teacher", required=True, help="run folder of the trained teacher")
     p_train.add_argument(
         "--student", required=True, choices=models, metavar="MODEL", help="student architecture"
@@ -414,19 +437,8 @@ def _parser() -> argparse.ArgumentParser:
         help="soft-target weights tried, in (0, 1] (default 0.5 0.9; alpha 0 always runs)",
     )
     for p in (p_run, p_sweep):
-        p.add_argument(
-            "--teacher-model",
-            choices=models,
-            metavar="MODEL",
-            default=None,
-            help="teacher architecture (default: the profile's: resnet18 quick, resnet50 full)",
-        )
-    p_run.add_argument(
-        "--students", nargs="+", choices=models, metavar="MODEL", help="subset of the profile's"
-    )
-    p_run.add_argument(
-        "--seeds", nargs="+", type=non_negative_int, default=None, help="subset of its seeds"
-    )
+        add_teacher_model_argument(p)
+    add_subset_arguments(p_run)
     return parser
 
 

@@ -215,7 +215,7 @@ def test_export_run_reuses_and_reexports(tmp_path, data_root, capsys):
     assert str(tmp_path / "nothing" / "model.pt") in capsys.readouterr().err
 
 
-def test_evaluate_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch):
+def test_measure_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
     from compare import results as compare_results
     from compare.results import read_results
@@ -245,7 +245,7 @@ def test_evaluate_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch
     assert len(new) == 4 and new[new.init == "pretrained"].engine.tolist() == ["torch"]
 
 
-def test_evaluate_run_engine_choice(tmp_path, data_root, monkeypatch):
+def test_measure_run_engine_choice(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
 
     run = make_run(tmp_path / "run", data_root)
