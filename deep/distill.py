@@ -100,7 +100,9 @@ def finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> boo
         return False
     try:
         state = load_checkpoint(path, expected_model=config.model)
-        if not config.same_recipe(state["config"]):
+        # the teacher is identified by its weights' fingerprint below, not by its path: a moved
+        # or copied runs folder stays reusable
+        if not config.same_recipe(state["config"], ignore=("teacher",)):
             return False
         if not _started_from_current_backbone(config, state.get("init", {})):
             return False

@@ -139,6 +139,8 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     assert not distill.finished(student, fingerprint)  # no record of its teacher
     distill._teacher_record(student).write_text(json.dumps({"fingerprint": fingerprint}))
     assert distill.finished(student, fingerprint)
+    moved = dataclasses.replace(student, teacher=str(tmp_path / "elsewhere" / "teacher"))
+    assert distill.finished(moved, fingerprint)  # same teacher weights, another path
     state = load_checkpoint(teacher_dir / "model.pt")
     state["model"]["classifier.weight"] += 1  # "retrained" teacher
     torch.save(state, teacher_dir / "model.pt")
