@@ -19,6 +19,8 @@ PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
 
+# Where runs go (data.paths.RUNS_DIR reads the same variable).
+RUNS        := $(or $(REID_RUNS_DIR),runs)
 # Optional arguments are only passed when set, so every entry point keeps its own defaults.
 ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
@@ -60,7 +62,7 @@ pretrain: $(STAMP)
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)
 	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
-	$(PY) -m compare.measure runs/$(DATASET)/deep/$(MODEL)/baseline_seed$(SEED) $(ROOT_ARG) $(THREADS_ARG)
+	$(PY) -m compare.measure $(RUNS)/$(DATASET)/deep/$(MODEL)/baseline_seed$(SEED) $(ROOT_ARG) $(THREADS_ARG)
 
 distill: $(STAMP)
 	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE)
