@@ -52,8 +52,8 @@ from classical.features import extract_split
 from classical.lomo import lomo
 from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
-from data.cli import non_negative_int, positive_int
-from data.images import ImageLoadError, parse_size, resize
+from data.cli import image_size, non_negative_int, positive_int
+from data.images import ImageLoadError, resize
 from data.io import (
     OutputError,
     atomic_write_bytes,
@@ -624,13 +624,6 @@ def published_line(s: dict) -> str:
 # ---------------------------------------------------------------------------------------------
 # Command line
 # ---------------------------------------------------------------------------------------------
-def _size_arg(text: str) -> tuple[int, int]:
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def config_parser(description: str) -> argparse.ArgumentParser:
     """The flags of :class:`ClassicalConfig` (shared with ``compare.lomo_xqda``); every default
     comes from the dataclass."""
@@ -640,7 +633,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--data-root", default=None, help="dataset folder")
     parser.add_argument(
         "--size",
-        type=_size_arg,
+        type=image_size,
         default=d.size,
         help=f"LOMO input HxW (default {d.size[0]}x{d.size[1]})",
     )

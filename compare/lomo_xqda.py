@@ -32,11 +32,17 @@ from classical.pipeline import (
     run,
     write_summary,
 )
-from compare.measure import positive_int
-from compare.results import ResultRow, check_table, extra_json, results_path, upsert_rows
+from compare.results import (
+    ResultRow,
+    check_table,
+    extra_json,
+    repo_relative,
+    results_path,
+    upsert_rows,
+)
 from compare.timing import TimingResult, machine_info, thread_limit, time_queries
+from data.cli import positive_int
 from data.images import load_image
-from data.paths import REPO_ROOT
 
 #: Gallery items each timed query ranks (top-k), as in every pipeline.
 TOP_K = 50
@@ -56,11 +62,6 @@ def time_fitted(fitted: FittedRun, *, threads: int | None, num_timed_queries: in
         num_queries=max(100, num_timed_queries),
         threads=threads,
     )
-
-
-def _relative(path: Path) -> str:
-    path = path.resolve()
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
@@ -98,7 +99,7 @@ def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
         ms_query_p90=timing.ms_query_p90,
         threads=timing.threads,
         device="cpu",
-        run_dir=_relative(fitted.out_dir),
+        run_dir=repo_relative(fitted.out_dir),
         extra=extra_json(
             retinex=config.retinex,
             feature_dim=feature_dim,

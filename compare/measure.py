@@ -23,14 +23,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from compare.results import ResultRow, check_table, extra_json, results_path, upsert_rows
+from compare.results import (
+    ResultRow,
+    check_table,
+    extra_json,
+    repo_relative,
+    results_path,
+    upsert_rows,
+)
 from compare.timing import available_threads, machine_info, time_engine_queries
 from data.cli import positive_int
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
-from data.paths import REPO_ROOT
 from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
@@ -45,7 +51,7 @@ from deep.export import (
     weights_hash,
 )
 from deep.loader import load_records
-from deep.models import model_complexity
+from deep.models import ReIDNet, model_complexity
 from deep.train import worker_pool
 
 #: Gallery items each timed query ranks (top-k), as in every pipeline.
@@ -102,12 +108,16 @@ def measure_run(
     if "torch" not in wanted and previous is None:
         wanted = ["torch", *wanted]
     split = _Split(dataset, size, num_timed_queries)
-    results, failed = _measure_engines(run_dir, state, split, wanted, previous, threads, strict)
-    summary = _summary(run_dir, state, size, results, previous, weights, threads)
+    model = model_from_state(state)
+    results, failed = _measure_engines(
+        run_dir, state, model, split, wanted, previous, threads, strict
+    )
+    summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
     if failed:
         summary["engines_failed"] = failed
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    _record_rows(run_dir, summary, list(results), table)
+    rows = [row_from_summary(summary, run_dir, e) for e in results]
+    _record_rows(run_dir, cfg["dataset"], rows, table)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
     return summary
@@ -116,6 +126,7 @@ def measure_run(
 def _measure_engines(
     run_dir: Path,
     state: dict,
+    model: ReIDNet,
     split: _Split,
     wanted: list[str],
     previous: dict | None,
@@ -123,7 +134,7 @@ def _measure_engines(
     strict: bool,
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """Accuracy on every engine (PyTorch first, the reference) and timing on the wanted ones."""
-    model, size = model_from_state(state), split.size
+    size = split.size
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
     reference = exported = None
@@ -180,15 +191,15 @@ def check_tables(run_dirs: list[Path]) -> None:
             check_table(table_path)
 
 
-def _record_rows(run_dir: Path, summary: dict, engines: list[str], table: bool | None) -> None:
+def _record_rows(run_dir: Path, dataset: str, rows: list[ResultRow], table: bool | None) -> None:
     """Upsert the run's rows into the shared table, if the run belongs to the study's tree."""
-    table_path = results_path(summary["dataset"])
+    table_path = results_path(dataset)
     if table is None:
         table = _in_study_tree(run_dir, table_path)
         if not table:
             print(f"{run_dir} is outside {table_path.parent / 'deep'}: not added to {table_path}")
     if table:
-        upsert_rows(table_path, [row_from_summary(summary, run_dir, e) for e in engines])
+        upsert_rows(table_path, rows)
 
 
 def _print_entry(cfg: dict, name: str, entry: dict) -> None:
@@ -253,6 +264,7 @@ def _previous_summary(run_dir: Path, weights: str) -> dict | None:
 def _summary(
     run_dir: Path,
     state: dict,
+    model: ReIDNet,
     size: tuple[int, int],
     results: dict[str, dict],
     previous: dict | None,
@@ -264,7 +276,7 @@ def _summary(
     engines = dict(previous["engines"]) if previous is not None else {}
     engines.update(results)
     torch_entry = engines["torch"]
-    params, gflops = model_complexity(model_from_state(state), size)
+    params, gflops = model_complexity(model, size)
     return {
         "run_dir": str(run_dir),
         "model": cfg["model"],
@@ -314,10 +326,6 @@ def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") 
         if engine != "torch":
             raise KeyError(f"{run_dir}/summary.json has no results for engine {engine!r}")
         entry = summary  # written before engines were recorded: PyTorch's numbers
-    try:
-        rel = str(run_dir.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        rel = str(run_dir)
     extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
     training = summary.get("training", {})
     if "accuracy" in training:
@@ -356,7 +364,7 @@ def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") 
         device=summary.get("device", "cpu"),
         engine=engine,
         init=str(cfg.get("init", "scratch")),
-        run_dir=rel,
+        run_dir=repo_relative(run_dir),
         extra=extra_json(**extra),
     )
 
@@ -393,8 +401,7 @@ def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: in
     for run_dir in run_dirs:
         rows = current_rows(run_dir, engines)
         if len(rows) == len(engines):
-            summary = json.loads((run_dir / "summary.json").read_text())
-            _record_rows(run_dir, summary, engines, None)
+            _record_rows(run_dir, rows[0].dataset, rows, None)
         else:
             todo.append(str(run_dir))
     if not todo:

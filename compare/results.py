@@ -18,7 +18,6 @@ import contextlib
 import csv
 import datetime as _dt
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
@@ -26,8 +25,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.io import OutputError, atomic_write_text
-from data.paths import run_dir_for
+from data.io import OutputError, atomic_write_text, check_writable
+from data.paths import REPO_ROOT, run_dir_for
 
 KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
 #: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
@@ -110,6 +109,12 @@ def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+def repo_relative(path: Path | str) -> str:
+    """``path`` relative to the repository when inside it (the ``run_dir`` column), else as is."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
+
+
 def results_path(dataset: str, run_root: Path | str | None = None) -> Path:
     """The shared results table of ``dataset``: ``<run_root>/results.csv``, where ``run_root``
     defaults to ``runs/<dataset>``."""
@@ -148,11 +153,10 @@ def check_table(path: Path | str) -> None:
         if not path.is_file():
             raise ResultsTableError(f"results table {path} is a folder, not a file")
         _read_for_update(path)
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not os.access(folder, os.W_OK):
-        raise OutputError(f"cannot write the results table {path}: {folder} is not writable")
+    try:
+        check_writable(path.parent)
+    except OutputError as err:
+        raise OutputError(f"cannot write the results table {path} ({err})") from err
 
 
 def read_results(path: Path | str) -> pd.DataFrame:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import math
 
+from data.images import parse_size
+
 
 def _parse(text: str, kind: type, wanted: str):
     try:
@@ -58,3 +60,11 @@ def fraction(text: str) -> float:
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value:g}")
     return value
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """An image size ``HxW`` (e.g. ``128x48``), as ``(height, width)``."""
+    try:
+        return parse_size(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None

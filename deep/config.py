@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from data.images import parse_size
+from data.cli import image_size
 from data.paths import run_dir_for
 from deep.models import list_models
 from deep.pretrained import INITS
@@ -253,14 +253,6 @@ FIELD_HELP = {
 }
 
 
-def size_arg(text: str) -> tuple[int, int]:
-    """argparse type for ``HxW`` sizes."""
-    try:
-        return parse_size(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
-
-
 def config_parser(description: str) -> argparse.ArgumentParser:
     """An argparse parser with one flag per TrainConfig field (shared with deep.distill)."""
     parser = argparse.ArgumentParser(description=description)
@@ -275,7 +267,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         elif f.name == "init":
             kwargs["choices"] = INITS
         elif f.name == "input_size":
-            kwargs["type"] = size_arg
+            kwargs["type"] = image_size
         elif f.name == "milestones":
             kwargs.update(type=int, nargs="*")
         elif isinstance(default, float):

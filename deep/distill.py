@@ -42,7 +42,7 @@ from data.cli import fraction, non_negative_float, non_negative_int, positive_fl
 from data.io import atomic_write_text, check_writable
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError, load_checkpoint, load_trained
+from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
@@ -309,7 +309,7 @@ def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | N
         signal = TeacherSignal(teacher_dir) if teacher_dir else None
         train(config, teacher=signal, dataset=split)
     state = load_checkpoint(done, expected_model=config.model)
-    model, _ = load_trained(config.run_dir(), expected_model=config.model)
+    model = model_from_state(state)
     size = tuple(state["config"]["input_size"])
     q = extract_embeddings(model, split.query, size)
     g = extract_embeddings(model, split.gallery, size)
