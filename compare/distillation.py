@@ -29,6 +29,7 @@ from deep.distill import (
     add_subset_arguments,
     add_teacher_model_argument,
     run_study,
+    study_options,
 )
 from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, get_profile
@@ -114,17 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
-        run(
-            args.dataset,
-            args.data_root,
-            args.profile,
-            jobs=args.jobs,
-            T=args.T,
-            alpha=args.alpha,
-            students=tuple(args.students) if args.students else None,
-            seeds=tuple(args.seeds) if args.seeds else None,
-            teacher_model=args.teacher_model,
-        )
+        run(args.dataset, args.data_root, args.profile, **study_options(args))
     except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -396,6 +396,19 @@ def add_subset_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def study_options(args: argparse.Namespace) -> dict:
+    """:func:`run_study`'s keyword arguments from the flags of :func:`add_common_arguments`,
+    :func:`add_subset_arguments` and :func:`add_teacher_model_argument`."""
+    return dict(
+        jobs=args.jobs,
+        T=args.T,
+        alpha=args.alpha,
+        students=tuple(args.students) if args.students else None,
+        seeds=tuple(args.seeds) if args.seeds else None,
+        teacher_model=args.teacher_model,
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     """The ``run`` / ``train`` / ``sweep`` command lines; argparse checks every value."""
     parser = argparse.ArgumentParser(description="Knowledge distillation (make distill)")
@@ -450,17 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         if args.command == "run":
-            run_study(
-                args.profile,
-                args.dataset,
-                args.data_root,
-                jobs=args.jobs,
-                T=args.T,
-                alpha=args.alpha,
-                students=tuple(args.students) if args.students else None,
-                seeds=tuple(args.seeds) if args.seeds else None,
-                teacher_model=args.teacher_model,
-            )
+            run_study(args.profile, args.dataset, args.data_root, **study_options(args))
         elif args.command == "sweep":
             run_sweep(
                 args.dataset,
