@@ -1,6 +1,6 @@
 """LOMO in plain NumPy: the tests' oracle and the benchmark's baseline.
 
-Written straight from ``shared/lomo_xqda_spec.md`` to be obviously correct, not fast: one image at
+Written straight from ``docs/lomo_xqda.md`` to be obviously correct, not fast: one image at
 a time, whole-array NumPy operations for the per-pixel maps and one ``np.bincount`` per window
 (:func:`lomo_numpy`). ``classical.lomo`` (numba) must agree with it exactly: identical integer
 max-occurrence counts and features equal to floating-point rounding.
