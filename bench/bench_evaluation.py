@@ -10,8 +10,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data.paths import RUNS_DIR
 from data.protocols import evaluate
+from data.runs import RunsLayout
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
         lines.append(f"| evaluate(ap={ap!r}) | {n_q} x {n_g} | {time.perf_counter() - start:.2f} |")
     table = "\n".join(lines)
     print(table)
-    out = RUNS_DIR / "bench" / "evaluation.md"
+    out = RunsLayout.from_env().bench_report("evaluation.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table + "\n")
 

@@ -61,8 +61,8 @@ from data.io import (
     remove_orphan_temporaries,
 )
 from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
-from data.paths import run_dir_for
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
+from data.runs import RunsLayout, add_runs_dir_argument
 
 #: ``market``: the Market-1501 evaluation; the two others: Liao's two-view trials.
 PROTOCOLS = ("market", *benchmarks.SHOTS)
@@ -97,12 +97,13 @@ class ClassicalConfig:
     split_seed : int
         Trial ``t`` of a benchmark is seeded with ``split_seed + t`` (random splits and
         single-shot picks); ``--protocol market`` on a benchmark uses trial 0.
-    run_root : str or None
-        Folder for this dataset's outputs (default ``runs/<dataset>``): the run goes to
-        ``<run_root>/classical/<run name>``, the cache to ``<run_root>/cache/lomo`` and the
-        results row (``compare.lomo_xqda``) to ``<run_root>/results.csv``.
+    runs_dir : str or None
+        Root of the runs tree (:class:`data.runs.RunsLayout`; None: ``$REID_RUNS_DIR``, else
+        ``runs/``): the run goes to ``<runs_dir>/<dataset>/classical/<run name>``, the cache to
+        ``<runs_dir>/<dataset>/cache/lomo`` and the results row (``compare.lomo_xqda``) to
+        ``<runs_dir>/<dataset>/results.csv``.
     out : str or None
-        The run folder, as ``deep.train --out`` (default ``<run_root>/classical/<run name>``). A
+        The run folder, as ``deep.train --out`` (default: the layout's classical run). A
         run elsewhere is an experiment: it never enters the results table.
     progress : bool
         tqdm bars during extraction.
@@ -118,7 +119,7 @@ class ClassicalConfig:
     protocol: str | None = None
     num_trials: int | None = None
     split_seed: int = 0
-    run_root: str | None = None
+    runs_dir: str | None = None
     out: str | None = None
     progress: bool = True
 
@@ -149,18 +150,19 @@ class ClassicalConfig:
             raise ValueError(f"--split-seed must be >= 0, got {self.split_seed}")
         return protocol
 
-    def out_root(self) -> Path:
-        return Path(self.run_root) if self.run_root else run_dir_for(self.dataset)
+    def layout(self) -> RunsLayout:
+        return RunsLayout.at(self.runs_dir)
 
     def run_dir(self, protocol: str | None = None) -> Path:
-        """The run folder: ``out``, or ``<run_root>/classical/<run name>``."""
+        """The run folder: ``out``, or the layout's classical run of this name."""
         if self.out:
             return Path(self.out)
-        return self.out_root() / "classical" / run_name(self, protocol)
+        return self.layout().classical_run(self.dataset, run_name(self, protocol))
 
     def in_study_tree(self) -> bool:
         """Whether the run folder is one of the dataset's own (its row enters the table)."""
-        return self.run_dir().resolve().is_relative_to((self.out_root() / "classical").resolve())
+        layout = self.layout()
+        return layout.holds(self.run_dir(), layout.classical_dir(self.dataset))
 
 
 def resolve_protocol(dataset: str, protocol: str | None = None) -> str:
@@ -305,16 +307,16 @@ def run(config: ClassicalConfig) -> FittedRun:
     """Fit and score the classical pipeline; writes ``summary.json`` and ``xqda.npz``."""
     start = time.perf_counter()
     protocol = config.validate()
-    root = config.out_root()
+    cache_dir = config.layout().lomo_cache(config.dataset)
     name = run_name(config, protocol)
     out_dir = config.run_dir(protocol)
     # what a run of this name killed while writing (kill -9) left behind; no folder is created
     # before the first output, so a run that fails before producing anything leaves none
     remove_orphan_temporaries(out_dir, RUN_FILES)
     if protocol == "market":
-        fitted = _run_market(config, root, out_dir, name)
+        fitted = _run_market(config, cache_dir, out_dir, name)
     else:
-        fitted = _run_trials(config, protocol, root, out_dir, name)
+        fitted = _run_trials(config, protocol, cache_dir, out_dir, name)
     fitted.summary["seconds"]["total"] = time.perf_counter() - start
     write_summary(fitted)
     return fitted
@@ -349,9 +351,9 @@ def _load_market(config: ClassicalConfig) -> ReidDataset:
     return dataset
 
 
-def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -> FittedRun:
+def _run_market(config: ClassicalConfig, cache_dir: Path, out_dir: Path, name: str) -> FittedRun:
     dataset = _load_market(config)
-    pipeline = LomoXqda(config, root / "cache" / "lomo")
+    pipeline = LomoXqda(config, cache_dir)
     seconds = {}
     t0 = time.perf_counter()
     feats = {
@@ -468,7 +470,7 @@ def _run_trial(config, protocol, bench, trial, rows, cache_dir) -> _TrialResult:
 
 
 def _run_trials(
-    config: ClassicalConfig, protocol: str, root: Path, out_dir: Path, name: str
+    config: ClassicalConfig, protocol: str, cache_dir: Path, out_dir: Path, name: str
 ) -> FittedRun:
     bench = benchmarks.load_benchmark(
         config.dataset, config.data_root, num_trials=config.num_trials, seed=config.split_seed
@@ -477,7 +479,6 @@ def _run_trials(
         f"{bench.name} at {bench.root}: {len(bench.persons)} persons, {bench.num_images} images; "
         f"{bench.split}; {protocol}"
     )
-    cache_dir = root / "cache" / "lomo"
     t0 = time.perf_counter()
     rows = _BenchmarkFeatures(LomoXqda(config, cache_dir), bench)
     seconds = {"features": time.perf_counter() - t0, "fit": 0.0, "distances": 0.0}
@@ -669,12 +670,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         default=d.split_seed,
         help="benchmarks: trial t is seeded with this + t (default 0)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        default=None,
-        help="root of this dataset's outputs: run folders, LOMO cache, results table "
-        "(default runs/<dataset>)",
-    )
+    add_runs_dir_argument(parser)
     parser.add_argument(
         "--out",
         default=None,
@@ -697,7 +693,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
         protocol=args.protocol,
         num_trials=args.trials,
         split_seed=args.split_seed,
-        run_root=args.runs_dir,
+        runs_dir=str(RunsLayout.at(args.runs_dir).root),
         out=args.out,
         progress=not args.no_progress,
     )

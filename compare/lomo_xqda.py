@@ -37,7 +37,6 @@ from compare.results import (
     check_table,
     extra_json,
     repo_relative,
-    results_path,
     upsert_rows,
 )
 from compare.timing import TimingResult, machine_info, thread_limit, time_queries
@@ -130,7 +129,7 @@ def measure(
 ) -> FittedRun:
     """Fit and score (:func:`classical.pipeline.run`), time, and upsert the results row."""
     config.validate()
-    table = results_path(config.dataset, config.run_root)
+    table = config.layout().results_table(config.dataset)
     if config.in_study_tree():
         check_table(table)  # a broken results table stops us before the work, not after
     fitted = run(config)
@@ -168,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(accuracy_text(fitted.summary))
-    table = results_path(config.dataset, config.run_root) if config.in_study_tree() else None
+    table = config.layout().results_table(config.dataset) if config.in_study_tree() else None
     print(timing_text(fitted.summary, fitted.out_dir, table))
     return 0
 

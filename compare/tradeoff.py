@@ -50,7 +50,7 @@ from compare.plot import (
     results_markdown,
 )
 from compare.plot import short_name as _short
-from compare.results import check_table, fill_defaults, read_results, results_path, upsert_rows
+from compare.results import check_table, fill_defaults, read_results, upsert_rows
 from compare.timing import (
     available_threads,
     batch_throughput,
@@ -62,7 +62,8 @@ from data.cli import positive_int
 from data.images import load_image, parse_size, resize
 from data.io import atomic_write_text
 from data.layouts import load_dataset
-from data.paths import REPO_ROOT, RUNS_DIR, run_dir_for
+from data.paths import REPO_ROOT
+from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from deep.checkpoint import load_trained
 from deep.export import available_engines, export_run, load_engine
 from deep.profiles import PROFILES
@@ -154,16 +155,19 @@ def _run(args: list[str]) -> None:
         )
 
 
-def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | None) -> list[str]:
+def ensure_runs(
+    dataset: str, data_root: str | None, profile: str, jobs: int | None, *, layout: RunsLayout
+) -> list[str]:
     """Run the pipelines whose rows are missing; returns the ones that ran.
 
     A results table that the pipelines could not update (a folder, garbage, a row cut off, a
     folder that cannot be written) stops everything before any of them runs.
     """
-    results = results_path(dataset)
+    results = layout.results_table(dataset)
     check_table(results)
     todo = missing_runs(_existing(results), dataset, profile)
     root = ["--data-root", str(data_root)] if data_root else []
+    root += ["--runs-dir", str(layout.root)]
     if "classical" in todo:
         _run(["compare.lomo_xqda", "--dataset", dataset, *root, "--protocol", "market"])
     if "deep" in todo:
@@ -200,7 +204,11 @@ def missing_engines(
 
 
 def ensure_engine_rows(
-    dataset: str, data_root: str | None, *, engines: Sequence[str] | None = None
+    dataset: str,
+    data_root: str | None,
+    *,
+    layout: RunsLayout,
+    engines: Sequence[str] | None = None,
 ) -> list[str]:
     """Time every CNN run of the table on the installed engines it has no row for.
 
@@ -209,7 +217,7 @@ def ensure_engine_rows(
     (:func:`compare.measure.measure_run`) with the thread count of its existing rows. Runs whose
     ``model.pt`` is gone are skipped with a message. Returns the run folders that got rows.
     """
-    results = results_path(dataset)
+    results = layout.results_table(dataset)
     df = _existing(results)
     engines = list(engines) if engines is not None else available_engines()
     todo = missing_engines(df, dataset, engines)
@@ -232,6 +240,7 @@ def ensure_engine_rows(
             threads = df[df.run_dir.astype(str) == run_dir].threads.dropna()
             summary = measure_run(
                 run,
+                layout=layout,
                 dataset=loaded,
                 threads=int(threads.iloc[0]) if len(threads) else 1,
                 table=False,
@@ -260,8 +269,11 @@ def _extra(row: pd.Series) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def scaling_dims(df: pd.DataFrame, dataset: str | None = None) -> dict[int, str]:
-    """Feature dimensions to measure, with a label saying whose they are."""
+def scaling_dims(
+    df: pd.DataFrame, dataset: str | None = None, layout: RunsLayout | None = None
+) -> dict[int, str]:
+    """Feature dimensions to measure, with a label saying whose they are (the classical run's
+    summary in ``layout`` fills in when the table has no classical row)."""
     labels: dict[int, list[str]] = {}
 
     def add(dim: int, name: str) -> None:
@@ -277,8 +289,8 @@ def scaling_dims(df: pd.DataFrame, dataset: str | None = None) -> dict[int, str]
         xqda = extra.get("xqda_dim", row.embedding_dim)
         if pd.notna(xqda):
             add(int(xqda), "XQDA")
-    if dataset is not None and classical.empty:
-        summary = run_dir_for(dataset) / "classical" / study_run_name() / "summary.json"
+    if dataset is not None and layout is not None and classical.empty:
+        summary = layout.classical_run(dataset, study_run_name()) / "summary.json"
         if summary.is_file():
             data = json.loads(summary.read_text())
             lomo_dim = int(data.get("feature_dim", lomo_dim))
@@ -305,8 +317,10 @@ def scaling_table(
     threads: int,
     sizes: Sequence[int] | None = None,
     refresh: bool = False,
+    layout: RunsLayout,
 ) -> pd.DataFrame:
-    """ms/query of matching for every (dim, gallery size), from the cache where possible.
+    """ms/query of matching for every (dim, gallery size), from the cache where possible
+    (``layout.scaling_cache()``).
 
     ``sizes`` defaults to :data:`GALLERY_SIZES` (1k to 100k items).
     """
@@ -315,7 +329,7 @@ def scaling_table(
         GALLERY_SIZES if sizes is None else sizes,
         threads=threads,
         refresh=refresh,
-        cache_path=RUNS_DIR / "bench" / "matching_scaling.json",
+        cache_path=layout.scaling_cache(),
     )
     table = pd.DataFrame([asdict(p) for p in points])
     table["label"] = [dims[d] for d in table.dim]
@@ -423,7 +437,7 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
 
 
 def throughput_table(
-    df: pd.DataFrame, dataset: str, data_root: str | None, *, threads: int
+    df: pd.DataFrame, dataset: str, data_root: str | None, *, threads: int, layout: RunsLayout
 ) -> pd.DataFrame:
     """images/s at batch 64 for each (model, input size, engine) in ``df``; cached per run and
     machine.
@@ -433,7 +447,7 @@ def throughput_table(
     a note instead of failing the report.
     """
     df = fill_defaults(df)
-    cache_path = run_dir_for(dataset) / "cache" / "throughput.json"
+    cache_path = layout.throughput_cache(dataset)
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     except (OSError, ValueError):
@@ -597,18 +611,28 @@ def build_report(
     threads: int | None = None,
     refresh_scaling: bool = False,
     throughput: bool = True,
+    layout: RunsLayout,
 ) -> Path:
-    """Scaling, throughput, plot and markdown from ``runs/<dataset>/results.csv``."""
-    out_dir = run_dir_for(dataset)
-    df, notes = plotted_rows(read_results(out_dir / "results.csv"), dataset)
+    """Scaling, throughput, plot and markdown from the dataset's results table."""
+    out_dir = layout.dataset_dir(dataset)
+    df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
     row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
     threads = row_threads if threads is None else threads
-    print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
-    scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
+    print(
+        f"matching vs gallery size ({threads} thread(s); cached in {layout.scaling_cache()}):",
+        flush=True,
+    )
+    scaling = scaling_table(
+        scaling_dims(df, dataset, layout), threads=threads, refresh=refresh_scaling, layout=layout
+    )
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
     plot_tradeoff(
-        df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
+        df,
+        layout.report(dataset, "tradeoff.png"),
+        layout.report(dataset, "tradeoff.svg"),
+        title=title,
+        scaling=scaling,
     )
     sections = [
         f"# {title}",
@@ -638,7 +662,7 @@ def build_report(
         ]
     distill = distillation_markdown(df)
     if distill:
-        teachers = teachers_used(out_dir)
+        teachers = teachers_used(layout.deep_dir(dataset))
         taught_by = ", ".join(_short(t) for t in teachers) if teachers else "their teacher"
         sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
     sections += [
@@ -653,7 +677,7 @@ def build_report(
         scaling_markdown(scaling),
     ]
     if throughput:
-        table = throughput_table(df, dataset, data_root, threads=threads)
+        table = throughput_table(df, dataset, data_root, threads=threads, layout=layout)
         sections += [
             "## Bulk extraction throughput (gallery indexing)",
             f"Images per second at batch {THROUGHPUT_BATCH}, {threads} thread(s), same input size "
@@ -665,14 +689,15 @@ def build_report(
     sections += ["## Machine", machine + ("\n" + settings if settings else "")]
     if notes:
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
-    atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
+    atomic_write_text(layout.report(dataset, "tradeoff.md"), "\n\n".join(sections) + "\n")
     return out_dir
 
 
-def teachers_used(out_dir: Path) -> list[str]:
-    """Teacher architectures of the distilled runs under ``out_dir`` (from their configs)."""
+def teachers_used(deep_dir: Path) -> list[str]:
+    """Teacher architectures of the distilled runs under ``deep_dir`` (a dataset's CNN runs,
+    :meth:`data.runs.RunsLayout.deep_dir`; from their configs)."""
     names = set()
-    for config in Path(out_dir).glob("deep/*/distilled_seed*/config.json"):
+    for config in Path(deep_dir).glob("*/distilled_seed*/config.json"):
         try:
             teacher = json.loads(config.read_text()).get("teacher")
         except (OSError, ValueError):
@@ -715,20 +740,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
+    add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
+    layout = layout_from_args(args)
     if args.threads is not None and not 1 <= args.threads <= max(available_threads(), 1):
         parser.error(f"--threads must be in 1..{available_threads()}, got {args.threads}")
     start = time.perf_counter()
     try:
         if not args.skip_runs:
-            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
-            ensure_engine_rows(args.dataset, args.data_root)
+            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs, layout=layout)
+            ensure_engine_rows(args.dataset, args.data_root, layout=layout)
         out_dir = build_report(
             args.dataset,
             args.data_root,
             threads=args.threads,
             refresh_scaling=args.refresh_scaling,
             throughput=not args.no_throughput,
+            layout=layout,
         )
     except (OSError, ValueError, RuntimeError) as err:  # OSError: an output that cannot be written
         print(f"error: {err}", file=sys.stderr)
