@@ -37,7 +37,7 @@ from compare.results import (
     upsert_rows,
 )
 from compare.timing import available_threads, machine_info, time_engine_queries
-from data.cli import positive_int
+from data.cli import non_negative_int, positive_int
 from data.images import load_image
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
@@ -460,15 +460,16 @@ def measure_runs(
             print(future.result(), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
-
-    Useful to re-time every model on a quiet machine after a study whose runs were timed while
-    other jobs shared the CPU; accuracy is deterministic and comes out unchanged. Every
-    installed engine is timed unless ``--engines`` names some.
-    """
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding model.pt")
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="run folders holding model.pt")
+    run = parser.add_argument_group(
+        "or name the run as deep.train does (its folder in the runs tree, as make train)"
+    )
+    run.add_argument("--model", default=None, help="architecture of the run")
+    run.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+    run.add_argument("--variant", default="baseline", help="run label (default baseline)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     parser.add_argument(
         "--threads", type=positive_int, default=1, help="threads every engine computes with"
     )
@@ -478,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-root",
         default=None,
-        help="where the runs' dataset is now (default: where it was when they were trained)",
+        help="where the runs' dataset is now (default: where it was when they were trained); "
+        "another dataset is measured into RUN_DIR/other_data/",
     )
     parser.add_argument(
         "--engines",
@@ -488,16 +490,30 @@ def main(argv: list[str] | None = None) -> int:
         help="inference engines to time (default: every installed one)",
     )
     add_runs_dir_argument(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
+
+    Useful to re-time every model on a quiet machine after a study whose runs were timed while
+    other jobs shared the CPU; accuracy is deterministic and comes out unchanged. Every
+    installed engine is timed unless ``--engines`` names some.
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
     layout = layout_from_args(args)
-    missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
+    if bool(args.run_dirs) == bool(args.model):
+        parser.error("give run folders, or --model (with --dataset, --variant, --seed)")
+    run_dirs = args.run_dirs or [layout.cnn_run(args.dataset, args.model, args.variant, args.seed)]
+    missing = [str(d) for d in run_dirs if not (d / "model.pt").is_file()]
     if missing:
         print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:
-        check_tables(args.run_dirs, layout)  # a broken results table stops us before the work
-        for run_dir in args.run_dirs:
+        check_tables(run_dirs, layout)  # a broken results table stops us before the work
+        for run_dir in run_dirs:
             measure_run(
                 run_dir,
                 layout=layout,

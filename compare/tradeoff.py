@@ -618,22 +618,14 @@ def build_report(
     df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
     row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
     threads = row_threads if threads is None else threads
-    print(
-        f"matching vs gallery size ({threads} thread(s); cached in {layout.scaling_cache()}):",
-        flush=True,
-    )
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
     scaling = scaling_table(
         scaling_dims(df, dataset, layout), threads=threads, refresh=refresh_scaling, layout=layout
     )
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
-    plot_tradeoff(
-        df,
-        layout.report(dataset, "tradeoff.png"),
-        layout.report(dataset, "tradeoff.svg"),
-        title=title,
-        scaling=scaling,
-    )
+    png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
+    plot_tradeoff(df, png, svg, title=title, scaling=scaling)
     sections = [
         f"# {title}",
         "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
