@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compare.cnn_summary import CnnSummary
 from compare.results import (
     ResultRow,
     check_table,
@@ -127,15 +128,14 @@ def measure_run(
         run_dir, state, model, split, wanted, previous, threads, strict
     )
     summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
-    summary["test_data"] = test_data
-    if failed:
-        summary["engines_failed"] = failed
-    place.folder.write_summary(summary)
-    rows = [row_from_summary(summary, run_dir, e) for e in results]
+    summary.update(test_data=test_data, engines_failed=failed)
+    record = CnnSummary.from_json(summary, run_dir / "summary.json")
+    place.folder.write_summary(record.to_json())
+    rows = [row_from_summary(record, run_dir, e) for e in results]
     _record_rows(run_dir, place.table, rows, table, place.study_tree)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
-    return summary
+    return record.to_json()
 
 
 def _measure_engines(
@@ -357,70 +357,79 @@ def _summary(
     }
 
 
-def summary_engines(summary: dict) -> list[str]:
+def summary_engines(summary: dict | CnnSummary) -> list[str]:
     """Engines a summary holds results for (``["torch"]`` for summaries before engines)."""
-    return list(summary.get("engines", {})) or ["torch"]
+    return list(_record(summary).engines)
 
 
-def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") -> ResultRow:
-    """The results-table row of a finished run on ``engine``, rebuilt from its ``summary.json``.
+def _record(summary: dict | CnnSummary, run_dir: Path | str = "") -> CnnSummary:
+    if isinstance(summary, CnnSummary):
+        return summary
+    return CnnSummary.from_json(summary, Path(run_dir) / "summary.json")
+
+
+def row_from_summary(
+    summary: dict | CnnSummary, run_dir: Path | str, engine: str = "torch"
+) -> ResultRow:
+    """The results-table row of a finished run on ``engine``, rebuilt from its summary (the
+    typed :class:`compare.cnn_summary.CnnSummary`, or its JSON).
 
     Used after evaluation and whenever a finished run is reused, so that a lost or deleted row
     reappears without retraining.
     """
     run_dir = Path(run_dir)
-    cfg = summary["config"]
-    entry = summary.get("engines", {}).get(engine)
+    record = _record(summary, run_dir)
+    cfg = record.config
+    entry = record.engines.get(engine)
     if entry is None:
-        if engine != "torch":
-            raise KeyError(f"{run_dir}/summary.json has no results for engine {engine!r}")
-        entry = summary  # written before engines were recorded: PyTorch's numbers
+        raise KeyError(f"{run_dir}/summary.json has no results for engine {engine!r}")
     extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
-    training = summary.get("training", {})
+    training = record.training
     if "accuracy" in training:
         extra.update(
             train_acc=round(100 * training["accuracy"], 1),
             train_min=round(training["seconds"] / 60, 2),
         )
-    if cfg["variant"] == "distilled":
+    if record.variant == "distilled":
         extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
-    timing = entry["timing"]
+    timing = entry.timing
     if timing.get("engine_options"):
         extra["engine_options"] = timing["engine_options"]
-    if "vs_torch" in entry:
-        extra["vs_torch"] = entry["vs_torch"]
-    size = summary["input_size"]
+    if entry.vs_torch is not None:
+        extra["vs_torch"] = entry.vs_torch
+    height, width = record.input_size
     return ResultRow(
-        dataset=cfg["dataset"],
+        dataset=record.dataset,
         pipeline="deep",
-        model=cfg["model"],
-        variant=cfg["variant"],
-        seed=int(cfg["seed"]),
-        input_size=f"{size[0]}x{size[1]}",
-        params=int(summary["params"]),
-        gflops=float(summary["gflops"]),
-        embedding_dim=int(summary["embedding_dim"]),
-        rank1=100 * entry["rank1"],
-        rank5=100 * entry["rank5"],
-        rank10=100 * entry["rank10"],
-        mAP=100 * entry["mAP"],
-        mAP_torchreid=100 * entry["mAP_torchreid"],
+        model=record.model,
+        variant=record.variant,
+        seed=record.seed,
+        input_size=f"{height}x{width}",
+        params=record.params,
+        gflops=record.gflops,
+        embedding_dim=record.embedding_dim,
+        rank1=100 * entry.rank1,
+        rank5=100 * entry.rank5,
+        rank10=100 * entry.rank10,
+        mAP=100 * entry.mAP,
+        mAP_torchreid=100 * entry.mAP_torchreid,
         ms_extract=timing["ms_extract"],
         ms_match=timing["ms_match"],
         ms_query=timing["ms_query"],
         ms_query_p90=timing["ms_query_p90"],
         threads=timing["threads"],
-        device=summary.get("device", "cpu"),
+        device=record.device,
         engine=engine,
-        init=str(cfg.get("init", "scratch")),
+        init=record.init,
         run_dir=repo_relative(run_dir),
         extra=extra_json(**extra),
     )
 
 
-def rows_from_summary(summary: dict, run_dir: Path | str) -> list[ResultRow]:
+def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
     """One row per engine the summary holds results for."""
-    return [row_from_summary(summary, run_dir, e) for e in summary_engines(summary)]
+    record = _record(summary, run_dir)
+    return [row_from_summary(record, run_dir, e) for e in record.engines]
 
 
 def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:

@@ -127,3 +127,41 @@ def test_measuring_on_other_data_never_replaces_the_studys_rows(tmp_path: Path, 
         json.loads((run / "summary.json").read_text())["test_data"]
         == (json.loads(before_summary)["test_data"])
     )
+
+
+def _v1_summary() -> dict:
+    """A summary.json as every version before the typed record wrote it (no ``schema``)."""
+    timing = {"ms_extract": 2.0, "ms_match": 0.5, "ms_query": 2.5, "ms_query_p90": 3.0,
+              "threads": 1}  # fmt: skip
+    entry = {"engine": "torch", "rank1": 0.5, "rank5": 0.75, "rank10": 1.0, "mAP": 0.4,
+             "mAP_torchreid": 0.45, "cosine": {"rank1": 0.5, "mAP": 0.4}, "embedding_dim": 8,
+             "timing": timing}  # fmt: skip
+    config = TrainConfig(model=NAME, dataset="market1501", variant="distilled", seed=2).as_dict()
+    return {"run_dir": "r", "model": NAME, "variant": "distilled", "seed": 2,
+            "dataset": "market1501", "input_size": [64, 32], "init": "pretrained", **entry,
+            "params": 1000, "gflops": 0.01, "engines": {"torch": entry},
+            "weights_sha256": "ab", "config": config, "device": "cpu",
+            "training": {"accuracy": 0.9, "seconds": 120.0}}  # fmt: skip
+
+
+def test_summary_records_read_every_schema_and_refuse_newer_ones(tmp_path: Path):
+    from compare.cnn_summary import SCHEMA, CnnSummary, SummaryError
+    from compare.measure import row_from_summary, rows_from_summary
+
+    old = _v1_summary()
+    record = CnnSummary.from_json(old)
+    assert record.schema == 1 and record.test_data is None and record.input_size == (64, 32)
+    row = row_from_summary(old, tmp_path)
+    assert (row.rank1, row.mAP, row.input_size, row.init) == (50.0, 40.0, "64x32", "pretrained")
+    assert json.loads(row.extra)["T"] == 4.0 and json.loads(row.extra)["train_min"] == 2.0
+    # written again, it is schema 2 and the same row
+    again = CnnSummary.from_json(json.loads(json.dumps(record.to_json())))
+    assert again.to_json()["schema"] == SCHEMA == 2
+    assert dataclasses.replace(row_from_summary(again, tmp_path), date=row.date) == row
+    # the oldest summaries, before engines were recorded: PyTorch's numbers at the top level
+    oldest = {k: v for k, v in old.items() if k != "engines"}
+    assert [r.engine for r in rows_from_summary(oldest, tmp_path)] == ["torch"]
+    with pytest.raises(SummaryError, match=r"x/summary.json has summary schema 3"):
+        CnnSummary.from_json({**old, "schema": 3}, "x/summary.json")
+    with pytest.raises(SummaryError, match="not a complete run summary"):
+        CnnSummary.from_json({k: v for k, v in old.items() if k != "params"})
