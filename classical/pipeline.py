@@ -81,7 +81,7 @@ class ClassicalConfig:
     ----------
     dataset, data_root : str
         Layout name and folder (``None``: the layout's default, for the synthetic data).
-    size : (height, width)
+    input_size : (height, width)
         LOMO input size; 128x48 as in the paper (images are resized).
     retinex : bool
         MSRCR on the colour branch (the paper's setting; off by default because our
@@ -111,7 +111,7 @@ class ClassicalConfig:
 
     dataset: str = "synthetic"
     data_root: str | None = None
-    size: tuple[int, int] = (128, 48)
+    input_size: tuple[int, int] = (128, 48)
     retinex: bool = False
     reg: float = 1e-3
     n_components: int | None = None
@@ -134,8 +134,8 @@ class ClassicalConfig:
             raise ValueError(f"--n-components must be >= 1, got {self.n_components}")
         if self.solver not in SOLVERS:
             raise ValueError(f"--solver must be one of {SOLVERS}, got {self.solver!r}")
-        if min(self.size) < 8:
-            raise ValueError(f"--size must be at least 8x8, got {self.size}")
+        if min(self.input_size) < 8:
+            raise ValueError(f"--input-size (--size) must be at least 8x8, got {self.input_size}")
         protocol = resolve_protocol(self.dataset, self.protocol)
         if self.num_trials is not None:
             if protocol == "market":
@@ -196,7 +196,7 @@ def run_name(config: ClassicalConfig, protocol: str | None = None) -> str:
     parts = [
         "lomo_xqda",
         tag,
-        f"{config.size[0]}x{config.size[1]}",
+        f"{config.input_size[0]}x{config.input_size[1]}",
         f"retinex-{'on' if config.retinex else 'off'}",
         f"reg{config.reg:g}",
         config.solver,
@@ -233,7 +233,7 @@ class LomoXqda:
         return extract_split(
             records,
             self.cache_dir,
-            size=self.config.size,
+            size=self.config.input_size,
             params={"retinex": self.config.retinex},
             desc=desc,
             progress=self.config.progress,
@@ -267,7 +267,7 @@ class LomoXqda:
     def extract(self, image: np.ndarray) -> np.ndarray:
         """One decoded RGB image -> projected feature: resize, LOMO, XQDA projection."""
         feature = lomo(
-            resize(image, self.config.size), retinex=self.config.retinex, dtype=np.float32
+            resize(image, self.config.input_size), retinex=self.config.retinex, dtype=np.float32
         )
         return feature @ self._components32
 
@@ -284,7 +284,7 @@ class LomoXqda:
             components=self.model.components_,
             metric=self.model.metric_,
             spectrum=self.model.spectrum_,
-            size=np.array(self.config.size),
+            size=np.array(self.config.input_size),
             retinex=np.array(self.config.retinex),
             reg=np.array(self.config.reg),
         )
@@ -633,10 +633,12 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=d.dataset, help=f"layout name (default {d.dataset})")
     parser.add_argument("--data-root", default=None, help="dataset folder")
     parser.add_argument(
+        "--input-size",
         "--size",
+        dest="input_size",
         type=image_size,
-        default=d.size,
-        help=f"LOMO input HxW (default {d.size[0]}x{d.size[1]})",
+        default=d.input_size,
+        help=f"LOMO input HxW, as deep.train's (default {d.input_size[0]}x{d.input_size[1]})",
     )
     parser.add_argument(
         "--retinex",
@@ -685,7 +687,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
     return ClassicalConfig(
         dataset=args.dataset,
         data_root=args.data_root,
-        size=args.size,
+        input_size=args.input_size,
         retinex=args.retinex,
         reg=args.reg,
         n_components=args.n_components,

@@ -41,7 +41,7 @@ from compare.results import (
 )
 from compare.timing import TimingResult, machine_info, thread_limit, time_queries
 from data.cli import positive_int
-from data.images import load_image
+from data.images import load_image, size_text
 
 #: Gallery items each timed query ranks (top-k), as in every pipeline.
 TOP_K = 50
@@ -83,7 +83,7 @@ def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
         model=s["run_name"],
         variant="classical",
         seed=0,
-        input_size=f"{config.size[0]}x{config.size[1]}",
+        input_size=size_text(config.input_size),
         params=int(model.components_.size + model.metric_.size),
         gflops=float("nan"),
         embedding_dim=xqda_dim,

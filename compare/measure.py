@@ -39,7 +39,7 @@ from compare.results import (
 )
 from compare.timing import available_threads, machine_info, time_engine_queries
 from data.cli import non_negative_int, positive_int
-from data.images import load_image
+from data.images import load_image, size_text
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
 from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
@@ -397,14 +397,13 @@ def row_from_summary(
         extra["engine_options"] = timing["engine_options"]
     if entry.vs_torch is not None:
         extra["vs_torch"] = entry.vs_torch
-    height, width = record.input_size
     return ResultRow(
         dataset=record.dataset,
         pipeline="deep",
         model=record.model,
         variant=record.variant,
         seed=record.seed,
-        input_size=f"{height}x{width}",
+        input_size=size_text(record.input_size),
         params=record.params,
         gflops=record.gflops,
         embedding_dim=record.embedding_dim,

@@ -72,7 +72,7 @@ GALLERY_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
 CNN_DIMS = (512, 1024, 2048)
 #: LOMO dimension at the classical pipeline's default input size (26,960 at 128x48).
-LOMO_DIM = layout(*ClassicalConfig().size).dim
+LOMO_DIM = layout(*ClassicalConfig().input_size).dim
 PLOTTED_VARIANTS = ("classical", "baseline", "distilled")
 THROUGHPUT_BATCH = 64
 

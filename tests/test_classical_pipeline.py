@@ -207,7 +207,7 @@ def test_run_names_hold_every_setting_that_changes_the_numbers():
     assert study_run_name("viper") == run_name(base)  # market protocol, whatever the dataset
     variants = [
         ClassicalConfig(dataset="market1501", retinex=True),
-        ClassicalConfig(dataset="market1501", size=(128, 64)),
+        ClassicalConfig(dataset="market1501", input_size=(128, 64)),
         ClassicalConfig(dataset="market1501", reg=0.01),
         ClassicalConfig(dataset="market1501", solver="eig"),
         ClassicalConfig(dataset="market1501", n_components=32),
