@@ -16,6 +16,7 @@ from deep import distill, profiles
 from deep import teacher as teacher_signal
 from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from deep.config import TrainConfig
+from deep.run_folder import RunFolder
 from deep.train import train
 
 pytestmark = pytest.mark.slow
@@ -138,7 +139,7 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     assert distill.finished(student)
     fingerprint = teacher_signal.weights_fingerprint(teacher_dir)
     assert not distill.finished(student, fingerprint)  # no record of its teacher
-    distill._teacher_record(student).write_text(json.dumps({"fingerprint": fingerprint}))
+    RunFolder(run_dir).record_teacher(str(teacher_dir), fingerprint)
     assert distill.finished(student, fingerprint)
     moved = dataclasses.replace(student, teacher=str(tmp_path / "elsewhere" / "teacher"))
     assert distill.finished(moved, fingerprint)  # same teacher weights, another path
