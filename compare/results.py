@@ -109,6 +109,40 @@ def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class RowExtra:
+    """The typed view of a row's ``extra`` JSON: the fields ``compare`` reads back (the other
+    keys are for people reading the table)."""
+
+    feature_dim: int | None = None  # classical: the raw LOMO dimension before XQDA
+    xqda_dim: int | None = None  # classical: the XQDA subspace dimension
+    retinex: bool = False  # classical: MSRCR preprocessing
+    engine_options: dict | None = None  # CNN: the inference engine's settings
+    T: float | None = None  # distilled CNN: temperature
+    alpha: float | None = None  # distilled CNN: soft-target weight
+
+    @classmethod
+    def parse(cls, text: object) -> RowExtra:
+        """The fields of ``extra`` (a JSON object; anything else, or NaN, gives the defaults)."""
+        try:
+            values = json.loads(str(text))
+        except ValueError:
+            return cls()
+        if not isinstance(values, dict):
+            return cls()
+        dim = lambda key: None if values.get(key) is None else int(values[key])  # noqa: E731
+        number = lambda key: None if values.get(key) is None else float(values[key])  # noqa: E731
+        options = values.get("engine_options")
+        return cls(
+            feature_dim=dim("feature_dim"),
+            xqda_dim=dim("xqda_dim"),
+            retinex=bool(values.get("retinex", False)),
+            engine_options=options if isinstance(options, dict) else None,
+            T=number("T"),
+            alpha=number("alpha"),
+        )
+
+
 def repo_relative(path: Path | str) -> str:
     """``path`` relative to the repository when inside it (the ``run_dir`` column), else as is."""
     resolved = Path(path).resolve()
