@@ -86,6 +86,14 @@ def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str
             f"the results table has no rows for dataset {dataset!r} "
             f"(it has {sorted(df.dataset.astype(str).unique())})"
         )
+    known = rows_where(mine, lambda p: True)
+    if not known.all():
+        names = sorted(set(mine[~known].pipeline.astype(str)))
+        notes.append(
+            f"{int((~known).sum())} row(s) of pipelines without an adapter in compare.pipelines "
+            f"({', '.join(names)}) are in results.csv but not plotted."
+        )
+        mine = mine[known]
     plotted = pd.Series(False, index=mine.index)
     for adapter in pipelines():
         plotted |= (mine.pipeline.astype(str) == adapter.name) & mine.variant.isin(adapter.variants)
