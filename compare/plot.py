@@ -16,6 +16,7 @@ reference line, matching starts to dominate that pipeline's cost.
 
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
 import matplotlib
@@ -30,7 +31,15 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
-from compare.pipelines import family_style, family_styles, pipeline, rows_where
+from compare.pipelines import (
+    derived_rows,
+    family_style,
+    family_styles,
+    pipeline,
+    rows_where,
+    variant_of,
+    variants,
+)
 from compare.results import fill_defaults
 from data.io import atomic_path
 
@@ -126,7 +135,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         text = short_name(r.pipeline, r.model)
         if sizes_per_model[r.model] > 1:
             text += f" {r.input_size}"
-        text += " KD" if r.variant == "distilled" else ""
+        text += variant_of(r.pipeline, r.variant).suffix
         tag = INIT_TAGS.get(r.init, r.init)
         if len(deep_inits) > 1 and tag:  # say which CNNs started from pretrained weights
             text += f" {tag}"
@@ -290,11 +299,16 @@ def _draw_pareto_front(ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.n
 
 
 def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[tuple, tuple]]:
-    """Arrow from each student's baseline to its distilled version; return (start, end) pairs."""
+    """Arrow from each point of a derived variant's origin to the derived point (a student's
+    baseline to its distilled version, :attr:`Variant.derived_from`); return (start, end)
+    pairs."""
     arrows = []
-    for _key, sub in agg.groupby(["model", "input_size", "init"], sort=False):
-        base = sub[sub.variant == "baseline"]
-        dist = sub[sub.variant == "distilled"]
+    derived = [v for v in variants() if v.derived_from]
+    for (_key, sub), v in product(
+        agg.groupby(["model", "input_size", "init"], sort=False), derived
+    ):
+        base = sub[sub.variant == v.derived_from]
+        dist = sub[sub.variant == v.name]
         if len(base) and len(dist):
             b, d = base.iloc[0], dist.iloc[0]
             arrows.append(((b.ms_query, b[metric]), (d.ms_query, d[metric])))
@@ -328,7 +342,7 @@ def _draw_points(
         if not ok[i]:
             continue
         style = family_style(r.family)
-        hollow = r.variant == "baseline"
+        hollow = variant_of(r.pipeline, r.variant).hollow
         ax.errorbar(
             r.ms_query,
             getattr(r, metric),
@@ -423,7 +437,7 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
         ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
     refs = []
     # extraction time per architecture (baseline and distilled share it): the reference lines
-    for r in agg[agg.variant != "distilled"].drop_duplicates(["model", "input_size"]).itertuples():
+    for r in agg[~derived_rows(agg)].drop_duplicates(["model", "input_size"]).itertuples():
         if np.isfinite(r.ms_extract) and r.ms_extract > 0:
             color = family_style(r.family).color
             ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
@@ -525,24 +539,25 @@ def _legend_handles(agg: pd.DataFrame) -> list[Line2D]:
         Line2D([], [], ls="none", marker=s.marker, color=s.color, markersize=8, label=s.name)
         for s in present
     ]
-    variants = set(agg.variant)
+    shown = set(agg.variant)
     grey = dict(ls="none", marker="o", color="#555555", markersize=8)
-    if "baseline" in variants:
-        handles.append(Line2D([], [], markerfacecolor="white", label="trained alone", **grey))
-    if "distilled" in variants:
-        handles.append(Line2D([], [], label="distilled (KD)", **grey))
-    if {"baseline", "distilled"} <= variants:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="#555555",
-                marker=r"$\rightarrow$",
-                ls="none",
-                markersize=14,
-                label="alone → distilled",
+    for v in variants():
+        if v.legend and v.name in shown:
+            face = dict(markerfacecolor="white") if v.hollow else {}
+            handles.append(Line2D([], [], label=v.legend, **face, **grey))
+    for v in variants():
+        if v.arrow_legend and {v.name, v.derived_from} <= shown:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="#555555",
+                    marker=r"$\rightarrow$",
+                    ls="none",
+                    markersize=14,
+                    label=v.arrow_legend,
+                )
             )
-        )
     handles.append(
         Line2D([], [], color=FRONT_COLOR, lw=2.2, alpha=0.6, label="Pareto front (bold labels)")
     )

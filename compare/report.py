@@ -96,7 +96,9 @@ def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str
         mine = mine[known]
     plotted = pd.Series(False, index=mine.index)
     for adapter in pipelines():
-        plotted |= (mine.pipeline.astype(str) == adapter.name) & mine.variant.isin(adapter.variants)
+        plotted |= (mine.pipeline.astype(str) == adapter.name) & mine.variant.isin(
+            adapter.variant_names
+        )
     keep = mine[plotted]
     if len(keep) < len(mine):
         other = sorted(set(mine[~plotted].variant.astype(str)))

@@ -16,7 +16,7 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from compare.pipelines import pipeline, pipelines
+from compare.pipelines import derived_rows, pipeline, pipelines
 from compare.timing import gallery_scaling
 from data.paths import RUNS_DIR
 
@@ -109,7 +109,7 @@ def crossover_markdown(agg: pd.DataFrame, table: pd.DataFrame) -> str:
         "| pipeline | input | dim | ms extract | matching ≥ extraction from a gallery of |",
         "|---|---|---:|---:|---|",
     ]
-    rows = agg[agg.variant != "distilled"].drop_duplicates(["model", "input_size"])
+    rows = agg[~derived_rows(agg)].drop_duplicates(["model", "input_size"])
     for r in rows.sort_values("ms_extract").itertuples():
         if pd.isna(r.embedding_dim):
             continue

@@ -20,6 +20,7 @@ from compare.pipelines import (
     FamilyStyle,
     Pipeline,
     RunRef,
+    Variant,
     cnn,
     family_style,
     pipeline,
@@ -42,7 +43,7 @@ class RawPixels(Pipeline):
     name = "raw_pixels"
     label = "raw pixels"
     families = (FamilyStyle("raw pixels", marker="X", color="#8c564b"),)
-    variants = ("raw",)
+    variants = (Variant("raw"),)
 
     def family(self, model: str) -> str:
         return "raw pixels"

@@ -14,6 +14,8 @@ from compare.pipelines.base import (
     Matcher,
     Pipeline,
     RunRef,
+    Variant,
+    derived_rows,
     family_style,
     family_styles,
     is_registered,
@@ -24,6 +26,8 @@ from compare.pipelines.base import (
     rows_where,
     time_run_queries,
     unregister,
+    variant_of,
+    variants,
 )
 
 # sorted: a stable registration order (the legend's order), classical before cnn
@@ -38,6 +42,8 @@ __all__ = [
     "Matcher",
     "Pipeline",
     "RunRef",
+    "Variant",
+    "derived_rows",
     "family_style",
     "family_styles",
     "is_registered",
@@ -48,4 +54,6 @@ __all__ = [
     "rows_where",
     "time_run_queries",
     "unregister",
+    "variant_of",
+    "variants",
 ]

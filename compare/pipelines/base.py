@@ -41,6 +41,22 @@ class FamilyStyle:
 
 
 @dataclass(frozen=True)
+class Variant:
+    """A value of the results table's ``variant`` column and how the plot shows it: a label
+    suffix, hollow or filled markers, a legend entry, and the variant of the same model it is
+    drawn joined to by an arrow (``derived_from``: a variant that only changes what happens after
+    extraction or training, e.g. distillation, whose extraction cost is its origin's)."""
+
+    name: str
+    suffix: str = ""
+    hollow: bool = False
+    legend: str = ""
+    derived_from: str = ""
+    #: legend text of the arrow from ``derived_from`` to this variant
+    arrow_legend: str = ""
+
+
+@dataclass(frozen=True)
 class RunRef:
     """The facts of one results row a pipeline needs to rebuild its extractor: which model,
     at which input size, from which run folder, on which engine, with which settings."""
@@ -88,12 +104,20 @@ class Pipeline(ABC):
     #: Plot styles of its model families, in legend order; the first is the fallback.
     families: ClassVar[tuple[FamilyStyle, ...]]
     #: Variants (the results table's ``variant``) the plot and report show.
-    variants: ClassVar[tuple[str, ...]]
+    variants: ClassVar[tuple[Variant, ...]]
     #: Its runs are timed on several inference engines: each point is shown at its fastest
     #: engine, labels carry the engine when they differ, the engine table lists them.
     multi_engine: ClassVar[bool] = False
     #: Its rows' ``init`` says how the model was initialised (shown in captions and labels).
     reports_init: ClassVar[bool] = False
+
+    def variant(self, name: str) -> Variant:
+        """The plotted variant ``name`` (a plain one when it is not among :attr:`variants`)."""
+        return next((v for v in self.variants if v.name == name), Variant(name))
+
+    @property
+    def variant_names(self) -> tuple[str, ...]:
+        return tuple(v.name for v in self.variants)
 
     @abstractmethod
     def family(self, model: str) -> str:
@@ -212,6 +236,26 @@ def family_style(name: str) -> FamilyStyle:
 def family_styles() -> list[FamilyStyle]:
     """Every registered family style, in legend order."""
     return [s for p in _REGISTRY.values() for s in p.families]
+
+
+def variant_of(pipeline_name: str, name: str) -> Variant:
+    """How the plot shows variant ``name`` of pipeline ``pipeline_name``."""
+    return pipeline(pipeline_name).variant(name)
+
+
+def variants() -> list[Variant]:
+    """Every registered pipeline's variants, in legend order."""
+    return [v for p in _REGISTRY.values() for v in p.variants]
+
+
+def derived_rows(df: pd.DataFrame) -> pd.Series:
+    """Mask of rows whose variant derives from another (:attr:`Variant.derived_from`): their
+    extraction is their origin's, so extraction references skip them."""
+    flags = [
+        is_registered(str(p)) and bool(variant_of(str(p), str(v)).derived_from)
+        for p, v in zip(df.pipeline, df.variant, strict=True)
+    ]
+    return pd.Series(flags, index=df.index, dtype=bool)
 
 
 def rows_where(df: pd.DataFrame, test: Callable[[Pipeline], bool]) -> pd.Series:

@@ -14,7 +14,14 @@ import pandas as pd
 
 from classical.lomo import layout
 from classical.pipeline import ClassicalConfig, LomoXqda, study_run_name
-from compare.pipelines.base import BatchExtractor, FamilyStyle, Pipeline, RunRef, register
+from compare.pipelines.base import (
+    BatchExtractor,
+    FamilyStyle,
+    Pipeline,
+    RunRef,
+    Variant,
+    register,
+)
 from compare.pipelines.base import row_extra as _extra
 from data.images import parse_size
 from data.paths import run_dir_for
@@ -29,7 +36,7 @@ class ClassicalPipeline(Pipeline):
     name = "classical"
     label = "LOMO+XQDA"
     families = (FamilyStyle("classical", marker="s", color="#4d4d4d", markersize=9),)
-    variants = ("classical",)
+    variants = (Variant("classical"),)
 
     def family(self, model: str) -> str:
         return "classical"

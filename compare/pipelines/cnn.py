@@ -20,6 +20,7 @@ from compare.pipelines.base import (
     FamilyStyle,
     Pipeline,
     RunRef,
+    Variant,
     register,
     resolve,
 )
@@ -33,7 +34,6 @@ from deep.profiles import PROFILES
 
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
 CNN_DIMS = (512, 1024, 2048)
-STUDY_VARIANTS = ("baseline", "distilled")
 
 
 def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, str, str]] | None:
@@ -71,7 +71,16 @@ class CnnPipeline(Pipeline):
         # a registry family the plot has no style for (e.g. OSNet)
         FamilyStyle("other", marker="P", color="#9467bd"),
     )
-    variants = STUDY_VARIANTS
+    variants = (
+        Variant("baseline", hollow=True, legend="trained alone"),
+        Variant(
+            "distilled",
+            suffix=" KD",
+            legend="distilled (KD)",
+            derived_from="baseline",
+            arrow_legend="alone → distilled",
+        ),
+    )
     multi_engine = True
     reports_init = True
 
@@ -100,7 +109,7 @@ class CnnPipeline(Pipeline):
                 )
             )
         if expected is None:  # profile unknown: require at least a baseline and a distilled row
-            return not set(STUDY_VARIANTS) <= {row[1] for row in have}
+            return not set(self.variant_names) <= {row[1] for row in have}
         return not expected <= have
 
     def run_args(
