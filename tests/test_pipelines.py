@@ -178,3 +178,26 @@ def test_rows_of_an_unplotted_variant_or_unknown_pipeline_are_noted(raw_pixels):
     assert any("1 row(s) with other variants (reranked)" in n for n in notes)
     unknown_note = "1 row(s) of pipelines without an adapter in compare.pipelines (not_registered)"
     assert any(unknown_note in n for n in notes)
+
+
+def test_classical_throughput_extracts_lomo_through_the_pipeline():
+    """The classical adapter's bulk extractor is the per-query path (resize, LOMO, projection)
+    batched: the same features as LomoXqda.extract image by image."""
+    from classical.lomo import layout
+    from classical.pipeline import ClassicalConfig, LomoXqda
+
+    dim = layout(64, 32).dim
+    run = RunRef(
+        pipeline="classical",
+        model="x",
+        input_size="64x32",
+        embedding_dim=5,
+        extra={"feature_dim": dim},
+    )
+    images = _images(3, 5)
+    batch = pipeline("classical").batch_extractor(run, threads=1)(images)
+    projection = np.random.default_rng(0).standard_normal((dim, 5))
+    one = LomoXqda.with_projection(ClassicalConfig(size=(64, 32)), projection)
+    expected = np.concatenate([one.extract(image).reshape(1, -1) for image in images])
+    assert batch.shape == (3, 5) and batch.dtype == np.float32
+    np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-5)
