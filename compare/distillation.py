@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from compare.measure import measure_runs
+from compare.pipelines.cnn import CnnPipeline
 from compare.results import check_table, read_results
 from data.io import atomic_write_text
 from data.runs import RunsLayout
@@ -41,7 +42,7 @@ def summarise(dataset: str, students, teacher: str, table: Path) -> pd.DataFrame
     seeds, and the gain."""
 
     df = read_results(table)
-    df = df[df.pipeline == "deep"]
+    df = df[df.pipeline == CnnPipeline.name]
     rows = []
     for model in dict.fromkeys([teacher, *students]):
         sub = df[df.model == model]

@@ -37,7 +37,7 @@ from compare.results import (
     repo_relative,
     upsert_rows,
 )
-from compare.timing import available_threads, machine_info, time_engine_queries
+from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
 from data.cli import non_negative_int, positive_int
 from data.images import load_image, size_text
 from data.layouts import ReidDataset, load_dataset
@@ -59,9 +59,6 @@ from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
 from deep.run_folder import RunFolder
 from deep.train import worker_pool
-
-#: Gallery items each timed query ranks (top-k), as in every pipeline.
-TOP_K = 50
 
 
 def measure_run(
