@@ -55,8 +55,8 @@ def engine_settings(df: pd.DataFrame) -> dict[str, list[dict]]:
     """The distinct engine settings recorded in the rows' ``extra`` (``engine_options``)."""
     out: dict[str, list[dict]] = {}
     for _, row in df.iterrows():
-        options = row_extra(row).get("engine_options")
-        if not isinstance(options, dict):
+        options = row_extra(row).engine_options
+        if options is None:
             continue
         seen = out.setdefault(str(row.engine), [])
         if options not in seen:

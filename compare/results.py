@@ -118,8 +118,6 @@ class RowExtra:
     xqda_dim: int | None = None  # classical: the XQDA subspace dimension
     retinex: bool = False  # classical: MSRCR preprocessing
     engine_options: dict | None = None  # CNN: the inference engine's settings
-    T: float | None = None  # distilled CNN: temperature
-    alpha: float | None = None  # distilled CNN: soft-target weight
 
     @classmethod
     def parse(cls, text: object) -> RowExtra:
@@ -131,15 +129,12 @@ class RowExtra:
         if not isinstance(values, dict):
             return cls()
         dim = lambda key: None if values.get(key) is None else int(values[key])  # noqa: E731
-        number = lambda key: None if values.get(key) is None else float(values[key])  # noqa: E731
         options = values.get("engine_options")
         return cls(
             feature_dim=dim("feature_dim"),
             xqda_dim=dim("xqda_dim"),
             retinex=bool(values.get("retinex", False)),
             engine_options=options if isinstance(options, dict) else None,
-            T=number("T"),
-            alpha=number("alpha"),
         )
 
 

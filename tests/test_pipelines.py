@@ -29,7 +29,7 @@ from compare.pipelines import (
     unregister,
 )
 from compare.pipelines import classical as classical_adapter
-from compare.results import ResultRow, read_results, upsert_rows
+from compare.results import ResultRow, RowExtra, read_results, upsert_rows
 from data.images import parse_size, resize
 from data.runs import RunsLayout
 from tests.test_tradeoff import _study_table, _write
@@ -192,7 +192,7 @@ def test_classical_throughput_extracts_lomo_through_the_pipeline():
         model="x",
         input_size="64x32",
         embedding_dim=5,
-        extra={"feature_dim": dim},
+        extra=RowExtra(feature_dim=dim),
     )
     images = _images(3, 5)
     batch = pipeline("classical").batch_extractor(run, threads=1)(images)

@@ -165,3 +165,15 @@ def test_summary_records_read_every_schema_and_refuse_newer_ones(tmp_path: Path)
         CnnSummary.from_json({**old, "schema": 3}, "x/summary.json")
     with pytest.raises(SummaryError, match="not a complete run summary"):
         CnnSummary.from_json({k: v for k, v in old.items() if k != "params"})
+
+
+def test_row_extra_is_typed():
+    from compare.results import RowExtra
+
+    extra = RowExtra.parse('{"feature_dim": "26960", "xqda_dim": 20, "retinex": true, "T": 4}')
+    assert (extra.feature_dim, extra.xqda_dim, extra.retinex) == (26960, 20, True)
+    assert extra.engine_options is None
+    options = {"threads": 1, "graph_optimization": "all"}
+    assert RowExtra.parse(json.dumps({"engine_options": options})).engine_options == options
+    for broken in ("nan", "not json", "[1, 2]", float("nan")):
+        assert RowExtra.parse(broken) == RowExtra()

@@ -10,7 +10,6 @@ package).
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from compare.results import ResultRow
+from compare.results import ResultRow, RowExtra
 from compare.timing import TOP_K, TimingResult, time_queries
 from data.matching import GalleryIndex
 from data.runs import RunsLayout
@@ -69,7 +68,7 @@ class RunRef:
     run_dir: str = ""
     engine: str = ""
     embedding_dim: int | None = None
-    extra: dict = field(default_factory=dict)
+    extra: RowExtra = field(default_factory=RowExtra)
 
     @classmethod
     def from_row(cls, row: pd.Series) -> RunRef:
@@ -86,13 +85,9 @@ class RunRef:
         )
 
 
-def row_extra(row: pd.Series) -> dict:
-    """A row's ``extra`` JSON column as a dict ({} when absent or not a JSON object)."""
-    try:
-        value = json.loads(str(row.get("extra", "{}")))
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def row_extra(row: pd.Series) -> RowExtra:
+    """The typed fields of a row's ``extra`` JSON column (defaults when absent or not JSON)."""
+    return RowExtra.parse(row.get("extra", "{}"))
 
 
 class Pipeline(ABC):

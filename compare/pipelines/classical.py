@@ -79,7 +79,7 @@ class ClassicalPipeline(Pipeline):
 
     def feature_dim(self, run: RunRef) -> int:
         """The raw LOMO dimension the projection reads."""
-        return int(run.extra.get("feature_dim", LOMO_DIM))
+        return LOMO_DIM if run.extra.feature_dim is None else run.extra.feature_dim
 
     def scaling_dims(
         self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None
@@ -90,8 +90,8 @@ class ClassicalPipeline(Pipeline):
         lomo_dim = LOMO_DIM
         for _, row in rows.iterrows():
             extra = _extra(row)
-            lomo_dim = int(extra.get("feature_dim", lomo_dim))
-            xqda = extra.get("xqda_dim", row.embedding_dim)
+            lomo_dim = lomo_dim if extra.feature_dim is None else extra.feature_dim
+            xqda = row.embedding_dim if extra.xqda_dim is None else extra.xqda_dim
             if pd.notna(xqda):
                 dims.append((int(xqda), "XQDA"))
         if dataset is not None and layout is not None and rows.empty:
@@ -108,10 +108,8 @@ class ClassicalPipeline(Pipeline):
         """Resize, LOMO and the XQDA projection (:meth:`LomoXqda.extract_batch`). The projection's
         cost depends only on its shape, so a random one of the row's shape stands in for the
         trained projection (which the pipeline does not store)."""
-        config = ClassicalConfig(
-            input_size=parse_size(run.input_size), retinex=bool(run.extra.get("retinex", False))
-        )
-        dim = run.embedding_dim or int(run.extra.get("xqda_dim", 0))
+        config = ClassicalConfig(input_size=parse_size(run.input_size), retinex=run.extra.retinex)
+        dim = run.embedding_dim or run.extra.xqda_dim or 0
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
 
