@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
-from data.ownership import check_run_folder, mark_run_folder
+from data.ownership import MARKER_NAME, check_run_folder, mark_run_folder
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
@@ -63,6 +63,18 @@ TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 #: with other values.
 #: The marker kind of a CNN run folder (:mod:`data.ownership`).
 RUN_KIND = "deep"
+#: Files a CNN run folder receives (training, distillation, measurement, export): the names
+#: whose atomic-write temporaries a killed writer may leave there.
+RUN_OUTPUTS = (
+    "checkpoint.pt",
+    "model.pt",
+    "config.json",
+    "summary.json",
+    "model.onnx",
+    "model.onnx.json",
+    "teacher.json",
+    MARKER_NAME,
+)
 RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
 
 
@@ -441,8 +453,7 @@ def train(
     session = _open_session(config, dataset, images, labels, teacher_dim, device)
     if session.rank == 0:
         # Temporary files of atomic writes that a killed earlier session (kill -9) left behind.
-        outputs = ("checkpoint.pt", "model.pt", "config.json", "summary.json", "model.onnx")
-        remove_orphan_temporaries(session.run_dir, (*outputs, "model.onnx.json"))
+        remove_orphan_temporaries(session.run_dir, RUN_OUTPUTS)
         ensure_dir(session.run_dir)
         mark_run_folder(session.run_dir, RUN_KIND)
         _add_file_log(session.run_dir / "train.log")

@@ -4,6 +4,7 @@ result, no traceback, no leftovers. One section per family; each case failed bef
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
 import os
@@ -18,9 +19,11 @@ import torch
 import torchvision
 
 import compare.lomo_xqda
+from compare import measure, results
 from data import benchmarks, paths
 from data.benchmarks import load_benchmark
 from data.images import load_image
+from data.io import atomic_write_text
 from data.layouts import load_dataset
 from deep import export
 from deep import train as deep_train
@@ -29,6 +32,7 @@ from tests import test_benchmarks
 from tests.test_benchmarks import make_viper, write_new_protocol
 from tests.test_cli_reliability import BENCH_SCRIPTS, _bench_module, _captured_parser, _without_help
 from tests.test_export import make_run, write_tiny_market
+from tests.test_results import row
 
 MARKER_NAME = ".reid-run.json"  # data.ownership.MARKER_NAME (spelled out: main lacks it)
 
@@ -335,3 +339,70 @@ def test_a_cuhk03_new_config_with_one_label_names_the_config(cuhk03_new):
 
 def test_every_argument_of_data_benchmarks_has_a_help_text(monkeypatch):
     assert _without_help(_captured_parser(benchmarks.main, monkeypatch)) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# Leftovers (item 16): what a writer killed outright (kill -9) left is removed by the next
+# command that touches that folder; a live writer's temporary (it holds a lock) is never.
+# ---------------------------------------------------------------------------------------------
+def _plant(folder: Path, *names: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    planted = [folder / name for name in names]
+    for path in planted:
+        path.write_bytes(b"half-written")
+    return planted
+
+
+KILLED_EXPORT = (".model.onnx.k1ll3d_9.onnx", ".model.onnx.json.k1ll3d_9")
+
+
+@pytest.mark.parametrize("export_twice", [False, True])
+def test_export_removes_what_a_killed_export_left(tiny_market, tmp_path, export_twice):
+    run = make_run(tmp_path / "run", tiny_market)
+    if export_twice:  # the second export reuses the first: the clean-up must not depend on it
+        assert export.main([str(run)]) == 0
+    planted = _plant(run, *KILLED_EXPORT)
+    assert export.main([str(run)]) == 0
+    assert not any(p.exists() for p in planted)
+    assert (run / "model.onnx").is_file()
+
+
+def test_measure_removes_what_a_killed_export_left(tiny_market, tmp_path):
+    run = make_run(tmp_path / "run", tiny_market)
+    planted = _plant(run, *KILLED_EXPORT, ".summary.json.abcd_123")
+    measure.measure_run(run, engines=["torch"], num_timed_queries=2, table=False)
+    assert not any(p.exists() for p in planted)
+
+
+def test_results_table_rewrites_remove_a_killed_rewrites_temporary(tmp_path):
+    table = tmp_path / "synthetic" / "results.csv"
+    results.upsert_rows(table, [row()])
+    planted = _plant(table.parent, ".results.csv.x7k2m9q1")
+    results.check_table(table)  # the start-of-run check of every command that writes rows
+    assert not planted[0].exists()
+    planted = _plant(table.parent, ".results.csv.a1b2c3d4")
+    results.upsert_rows(table, [row(seed=1)])
+    assert not planted[0].exists()
+    assert len(results.read_results(table)) == 2
+
+
+@pytest.mark.parametrize(
+    "name, temporary",
+    [("resnet18.pt", ".resnet18.pt.q0w9e8r7"), ("tradeoff.png", ".tradeoff.png.zz11yy22.png"),
+     ("teacher_cache.npz", ".teacher_cache.npz.mm33nn44")],
+)  # fmt: skip
+def test_every_atomic_write_removes_its_targets_orphans(tmp_path, name, temporary):
+    (orphan,) = _plant(tmp_path / "anywhere", temporary)
+    neighbour = _plant(tmp_path / "anywhere", ".other.pt.q0w9e8r7", "notes.txt")
+    atomic_write_text(tmp_path / "anywhere" / name, "new")
+    assert not orphan.exists()
+    assert all(p.exists() for p in neighbour)  # another file's temporary, a user's file
+
+
+def test_a_live_writers_temporary_is_never_removed(tmp_path):
+    (busy,) = _plant(tmp_path, ".results.csv.l1v3_w1t")
+    with open(busy, "rb") as held:  # another process writing: it holds the lock
+        fcntl.flock(held, fcntl.LOCK_EX)
+        results.check_table(tmp_path / "results.csv")
+        atomic_write_text(tmp_path / "results.csv", "a\n1\n")
+        assert busy.exists()
