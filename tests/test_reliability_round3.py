@@ -9,6 +9,8 @@ import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import cv2
@@ -27,6 +29,7 @@ from data.io import atomic_write_text
 from data.layouts import load_dataset
 from deep import export
 from deep import train as deep_train
+from deep.config import TrainConfig, config_from_args, config_parser
 from deep.models import build_model
 from tests import test_benchmarks
 from tests.test_benchmarks import make_viper, write_new_protocol
@@ -406,3 +409,29 @@ def test_a_live_writers_temporary_is_never_removed(tmp_path):
         results.check_table(tmp_path / "results.csv")
         atomic_write_text(tmp_path / "results.csv", "a\n1\n")
         assert busy.exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Threads: a default that degrades gracefully on a shared machine (bench/bench_threads.py: on
+# a shared 2-core VM, 1 thread ~220 images/s, 2 spinning threads 6-18, 2 passive ones ~100).
+# ---------------------------------------------------------------------------------------------
+def test_deep_train_defaults_to_one_thread():
+    assert TrainConfig().threads == 1
+    args = config_parser("train").parse_args(["--model", "resnet18"])
+    assert config_from_args(args).threads == 1
+
+
+@pytest.mark.parametrize("package", ["deep", "compare", "classical"])
+@pytest.mark.parametrize("preset", [None, "ACTIVE"])
+def test_the_openmp_wait_policy_is_passive_unless_the_user_set_one(package, preset):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset:
+        env["OMP_WAIT_POLICY"] = preset
+    probe = f"import sys; import {package}; import os; print(os.environ.get('OMP_WAIT_POLICY'))"
+    probe += "; print('torch' in sys.modules)"
+    out = subprocess.run(
+        [sys.executable, "-c", probe], env=env, cwd=Path(__file__).parents[1],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert out[0] == (preset or "PASSIVE")
+    assert out[1] == "False"  # set before torch (which reads it once, when it loads)
