@@ -380,6 +380,7 @@ def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -
     official = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="official")
     torchreid = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="torchreid")
     seconds["evaluation"] = time.perf_counter() - t0
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     pipeline.save(out_dir / "xqda.npz")
     summary = {
         "dataset": config.dataset,
@@ -505,6 +506,7 @@ def _run_trials(
             flush=True,
         )
     first = results[0]
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     first.pipeline.save(out_dir / "xqda.npz")
     atomic_write_text(
         out_dir / "trials.json",
