@@ -316,9 +316,14 @@ def test_weights_holding_code_are_refused_in_one_line(tiny_market, tmp_path, cap
 
 
 @pytest.mark.parametrize("command", ["deep.train", "compare.lomo_xqda"])
-def test_a_cuhk03_new_config_that_is_not_a_mat_file_is_one_line(cuhk03_new, command, capsys):
+@pytest.mark.parametrize(
+    "content", [b"", b"\0" * 200, b"not a MATLAB file\n" * 10], ids=["empty", "zeros", "text"]
+)
+def test_a_cuhk03_new_config_that_is_not_a_mat_file_is_one_line(
+    cuhk03_new, command, content, capsys
+):
     config = cuhk03_new / "cuhk03_new_protocol_config_labeled.mat"
-    config.write_text("not a MATLAB file\n" * 10)
+    config.write_bytes(content)
     common = ["--dataset", "cuhk03-new", "--data-root", str(cuhk03_new)]
     if command == "deep.train":
         argv = _train_args(cuhk03_new, cuhk03_new.parent / "run")
