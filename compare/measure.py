@@ -40,6 +40,7 @@ from compare.results import (
 from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
 from data.cli import non_negative_int, positive_int
 from data.images import load_image, size_text
+from data.io import remove_orphan_temporaries
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
 from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
@@ -58,7 +59,7 @@ from deep.export import (
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
 from deep.run_folder import RunFolder
-from deep.train import worker_pool
+from deep.train import RUN_OUTPUTS, worker_pool
 
 
 def measure_run(
@@ -103,6 +104,7 @@ def measure_run(
     folder = RunFolder(run_dir)
     run_dir = folder.path
     state = folder.model_state()
+    remove_orphan_temporaries(run_dir, RUN_OUTPUTS)  # what a killed export or write left
     cfg = state["config"]
     if dataset is None:
         dataset = load_dataset(cfg["dataset"], data_root or cfg["data_root"])
