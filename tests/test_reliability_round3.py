@@ -27,6 +27,7 @@ from data.benchmarks import load_benchmark
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import load_dataset
+from data.runs import RunsLayout
 from deep import export
 from deep import train as deep_train
 from deep.config import TrainConfig, config_from_args, config_parser
@@ -376,7 +377,8 @@ def test_export_removes_what_a_killed_export_left(tiny_market, tmp_path, export_
 def test_measure_removes_what_a_killed_export_left(tiny_market, tmp_path):
     run = make_run(tmp_path / "run", tiny_market)
     planted = _plant(run, *KILLED_EXPORT, ".summary.json.abcd_123")
-    measure.measure_run(run, engines=["torch"], num_timed_queries=2, table=False)
+    layout = RunsLayout(tmp_path / "runs")
+    measure.measure_run(run, layout=layout, engines=["torch"], num_timed_queries=2, table=False)
     assert not any(p.exists() for p in planted)
 
 
