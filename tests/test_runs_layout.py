@@ -104,7 +104,9 @@ def test_measuring_on_other_data_never_replaces_the_studys_rows(tmp_path: Path, 
     other = _other_dataset(tmp_path / "other")
     run = make_run(layout.cnn_run("market1501", NAME, "baseline", 0), own)
     args = [str(run), "--engines", "torch", "--num-timed-queries", "2"]
-    assert measure.main([*args, "--runs-dir", str(layout.root)]) == 0
+    # named as deep.train names it (make train), found through the layout
+    named = ["--model", NAME, "--dataset", "market1501", "--seed", "0", *args[1:]]
+    assert measure.main([*named, "--runs-dir", str(layout.root)]) == 0
     table = layout.results_table("market1501")
     before_rows = pd.read_csv(table)
     before_summary = (run / "summary.json").read_text()
