@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from compare.results import (
     upsert_rows,
 )
 from compare.timing import available_threads, machine_info, time_engine_queries
-from data.cli import positive_int
+from data.cli import entry_point, positive_int
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset
@@ -411,6 +410,7 @@ def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: in
             print(future.result(), flush=True)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
 
@@ -441,22 +441,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
     if missing:
-        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no model.pt in {', '.join(missing)} (not a finished run)")
     torch.set_num_threads(args.threads)
-    try:
-        check_tables(args.run_dirs)  # a broken results table stops us before the work
-        for run_dir in args.run_dirs:
-            measure_run(
-                run_dir,
-                data_root=args.data_root,
-                threads=args.threads,
-                num_timed_queries=args.num_timed_queries,
-                engines=args.engines,
-            )
-    except (EngineNotInstalled, ExportError, CheckpointError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_tables(args.run_dirs)  # a broken results table stops us before the work
+    for run_dir in args.run_dirs:
+        measure_run(
+            run_dir,
+            data_root=args.data_root,
+            threads=args.threads,
+            num_timed_queries=args.num_timed_queries,
+            engines=args.engines,
+        )
     return 0
 
 

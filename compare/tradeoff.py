@@ -58,7 +58,7 @@ from compare.timing import (
     gallery_scaling,
     machine_info,
 )
-from data.cli import positive_int
+from data.cli import CommandFailed, entry_point, positive_int
 from data.images import load_image, parse_size, resize
 from data.io import atomic_write_text
 from data.layouts import load_dataset
@@ -148,7 +148,7 @@ def _run(args: list[str]) -> None:
     print("+ python -m " + " ".join(args), flush=True)
     result = subprocess.run(command, cwd=REPO_ROOT, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
+        raise CommandFailed(
             f"`python -m {' '.join(args)}` failed with exit code "
             f"{result.returncode}; see its output above"
         )
@@ -682,6 +682,7 @@ def teachers_used(out_dir: Path) -> list[str]:
     return sorted(names)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run what is missing, then plot accuracy against ms per query "
@@ -719,20 +720,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads is not None and not 1 <= args.threads <= max(available_threads(), 1):
         parser.error(f"--threads must be in 1..{available_threads()}, got {args.threads}")
     start = time.perf_counter()
-    try:
-        if not args.skip_runs:
-            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
-            ensure_engine_rows(args.dataset, args.data_root)
-        out_dir = build_report(
-            args.dataset,
-            args.data_root,
-            threads=args.threads,
-            refresh_scaling=args.refresh_scaling,
-            throughput=not args.no_throughput,
-        )
-    except (OSError, ValueError, RuntimeError) as err:  # OSError: an output that cannot be written
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not args.skip_runs:
+        ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
+        ensure_engine_rows(args.dataset, args.data_root)
+    out_dir = build_report(
+        args.dataset,
+        args.data_root,
+        threads=args.threads,
+        refresh_scaling=args.refresh_scaling,
+        throughput=not args.no_throughput,
+    )
     print(
         f"\nwrote {out_dir / 'tradeoff.png'}\n      {out_dir / 'tradeoff.svg'}\n      "
         f"{out_dir / 'tradeoff.md'}\n({time.perf_counter() - start:.1f} s)"

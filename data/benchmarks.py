@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from data import paths
+from data.cli import entry_point
 from data.layouts import (
     SHOW_FIRST,
     Record,
@@ -803,6 +804,7 @@ register_layout("cuhk03-new")(lambda root: load_cuhk03_new(root, "labeled"))
 register_layout("cuhk03-detected-new")(lambda root: load_cuhk03_new(root, "detected"))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark data tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -811,11 +813,7 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("out", help="folder to create (e.g. ROOT/images_labeled)")
     extract.add_argument("--kind", choices=CUHK03_KINDS, default="labeled")
     args = parser.parse_args(argv)
-    try:
-        count = extract_cuhk03_images(args.mat, args.kind, args.out)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    count = extract_cuhk03_images(args.mat, args.kind, args.out)
     print(f"wrote {count} {args.kind} images to {args.out}")
     return 0
 

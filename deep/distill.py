@@ -38,7 +38,14 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from data.cli import (
+    entry_point,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from data.io import atomic_write_text, check_writable
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.paths import run_dir_for
@@ -457,29 +464,26 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.command == "run":
-            run_study(args.profile, args.dataset, args.data_root, **study_options(args))
-        elif args.command == "sweep":
-            run_sweep(
-                args.dataset,
-                args.data_root,
-                student=args.student,
-                profile_name=args.profile,
-                temperatures=tuple(args.temperatures),
-                alphas=tuple(args.alphas),
-                jobs=args.jobs,
-                teacher_model=args.teacher_model,
-            )
-        else:
-            print(_train_student(args))
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "run":
+        run_study(args.profile, args.dataset, args.data_root, **study_options(args))
+    elif args.command == "sweep":
+        run_sweep(
+            args.dataset,
+            args.data_root,
+            student=args.student,
+            profile_name=args.profile,
+            temperatures=tuple(args.temperatures),
+            alphas=tuple(args.alphas),
+            jobs=args.jobs,
+            teacher_model=args.teacher_model,
+        )
+    else:
+        print(_train_student(args))
     return 0
 
 

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from data.cli import CommandFailed, entry_point
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
@@ -51,7 +52,7 @@ from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.loader import Batch, DeterministicLoader, load_training_data, training_loader
 from deep.models import ReIDNet, build_model
-from deep.pretrained import PretrainedWeightsError, initialise, is_backbone_file
+from deep.pretrained import initialise, is_backbone_file
 from deep.teacher import open_teacher
 
 log = logging.getLogger("deep.train")
@@ -63,7 +64,7 @@ TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CommandFailed, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -567,6 +568,7 @@ def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
     return None
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("Train a re-ID CNN as an identity classifier (make train)")
     parser.add_argument(
@@ -578,29 +580,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = config_from_args(args)
-    try:
-        config.validate()
-        finished = _check_start(config, resume=args.resume)
-        if finished is not None:
-            print(
-                f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
-                f"Measure it with: python -m compare.measure {config.run_dir()}"
-            )
-            return 0
-        # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
-        signal = open_teacher(config.teacher, config) if config.teacher else None
-        run_dir = train(
-            config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
+    config.validate()
+    finished = _check_start(config, resume=args.resume)
+    if finished is not None:
+        print(
+            f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
+            f"Measure it with: python -m compare.measure {config.run_dir()}"
         )
-    except (
-        ValueError,
-        OSError,
-        CheckpointError,
-        TrainingDiverged,
-        PretrainedWeightsError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 0
+    # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
+    signal = open_teacher(config.teacher, config) if config.teacher else None
+    run_dir = train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
     print(f"run folder: {run_dir}\nmeasure it with: python -m compare.measure {run_dir}")
     return 0
 
