@@ -6,13 +6,17 @@ helpers from one another.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import importlib.util
 from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
+import scipy.io
 import torch
 
 from classical.pipeline import study_run_name
@@ -21,6 +25,10 @@ from data.synthetic import PRESETS, generate
 from deep.checkpoint import save_checkpoint
 from deep.config import TrainConfig
 from deep.models import build_model
+
+REPO = Path(__file__).resolve().parents[1]
+#: The benchmark scripts (bench/bench_*.py), by file name.
+BENCH_SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("bench_*.py"))
 
 #: The model and input size of the hand-made run folders (:func:`make_run`).
 TINY_MODEL = "mobilenet_v1_0.25"
@@ -109,6 +117,40 @@ PERSONS = (6, 4)
 TESTSETS = [[(1, 2), (2, 1), (1, 5)], [(2, 3), (1, 1), (1, 6)]]
 #: Empty (pair, person, column) cells: person 3 of pair 2 has no camera-B image (columns 6-10).
 EMPTY = {(1, 1, 5), (1, 4, 10)} | {(2, 3, c) for c in range(6, 11)}
+
+
+def write_new_protocol(root: Path, kind: str = "labeled", drop: str | None = None) -> None:
+    """A config .mat (MATLAB v5, 1-based) over the fixture's images: 5 train, 5 test persons.
+
+    Person ``(pair, n)`` is labelled ``10 * pair + n``; each test person's first image (camera 1)
+    is its query, the others are the gallery.
+    """
+    names, labels, cams = [], [], []
+    for pair, persons in enumerate(PERSONS, start=1):
+        for person in range(1, persons + 1):
+            for column in (2, 3, 7, 8):
+                if (pair, person, column) in EMPTY:
+                    continue
+                names.append(f"{pair}_{person:03d}_{1 + column // 6}_{column:02d}.png")
+                labels.append(10 * pair + person)
+                cams.append(1 + column // 6)
+    labels = np.array(labels)
+    train = np.flatnonzero(np.isin(labels, [11, 12, 13, 14, 15])) + 1
+    test = np.flatnonzero(~np.isin(labels, [11, 12, 13, 14, 15])) + 1
+    _, first = np.unique(labels[test - 1], return_index=True)
+    query = test[first]
+    gallery = np.setdiff1d(test, query)
+    config = {
+        "filelist": np.array(names, dtype=object).reshape(-1, 1),
+        "labels": labels.reshape(-1, 1).astype(float),
+        "camId": np.array(cams).reshape(-1, 1).astype(float),
+        "train_idx": train.reshape(-1, 1).astype(float),
+        "query_idx": query.reshape(-1, 1).astype(float),
+        "gallery_idx": gallery.reshape(-1, 1).astype(float),
+    }
+    if drop:
+        del config[drop]
+    scipy.io.savemat(root / f"cuhk03_new_protocol_config_{kind}.mat", config)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,3 +292,50 @@ def tiny_train_config(data_root: Path | str, **overrides) -> TrainConfig:
         bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
     )  # fmt: skip
     return dataclasses.replace(config, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# command lines
+# ---------------------------------------------------------------------------------------------
+class _Captured(Exception):
+    """Raised by the recording ``parse_args``: the parser is built, nothing has run."""
+
+
+def captured_parser(main, monkeypatch) -> argparse.ArgumentParser:
+    """The parser ``main`` builds, captured at ``parse_args`` before anything runs."""
+    seen = []
+
+    def record(self, args=None, namespace=None):
+        seen.append(self)
+        raise _Captured
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", record)
+    with pytest.raises(_Captured):
+        main([])
+    return seen[0]
+
+
+def flags_without_help(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    """Every action of ``parser`` and of its subparsers (-h/--help aside) without a help text."""
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = "/".join(action.option_strings) or action.dest
+        if isinstance(action, argparse._SubParsersAction):
+            for command, sub in action.choices.items():
+                missing += flags_without_help(sub, f"{prefix}{command} ")
+            helped = {a.dest for a in action._choices_actions if a.help}
+            missing += [f"{prefix}{c} (subcommand)" for c in action.choices if c not in helped]
+            continue
+        if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
+            missing.append(prefix + name)
+    return missing
+
+
+def bench_module(name: str):
+    """A ``bench/`` script imported as a module (the scripts are not a package)."""
+    spec = importlib.util.spec_from_file_location(f"_bench_{name[:-3]}", REPO / "bench" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -35,6 +35,7 @@ from tests.builders import (
     make_viper,
     write_cuhk03_mat,
     write_image,
+    write_new_protocol,
 )
 
 
@@ -268,40 +269,6 @@ def test_extract_cli(cuhk03_root, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # CUHK03, new protocol
 # ---------------------------------------------------------------------------------------------
-def write_new_protocol(root: Path, kind: str = "labeled", drop: str | None = None) -> None:
-    """A config .mat (MATLAB v5, 1-based) over the fixture's images: 5 train, 5 test persons.
-
-    Person ``(pair, n)`` is labelled ``10 * pair + n``; each test person's first image (camera 1)
-    is its query, the others are the gallery.
-    """
-    names, labels, cams = [], [], []
-    for pair, persons in enumerate(PERSONS, start=1):
-        for person in range(1, persons + 1):
-            for column in (2, 3, 7, 8):
-                if (pair, person, column) in EMPTY:
-                    continue
-                names.append(f"{pair}_{person:03d}_{1 + column // 6}_{column:02d}.png")
-                labels.append(10 * pair + person)
-                cams.append(1 + column // 6)
-    labels = np.array(labels)
-    train = np.flatnonzero(np.isin(labels, [11, 12, 13, 14, 15])) + 1
-    test = np.flatnonzero(~np.isin(labels, [11, 12, 13, 14, 15])) + 1
-    _, first = np.unique(labels[test - 1], return_index=True)
-    query = test[first]
-    gallery = np.setdiff1d(test, query)
-    config = {
-        "filelist": np.array(names, dtype=object).reshape(-1, 1),
-        "labels": labels.reshape(-1, 1).astype(float),
-        "camId": np.array(cams).reshape(-1, 1).astype(float),
-        "train_idx": train.reshape(-1, 1).astype(float),
-        "query_idx": query.reshape(-1, 1).astype(float),
-        "gallery_idx": gallery.reshape(-1, 1).astype(float),
-    }
-    if drop:
-        del config[drop]
-    scipy.io.savemat(root / f"cuhk03_new_protocol_config_{kind}.mat", config)
-
-
 def test_cuhk03_new_protocol(cuhk03_root):
     write_new_protocol(cuhk03_root)
     dataset = load_dataset("cuhk03-new", cuhk03_root)
