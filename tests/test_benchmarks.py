@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data import benchmarks, paths
+from data import benchmarks
 from data.benchmarks import (
     CAMERA_A,
     CAMERA_B,
@@ -42,7 +42,7 @@ from tests.builders import (
 @pytest.fixture
 def datasets_dir(tmp_path: Path, monkeypatch) -> Path:
     out = tmp_path / "datasets"
-    monkeypatch.setattr(paths, "DATASETS_DIR", out)
+    monkeypatch.setenv("REID_DATASETS_DIR", str(out))  # read when the images are extracted
     return out
 
 
