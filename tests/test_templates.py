@@ -107,6 +107,7 @@ def test_model_template_trains_on_the_template_layout(person_folders: Path, tmp_
     assert (out / "model.pt").is_file()
 
 
+@pytest.mark.slow
 def test_pipeline_template_is_measured_plotted_and_reported(person_folders: Path, tmp_path):
     module = _load("pipeline")
     try:

@@ -41,7 +41,8 @@ def read_person_folders(folder: Path) -> list[Record]:
         try:
             pid = int(person.name)
         except ValueError:
-            raise DatasetError(f"{person} is not a person id folder (expected an integer)") from None
+            message = f"{person} is not a person id folder (expected an integer)"
+            raise DatasetError(message) from None
         for path in list_images(person):
             match = _CAMERA.match(path.name)
             if match is None:

@@ -102,12 +102,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = RunRef(pipeline=NAME, model=NAME, input_size=size_text(INPUT_SIZE))
     timing = time_run_queries(run, list(query), gallery, threads=args.threads)
     row = ResultRow(
-        dataset=args.dataset, pipeline=NAME, model=NAME, variant="plain", seed=0,
-        input_size=size_text(INPUT_SIZE), params=0, gflops=0.0, embedding_dim=q.shape[1],
-        rank1=100 * scores.cmc[0], rank5=100 * scores.cmc[4], rank10=100 * scores.cmc[9],
-        mAP=100 * scores.mAP, mAP_torchreid=100 * torchreid.mAP, ms_extract=timing.ms_extract,
-        ms_match=timing.ms_match, ms_query=timing.ms_query, ms_query_p90=timing.ms_query_p90,
-        threads=timing.threads, engine="numpy", init="none",
+        dataset=args.dataset,
+        pipeline=NAME,
+        model=NAME,
+        variant="plain",
+        seed=0,
+        input_size=size_text(INPUT_SIZE),
+        params=0,
+        gflops=0.0,
+        embedding_dim=q.shape[1],
+        rank1=100 * scores.cmc[0],
+        rank5=100 * scores.cmc[4],
+        rank10=100 * scores.cmc[9],
+        mAP=100 * scores.mAP,
+        mAP_torchreid=100 * torchreid.mAP,
+        ms_extract=timing.ms_extract,
+        ms_match=timing.ms_match,
+        ms_query=timing.ms_query,
+        ms_query_p90=timing.ms_query_p90,
+        threads=timing.threads,
+        engine="numpy",
+        init="none",
     )
     table = layout.results_table(args.dataset)
     upsert_rows(table, [row])
