@@ -45,15 +45,15 @@ class MatchingConfig:
     """
 
     method: str = "exact"
-    hnsw_m: int = 32
-    hnsw_ef_construction: int = 80
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 40
     hnsw_ef_search: int = 64
     ivf_nlist: int = 0
     ivf_nprobe: int = 16
     pq_m: int = 0
     pq_bits: int = 8
     refine: int = 0
-    train_size: int = 100_000
+    train_size: int = 50_000
     seed: int = 0
 
     def validate(self) -> MatchingConfig:
