@@ -50,6 +50,12 @@ class AnnPoint:
     num_queries: int
     threads: int
 
+    @property
+    def label(self) -> str:
+        """The method, ``+refine`` for IVF-PQ re-ranked with exact distances."""
+        refined = json.loads(self.params).get("refine", 0)
+        return self.method + ("+refine" if refined else "")
+
 
 @dataclass
 class EmbeddingSet:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -225,6 +225,23 @@ class FaissIndex:
         refined.k_factor = float(cfg.refine)
         self._ivf = ivf
         return refined
+
+    def set_search(self, *, ef_search: int | None = None, nprobe: int | None = None) -> None:
+        """Change the query-time parameters (HNSW ``efSearch``, IVF ``nprobe``) in place."""
+        for name, value in (("ef_search", ef_search), ("nprobe", nprobe)):
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if ef_search is not None:
+            if self.config.method != "hnsw":
+                raise ValueError(f"ef_search applies to hnsw, not {self.config.method}")
+            self.index.hnsw.efSearch = int(ef_search)
+            self.config = replace(self.config, hnsw_ef_search=int(ef_search))
+        if nprobe is not None:
+            if self.config.method != "ivfpq":
+                raise ValueError(f"nprobe applies to ivfpq, not {self.config.method}")
+            ivf = self._ivf if self.config.refine else self.index
+            ivf.nprobe = min(int(nprobe), ivf.nlist)
+            self.config = replace(self.config, ivf_nprobe=int(nprobe))
 
     def _serialised_size(self) -> int:
         import faiss

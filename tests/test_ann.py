@@ -117,6 +117,33 @@ def test_match_returns_k_best_first_and_records_costs():
     assert build_matcher(gallery[:5], k=50).k == 5  # k capped at the gallery size
 
 
+def test_search_parameters_change_in_place():
+    gallery, queries = clustered(8)
+    exact = slow_topk(queries, gallery, 10, "euclidean")
+    hnsw = build_matcher(gallery, k=10, config=MatchingConfig("hnsw", hnsw_m=4), threads=1)
+    hnsw.set_search(ef_search=1)
+    low = recall_at(hnsw.search(queries)[0], exact, 10)
+    hnsw.set_search(ef_search=200)
+    assert recall_at(hnsw.search(queries)[0], exact, 10) > low
+    assert hnsw.config.hnsw_ef_search == 200
+    # unclustered vectors, where the cells probed decide what is found
+    gallery = np.random.default_rng(8).standard_normal((3200, 24)).astype(np.float32)
+    exact = slow_topk(queries, gallery, 10, "euclidean")
+    for refine in (0, 4):
+        cfg = MatchingConfig("ivfpq", pq_bits=6, ivf_nlist=32, refine=refine)
+        ivf = build_matcher(gallery, k=10, config=cfg, threads=1)
+        ivf.set_search(nprobe=1)
+        low = recall_at(ivf.search(queries)[0], exact, 10)
+        ivf.set_search(nprobe=32)
+        assert recall_at(ivf.search(queries)[0], exact, 10) > low
+    with pytest.raises(ValueError, match="ef_search applies to hnsw"):
+        ivf.set_search(ef_search=3)
+    with pytest.raises(ValueError, match="nprobe applies to ivfpq"):
+        hnsw.set_search(nprobe=3)
+    with pytest.raises(ValueError, match="nprobe must be an integer"):
+        ivf.set_search(nprobe=0)
+
+
 def test_pq_padding_keeps_distances():
     """An odd dimension is zero-padded for PQ; refined distances stay the exact ones."""
     gallery, queries = clustered(5, dim=23)
