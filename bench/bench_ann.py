@@ -157,33 +157,48 @@ def choose(rows: list[dict], target: float) -> int:
     return min(r["value"] for r in reached)
 
 
+def _sweep(index, valid: EmbeddingSet, exact: np.ndarray, label: str, field: str, values, args):
+    rows = []
+    for value in values:
+        index.set_search(**{field: value})
+        with thread_limit(args.build_threads):
+            found = index.search(valid.queries, 50)[0]
+        row = {
+            "source": valid.source,
+            "variant": label,
+            "parameter": field,
+            "value": value,
+            "recall10": recall_at(found, exact, 10),
+            "recall50": recall_at(found, exact, 50),
+            "ms_match": _sweep_time(index, valid.queries, args.threads),
+        }
+        rows.append(row)
+        print(f"  tune {valid.source} {label} {field}={value}: {row}")
+    return rows
+
+
 def tune(valid: EmbeddingSet, args) -> tuple[dict, list[dict]]:
-    """Search parameter of every variant chosen on the validation gallery (:func:`choose`)."""
-    gallery, _ = valid.grown_gallery(TUNE_SIZE)
-    with thread_limit(args.build_threads):
-        exact = topk_chunked(valid.queries, gallery, 50)[0]
+    """Search parameter of every variant chosen on the validation gallery (:func:`choose`).
+
+    Sweeps are cached in ``<work>/tune.json`` by validation set, variant and values.
+    """
+    cache_path = args.work / "tune.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    gallery = exact = None
     chosen, sweep = {}, []
     for label, config, field, values in _variants(args):
-        index = build_matcher(gallery, k=50, config=config, threads=args.build_threads)
-        rows = []
-        for value in values:
-            index.set_search(**{field: value})
-            with thread_limit(args.build_threads):
-                found = index.search(valid.queries, 50)[0]
-            row = {
-                "source": valid.source,
-                "variant": label,
-                "parameter": field,
-                "value": value,
-                "recall10": recall_at(found, exact, 10),
-                "recall50": recall_at(found, exact, 50),
-                "ms_match": _sweep_time(index, valid.queries, args.threads),
-            }
-            rows.append(row)
-            print(f"  tune {valid.source} {label} {field}={value}: {row}")
-        chosen[label] = choose(rows, args.target_recall)
-        sweep += rows
-        del index
+        key = f"{valid.source}|{valid.fingerprint()}|{TUNE_SIZE}|{config.as_dict()}|{values}"
+        if key not in cache:
+            if gallery is None:
+                gallery, _ = valid.grown_gallery(TUNE_SIZE)
+                with thread_limit(args.build_threads):
+                    exact = topk_chunked(valid.queries, gallery, 50)[0]
+            index = build_matcher(gallery, k=50, config=config, threads=args.build_threads)
+            cache[key] = _sweep(index, valid, exact, label, field, values, args)
+            del index
+            atomic_write_text(cache_path, json.dumps(cache, indent=1))
+        chosen[label] = choose(cache[key], args.target_recall)
+        sweep += cache[key]
     return chosen, sweep
 
 
@@ -200,22 +215,24 @@ def markdown(points, tuned: dict, args) -> str:
     lines = [
         "# ANN matching: FAISS indexes against exact search",
         "",
-        f"Machine: {cpu_model()}; timing with {args.threads} thread(s), builds with "
-        f"{args.build_threads}. Galleries beyond the real test gallery are grown with "
+        f"Machine: {cpu_model()}; timing with {args.threads} thread(s) (load: the 1-minute "
+        "load average when timed; above the core count, other processes share the CPU and "
+        "every time is inflated). Galleries beyond the real test gallery are grown with "
         "identity-clustered distractors fitted to the training embeddings (data.distractors); "
         "queries are the real query embeddings. Search parameters chosen on validation "
         f"(training identities, {TUNE_SIZE:,} items) for recall@10 >= {args.target_recall}: "
         f"{json.dumps(tuned)}.",
         "",
         "| source | dim | gallery | real | method | params | ms/query (p90) | recall@10 | "
-        "recall@50 | build s | index MB |",
-        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|",
+        "recall@50 | build s (threads) | index MB | load |",
+        "|---|---:|---:|---:|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         lines.append(
             f"| {p.source} | {p.dim} | {p.gallery_size:,} | {p.real_items:,} | {p.label} | "
             f"{p.params} | {p.ms_match:.3f} ({p.ms_match_p90:.3f}) | {p.recall10:.3f} | "
-            f"{p.recall50:.3f} | {p.build_seconds:.1f} | {p.index_mb:.0f} |"
+            f"{p.recall50:.3f} | {p.build_seconds:.1f} ({p.build_threads}) | {p.index_mb:.0f} | "
+            f"{p.load_average:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -49,6 +50,8 @@ class AnnPoint:
     index_mb: float
     num_queries: int
     threads: int
+    build_threads: int = 1
+    load_average: float = float("nan")  # 1-minute load when timed (other processes' share)
 
     @property
     def label(self) -> str:
@@ -141,6 +144,8 @@ def measure_point(
         index_mb=matcher.nbytes / 2**20,
         num_queries=timing.num_queries,
         threads=timing.threads,
+        build_threads=build_threads,
+        load_average=os.getloadavg()[0],
     )
     del matcher
     gc.collect()
