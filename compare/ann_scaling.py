@@ -12,7 +12,6 @@ the library versions, the embeddings' fingerprint and every setting.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import os
@@ -22,11 +21,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
+from compare.pipelines import RunRef, derived_rows, pipeline, pipelines
 from compare.timing import cpu_model, thread_limit, time_queries
 from data.ann import MatchingConfig, build_matcher, recall_at
-from data.distractors import IdentityStatistics, sample_distractors
+from data.distractors import IdentityStatistics, fit_identity_statistics, sample_distractors
 from data.io import atomic_write_text
+from data.layouts import ReidDataset
 from data.matching import topk_chunked
 
 RECALL_KS = (10, 50)
@@ -147,8 +149,7 @@ def measure_point(
         build_threads=build_threads,
         load_average=os.getloadavg()[0],
     )
-    del matcher
-    gc.collect()
+    del matcher  # freed now (reference counting): the next index may be as large
     return point
 
 
@@ -227,5 +228,117 @@ def ann_scaling(
                     )
             points.append(AnnPoint(**cache[key]))
         del gallery
-        gc.collect()
     return points
+
+
+# ---------------------------------------------------------------------------------------------
+# The study's report: the ANN curves of each pipeline's embeddings
+# ---------------------------------------------------------------------------------------------
+#: Gallery sizes of the study's ANN curves (1M: ``bench/bench_ann.py``).
+ANN_SIZES = (10_000, 100_000)
+#: Matchers of the study's ANN curves, at the defaults chosen on validation (README).
+STUDY_CONFIGS = (
+    MatchingConfig("exact"),
+    MatchingConfig("faiss-flat"),
+    MatchingConfig("hnsw"),
+    MatchingConfig("ivfpq"),
+    MatchingConfig("ivfpq", refine=4),
+)
+
+
+def ann_runs(df: pd.DataFrame) -> list[RunRef]:
+    """One run per pipeline whose adapter gives ANN features: its fastest row (not a derived
+    variant, with a run folder), as the representative of its embedding."""
+    runs = []
+    rows = df[~derived_rows(df)]
+    for adapter in pipelines():
+        mine = rows[(rows.pipeline.astype(str) == adapter.name) & rows.run_dir.notna()]
+        if not mine.empty:
+            runs.append(RunRef.from_row(mine.sort_values(["ms_query", "seed"]).iloc[0]))
+    return runs
+
+
+def embedding_set(run: RunRef, dataset: ReidDataset, threads: int) -> EmbeddingSet | None:
+    """The run's real query / gallery features and distractors fitted to its training ones."""
+    adapter = pipeline(run.pipeline)
+    features = adapter.ann_features(run, dataset, threads)
+    if features is None:
+        return None
+    stats = fit_identity_statistics(features["train"], np.array([r.pid for r in dataset.train]))
+    name = f"{adapter.short_name(run.model)} {int(features['gallery'].shape[1])}-d"
+    return EmbeddingSet(name, features["query"], features["gallery"], stats, seed=0)
+
+
+def ann_table(
+    df: pd.DataFrame,
+    dataset: ReidDataset,
+    *,
+    threads: int,
+    sizes: Sequence[int] = ANN_SIZES,
+    cache_path: Path | str,
+    refresh: bool = False,
+) -> pd.DataFrame:
+    """Every matcher of :data:`STUDY_CONFIGS` on every representative run's embedding
+    (:func:`ann_runs`), at ``sizes``; cached (:func:`ann_scaling`). Empty when no pipeline
+    gives features."""
+    points = []
+    for run in ann_runs(df):
+        embeddings = embedding_set(run, dataset, threads)
+        if embeddings is None:
+            continue
+        points += ann_scaling(
+            embeddings, sizes, STUDY_CONFIGS, threads=threads, build_threads=threads,
+            cache_path=cache_path, refresh=refresh,
+        )  # fmt: skip
+    table = pd.DataFrame([asdict(p) for p in points])
+    if not table.empty:
+        table["label"] = [p.label for p in points]
+    return table
+
+
+def ann_markdown(table: pd.DataFrame) -> str:
+    """One row per (embedding, gallery size, matcher): time, recall, build cost, size."""
+    lines = [
+        "| embedding | gallery | matcher | ms/query | recall@10 | recall@50 | build s | MB |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in table.sort_values(["source", "gallery_size"], kind="stable").itertuples():
+        lines.append(
+            f"| {r.source} | {r.gallery_size:,} | {r.label} | {r.ms_match:.3g} | "
+            f"{r.recall10:.3f} | {r.recall50:.3f} | {r.build_seconds:.1f} | {r.index_mb:.0f} |"
+        )
+    return "\n".join(lines)
+
+
+def when_index_pays(table: pd.DataFrame, *, min_recall: float = 0.95) -> list[str]:
+    """Per embedding: the smallest measured gallery from which an index answers faster than
+    the exact GEMV with recall@10 >= ``min_recall``, its speed-up and recall@10 / @50."""
+    out = []
+    for source, sub in table.groupby("source", sort=False):
+        exact = sub[sub.method == "exact"].set_index("gallery_size").ms_match
+        best = None
+        for r in sub[~sub.method.isin(["exact", "faiss-flat"])].itertuples():
+            if r.gallery_size not in exact.index or r.recall10 < min_recall:
+                continue
+            speedup = exact[r.gallery_size] / r.ms_match
+            if speedup > 1 and (best is None or (r.gallery_size, -speedup) < best[0]):
+                best = ((r.gallery_size, -speedup), r, speedup)
+        if best is None:
+            out.append(
+                f"{source}: no index beat exact search at recall@10 >= {min_recall} up to "
+                f"{int(sub.gallery_size.max()):,} items."
+            )
+            continue
+        _, r, speedup = best
+        where = (
+            f"already at {r.gallery_size:,} items (the smallest gallery measured)"
+            if r.gallery_size == sub.gallery_size.min()
+            else f"from {r.gallery_size:,} items"
+        )
+        out.append(
+            f"{source}: {where}, {r.label} answers "
+            f"in {r.ms_match:.3g} ms instead of {exact[r.gallery_size]:.3g} ms ({speedup:.0f}x) "
+            f"at recall@10 {r.recall10:.3f}, recall@50 {r.recall50:.3f}; build "
+            f"{r.build_seconds:.0f} s, {r.index_mb:.0f} MB."
+        )
+    return out

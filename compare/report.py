@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compare.ann_scaling import ann_markdown, ann_table, when_index_pays
 from compare.pipelines import pipeline, pipelines, row_extra, rows_where
 from compare.pipelines.cnn import short_name as cnn_short_name
 from compare.plot import (
@@ -27,7 +28,8 @@ from compare.scaling import crossover_markdown, scaling_dims, scaling_markdown, 
 from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput_table
 from compare.timing import machine_info
 from data.io import atomic_write_text
-from data.paths import run_dir_for
+from data.layouts import load_dataset
+from data.paths import RUNS_DIR, run_dir_for
 
 
 def _machine_markdown(info: dict) -> str:
@@ -141,6 +143,7 @@ def build_report(
     threads: int | None = None,
     refresh_scaling: bool = False,
     throughput: bool = True,
+    ann: bool = True,
 ) -> Path:
     """Scaling, throughput, plot and markdown from ``runs/<dataset>/results.csv``."""
     out_dir = run_dir_for(dataset)
@@ -149,10 +152,22 @@ def build_report(
     threads = row_threads if threads is None else threads
     print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
     scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
+    ann_points = None
+    if ann:
+        print("approximate search (FAISS) vs gallery size (cached in runs/bench):", flush=True)
+        ann_points = ann_table(
+            df, load_dataset(dataset, data_root), threads=threads, refresh=refresh_scaling,
+            cache_path=RUNS_DIR / "bench" / "ann_scaling.json",
+        )  # fmt: skip
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
     plot_tradeoff(
-        df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
+        df,
+        out_dir / "tradeoff.png",
+        out_dir / "tradeoff.svg",
+        title=title,
+        scaling=scaling,
+        ann=ann_points,
     )
     sections = [
         f"# {title}",
@@ -196,6 +211,8 @@ def build_report(
         f"{threads} thread(s); galleries above 256 MB are matched block by block.",
         scaling_markdown(scaling),
     ]
+    if ann_points is not None and not ann_points.empty:
+        sections += ann_sections(ann_points, threads)
     if throughput:
         table = throughput_table(df, dataset, data_root, threads=threads)
         sections += [
@@ -211,6 +228,23 @@ def build_report(
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
     return out_dir
+
+
+def ann_sections(table: pd.DataFrame, threads: int) -> list[str]:
+    """The approximate-search section: when an index pays, then every measured point."""
+    return [
+        "## Approximate search (FAISS) for big galleries",
+        "Matching one query with FAISS indexes (`data.ann`: HNSW, IVF-PQ, IVF-PQ re-ranked "
+        "with exact distances) against the exact GEMV, on each pipeline's own embeddings (its "
+        "fastest run): the real test gallery grown with identity-clustered distractors fitted "
+        "to the run's training embeddings (`data.distractors`), the real queries; recall@k = "
+        "share of the exact top k found. Search parameters: the defaults of "
+        f"`data.ann.MatchingConfig`, chosen on validation identities; {threads} thread(s); "
+        "1M items and the validation sweeps: `bench/bench_ann.py`. When an index pays "
+        "(recall@10 >= 0.95):",
+        "\n".join(f"- {line}" for line in when_index_pays(table)),
+        ann_markdown(table),
+    ]
 
 
 def teachers_used(out_dir: Path) -> list[str]:

@@ -3,11 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from compare.ann_scaling import AnnPoint, EmbeddingSet, ann_scaling
+from compare.ann_scaling import (
+    AnnPoint,
+    EmbeddingSet,
+    ann_markdown,
+    ann_runs,
+    ann_scaling,
+    when_index_pays,
+)
+from compare.plot import plot_tradeoff
 from data.ann import MatchingConfig
 from data.distractors import fit_identity_statistics
+from tests.test_plot import PNG, _scaling, _table
 
 pytest.importorskip("faiss")
 
@@ -64,3 +74,59 @@ def test_scaling_points_and_cache(tmp_path):
         target_seconds=0.01,
     )
     assert len(logged) == 1
+
+
+def _ann_points() -> pd.DataFrame:
+    """Hand-made points: HNSW pays from 100k for A (fast and accurate), never for B."""
+    rows = []
+    for source, hnsw_ms, hnsw_recall in (("A 129-d", 0.2, 0.98), ("B 256-d", 0.9, 0.80)):
+        for n, exact_ms in ((10_000, 0.5), (100_000, 5.0)):
+            rows.append(dict(source=source, gallery_size=n, label="exact", method="exact",
+                             ms_match=exact_ms, recall10=1.0, recall50=1.0, build_seconds=0.0,
+                             index_mb=n / 1e3))  # fmt: skip
+            rows.append(dict(source=source, gallery_size=n, label="hnsw", method="hnsw",
+                             ms_match=hnsw_ms if n == 100_000 else 0.6, recall10=hnsw_recall,
+                             recall50=0.9, build_seconds=3.0, index_mb=n / 900))  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_when_index_pays_reads_the_measurements():
+    lines = when_index_pays(_ann_points())
+    assert lines[0].startswith("A 129-d: from 100,000 items, hnsw answers in 0.2 ms instead of 5")
+    assert "(25x) at recall@10 0.980" in lines[0]
+    assert lines[1] == (
+        "B 256-d: no index beat exact search at recall@10 >= 0.95 up to 100,000 items."
+    )
+    # a lower recall requirement lets B's index count
+    assert "B 256-d: from 100,000 items" in when_index_pays(_ann_points(), min_recall=0.8)[1]
+    table = ann_markdown(_ann_points())
+    assert table.count("\n") == 2 + 8 - 1 and "| A 129-d | 100,000 | hnsw | 0.2 | 0.980 |" in table
+
+
+def test_plot_draws_ann_curves(tmp_path):
+    plot_tradeoff(
+        _table(), tmp_path / "t.png", tmp_path / "t.svg", scaling=_scaling(), ann=_ann_points()
+    )
+    assert (tmp_path / "t.png").read_bytes()[:8] == PNG
+    svg = (tmp_path / "t.svg").read_text()
+    assert "HNSW A 129-d" in svg and "r.98" in svg and "recall@10 against exact" in svg
+
+
+def test_ann_runs_pick_each_pipelines_fastest_plain_run():
+    df = pd.DataFrame(
+        [
+            dict(pipeline="classical", model="lomo_xqda", variant="classical", seed=0,
+                 ms_query=20.0, run_dir="runs/s/classical/x", input_size="128x48"),
+            dict(pipeline="deep", model="resnet18", variant="baseline", seed=0, ms_query=9.0,
+                 run_dir="runs/s/deep/r18", input_size="64x32"),
+            dict(pipeline="deep", model="mobilenet_v1_0.25", variant="distilled", seed=0,
+                 ms_query=1.0, run_dir="runs/s/deep/kd", input_size="64x32"),
+            dict(pipeline="deep", model="mobilenet_v1_0.25", variant="baseline", seed=1,
+                 ms_query=2.0, run_dir="runs/s/deep/mn", input_size="64x32"),
+        ]
+    )  # fmt: skip
+    runs = ann_runs(df)
+    assert [(r.pipeline, r.run_dir) for r in runs] == [
+        ("classical", "runs/s/classical/x"),
+        ("deep", "runs/s/deep/mn"),  # the distilled run derives from a baseline: skipped
+    ]
