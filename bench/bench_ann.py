@@ -58,6 +58,8 @@ SOURCES = ("cnn", "xqda", "random")
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
 NPROBE = (4, 8, 16, 32, 64, 128)
 TUNE_SIZE = 100_000
+#: Query-time parameters (the sweeps set them; not part of what is built).
+SEARCH_FIELDS = ("hnsw_ef_search", "ivf_nprobe")
 
 
 def _splits(dataset) -> dict[str, tuple[list, np.ndarray]]:
@@ -187,7 +189,8 @@ def tune(valid: EmbeddingSet, args) -> tuple[dict, list[dict]]:
     gallery = exact = None
     chosen, sweep = {}, []
     for label, config, field, values in _variants(args):
-        key = f"{valid.source}|{valid.fingerprint()}|{TUNE_SIZE}|{config.as_dict()}|{values}"
+        built = {k: v for k, v in config.as_dict().items() if k not in SEARCH_FIELDS}
+        key = f"{valid.source}|{valid.fingerprint()}|{TUNE_SIZE}|{built}|{values}"
         if key not in cache:
             if gallery is None:
                 gallery, _ = valid.grown_gallery(TUNE_SIZE)
