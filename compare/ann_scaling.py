@@ -271,19 +271,30 @@ def embedding_set(run: RunRef, dataset: ReidDataset, threads: int) -> EmbeddingS
 
 def ann_table(
     df: pd.DataFrame,
-    dataset: ReidDataset,
+    load_dataset: Callable[[], ReidDataset],
     *,
     threads: int,
     sizes: Sequence[int] = ANN_SIZES,
     cache_path: Path | str,
     refresh: bool = False,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Every matcher of :data:`STUDY_CONFIGS` on every representative run's embedding
-    (:func:`ann_runs`), at ``sizes``; cached (:func:`ann_scaling`). Empty when no pipeline
-    gives features."""
-    points = []
+    (:func:`ann_runs`), at ``sizes``; cached (:func:`ann_scaling`).
+
+    ``load_dataset`` is called once, when the first run's features are needed. A run whose
+    features cannot be computed (no weights, no images) is skipped with a line in ``notes``
+    rather than failing the report; the table is empty when no run gives features.
+    """
+    points, dataset = [], None
     for run in ann_runs(df):
-        embeddings = embedding_set(run, dataset, threads)
+        try:
+            dataset = dataset or load_dataset()
+            embeddings = embedding_set(run, dataset, threads)
+        except (OSError, ValueError, RuntimeError, ImportError, KeyError) as err:
+            if notes is not None:
+                notes.append(f"approximate search not measured for {run.model}: {err}")
+            continue
         if embeddings is None:
             continue
         points += ann_scaling(

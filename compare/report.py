@@ -156,8 +156,9 @@ def build_report(
     if ann:
         print("approximate search (FAISS) vs gallery size (cached in runs/bench):", flush=True)
         ann_points = ann_table(
-            df, load_dataset(dataset, data_root), threads=threads, refresh=refresh_scaling,
-            cache_path=RUNS_DIR / "bench" / "ann_scaling.json",
+            df, lambda: load_dataset(dataset, data_root), threads=threads,
+            refresh=refresh_scaling, cache_path=RUNS_DIR / "bench" / "ann_scaling.json",
+            notes=notes,
         )  # fmt: skip
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"

@@ -12,6 +12,7 @@ from compare.ann_scaling import (
     ann_markdown,
     ann_runs,
     ann_scaling,
+    ann_table,
     when_index_pays,
 )
 from compare.plot import plot_tradeoff
@@ -129,4 +130,33 @@ def test_ann_runs_pick_each_pipelines_fastest_plain_run():
     assert [(r.pipeline, r.run_dir) for r in runs] == [
         ("classical", "runs/s/classical/x"),
         ("deep", "runs/s/deep/mn"),  # the distilled run derives from a baseline: skipped
+    ]
+
+
+def test_ann_table_measures_each_run_and_notes_failures(tmp_path, monkeypatch):
+    df = pd.DataFrame(
+        [
+            dict(pipeline="classical", model="lomo_xqda", variant="classical", seed=0,
+                 ms_query=20.0, run_dir="runs/s/classical/x", input_size="128x48"),
+            dict(pipeline="deep", model="mobilenet_v1_0.25", variant="baseline", seed=0,
+                 ms_query=2.0, run_dir="runs/s/deep/mn", input_size="64x32"),
+        ]
+    )  # fmt: skip
+
+    def fake_set(run, dataset, threads):
+        if run.pipeline == "deep":
+            raise FileNotFoundError("no model.pt in runs/s/deep/mn")
+        return embedding_set()
+
+    monkeypatch.setattr("compare.ann_scaling.embedding_set", fake_set)
+    loads, notes = [], []
+    table = ann_table(
+        df, lambda: loads.append(1) or "dataset", threads=1, sizes=[400],
+        cache_path=tmp_path / "c.json", notes=notes,
+    )  # fmt: skip
+    assert loads == [1]  # the dataset is loaded once, on demand
+    assert set(table.label) == {"exact", "faiss-flat", "hnsw", "ivfpq", "ivfpq+refine"}
+    assert (table.source == "toy").all() and (table.gallery_size == 400).all()
+    assert notes == [
+        "approximate search not measured for mobilenet_v1_0.25: no model.pt in runs/s/deep/mn"
     ]
