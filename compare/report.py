@@ -29,7 +29,7 @@ from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput
 from compare.timing import machine_info
 from data.io import atomic_write_text
 from data.layouts import load_dataset
-from data.paths import RUNS_DIR, run_dir_for
+from data.runs import RunsLayout
 
 
 def _machine_markdown(info: dict) -> str:
@@ -57,8 +57,8 @@ def engine_settings(df: pd.DataFrame) -> dict[str, list[dict]]:
     """The distinct engine settings recorded in the rows' ``extra`` (``engine_options``)."""
     out: dict[str, list[dict]] = {}
     for _, row in df.iterrows():
-        options = row_extra(row).get("engine_options")
-        if not isinstance(options, dict):
+        options = row_extra(row).engine_options
+        if options is None:
             continue
         seen = out.setdefault(str(row.engine), [])
         if options not in seen:
@@ -143,33 +143,29 @@ def build_report(
     threads: int | None = None,
     refresh_scaling: bool = False,
     throughput: bool = True,
+    layout: RunsLayout,
     ann: bool = True,
 ) -> Path:
-    """Scaling, throughput, plot and markdown from ``runs/<dataset>/results.csv``."""
-    out_dir = run_dir_for(dataset)
-    df, notes = plotted_rows(read_results(out_dir / "results.csv"), dataset)
+    """Scaling, throughput, plot and markdown from the dataset's results table in ``layout``."""
+    out_dir = layout.dataset_dir(dataset)
+    df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
     row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
     threads = row_threads if threads is None else threads
-    print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
-    scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
-    ann_points = None
-    if ann:
-        print("approximate search (FAISS) vs gallery size (cached in runs/bench):", flush=True)
-        ann_points = ann_table(
-            df, lambda: load_dataset(dataset, data_root), threads=threads,
-            refresh=refresh_scaling, cache_path=RUNS_DIR / "bench" / "ann_scaling.json",
-            notes=notes,
-        )  # fmt: skip
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
+    dims = scaling_dims(df, dataset, layout)
+    scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
-    plot_tradeoff(
-        df,
-        out_dir / "tradeoff.png",
-        out_dir / "tradeoff.svg",
-        title=title,
-        scaling=scaling,
-        ann=ann_points,
-    )
+    png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
+    ann_points = None
+    if ann:
+        print(f"approximate search (FAISS), cache {layout.bench_report('ann_scaling.json')}:")
+        ann_points = ann_table(
+            df, lambda: load_dataset(dataset, data_root), threads=threads,
+            refresh=refresh_scaling, cache_path=layout.bench_report("ann_scaling.json"),
+            notes=notes,
+        )  # fmt: skip
+    plot_tradeoff(df, png, svg, title=title, scaling=scaling, ann=ann_points)
     sections = [
         f"# {title}",
         "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
@@ -198,7 +194,7 @@ def build_report(
         ]
     distill = distillation_markdown(df)
     if distill:
-        teachers = teachers_used(out_dir)
+        teachers = teachers_used(layout.deep_dir(dataset))
         taught_by = ", ".join(cnn_short_name(t) for t in teachers) if teachers else "their teacher"
         sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
     sections += [
@@ -215,7 +211,7 @@ def build_report(
     if ann_points is not None and not ann_points.empty:
         sections += ann_sections(ann_points, threads)
     if throughput:
-        table = throughput_table(df, dataset, data_root, threads=threads)
+        table = throughput_table(df, dataset, data_root, threads=threads, layout=layout)
         sections += [
             "## Bulk extraction throughput (gallery indexing)",
             f"Images per second at batch {THROUGHPUT_BATCH}, {threads} thread(s), same input size "
@@ -227,7 +223,7 @@ def build_report(
     sections += ["## Machine", machine + ("\n" + settings if settings else "")]
     if notes:
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
-    atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
+    atomic_write_text(layout.report(dataset, "tradeoff.md"), "\n\n".join(sections) + "\n")
     return out_dir
 
 
@@ -248,10 +244,11 @@ def ann_sections(table: pd.DataFrame, threads: int) -> list[str]:
     ]
 
 
-def teachers_used(out_dir: Path) -> list[str]:
-    """Teacher architectures of the distilled runs under ``out_dir`` (from their configs)."""
+def teachers_used(deep_dir: Path) -> list[str]:
+    """Teacher architectures of the distilled runs under ``deep_dir`` (a dataset's CNN runs,
+    :meth:`data.runs.RunsLayout.deep_dir`; from their configs)."""
     names = set()
-    for config in Path(out_dir).glob("deep/*/distilled_seed*/config.json"):
+    for config in Path(deep_dir).glob("*/distilled_seed*/config.json"):
         try:
             teacher = json.loads(config.read_text()).get("teacher")
         except (OSError, ValueError):
