@@ -47,7 +47,7 @@ from data.distractors import fit_identity_statistics
 from data.io import atomic_write_text
 from data.layouts import load_dataset
 from data.matching import topk_chunked
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 from data.synthetic import PRESETS, ensure_synthetic
 from deep.export import engine_embeddings, load_engine
 from deep.loader import load_records
@@ -251,8 +251,9 @@ def parse_args(argv=None):
         "--data-root", type=Path, default=None,
         help="synthetic dataset folder (default: <work>/synthetic_large, generated when missing)",
     )  # fmt: skip
-    parser.add_argument("--work", type=Path, default=RUNS_DIR / "bench" / "ann_work")
-    parser.add_argument("--out", type=Path, default=RUNS_DIR / "bench" / "ann.md")
+    bench = RunsLayout.from_env()
+    parser.add_argument("--work", type=Path, default=bench.bench_report("ann_work"))
+    parser.add_argument("--out", type=Path, default=bench.bench_report("ann.md"))
     parser.add_argument("--queries", type=positive_int, default=300, help="queries scored")
     parser.add_argument("--threads", type=positive_int, default=1, help="timing threads")
     parser.add_argument("--build-threads", type=positive_int, default=1)
