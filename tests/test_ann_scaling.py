@@ -18,7 +18,8 @@ from compare.ann_scaling import (
 from compare.plot import plot_tradeoff
 from data.ann import MatchingConfig
 from data.distractors import fit_identity_statistics
-from tests.test_plot import PNG, _scaling, _table
+from tests.builders import results_table
+from tests.test_plot import PNG, _scaling
 
 pytest.importorskip("faiss")
 
@@ -106,7 +107,11 @@ def test_when_index_pays_reads_the_measurements():
 
 def test_plot_draws_ann_curves(tmp_path):
     plot_tradeoff(
-        _table(), tmp_path / "t.png", tmp_path / "t.svg", scaling=_scaling(), ann=_ann_points()
+        results_table(),
+        tmp_path / "t.png",
+        tmp_path / "t.svg",
+        scaling=_scaling(),
+        ann=_ann_points(),
     )
     assert (tmp_path / "t.png").read_bytes()[:8] == PNG
     svg = (tmp_path / "t.svg").read_text()
