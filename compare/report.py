@@ -149,22 +149,14 @@ def build_report(
     """Scaling, throughput, plot and markdown from the dataset's results table in ``layout``."""
     out_dir = layout.dataset_dir(dataset)
     df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
-    row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
-    threads = row_threads if threads is None else threads
+    threads = threads or int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
     print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
     dims = scaling_dims(df, dataset, layout)
     scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
     png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
-    ann_points = None
-    if ann:
-        print(f"approximate search (FAISS), cache {layout.bench_report('ann_scaling.json')}:")
-        ann_points = ann_table(
-            df, lambda: load_dataset(dataset, data_root), threads=threads,
-            refresh=refresh_scaling, cache_path=layout.bench_report("ann_scaling.json"),
-            notes=notes,
-        )  # fmt: skip
+    ann_points = _ann_points(ann, df, dataset, data_root, threads, refresh_scaling, layout, notes)
     plot_tradeoff(df, png, svg, title=title, scaling=scaling, ann=ann_points)
     sections = [
         f"# {title}",
@@ -208,8 +200,7 @@ def build_report(
         f"{threads} thread(s); galleries above 256 MB are matched block by block.",
         scaling_markdown(scaling),
     ]
-    if ann_points is not None and not ann_points.empty:
-        sections += ann_sections(ann_points, threads)
+    sections += ann_sections(ann_points, threads)
     if throughput:
         table = throughput_table(df, dataset, data_root, threads=threads, layout=layout)
         sections += [
@@ -227,8 +218,26 @@ def build_report(
     return out_dir
 
 
-def ann_sections(table: pd.DataFrame, threads: int) -> list[str]:
-    """The approximate-search section: when an index pays, then every measured point."""
+def _ann_points(
+    enabled, df, dataset, data_root, threads, refresh, layout, notes
+) -> pd.DataFrame | None:
+    """The approximate-search curves of every pipeline's fastest run (compare.ann_scaling);
+    None when not ``enabled`` (``--no-ann``)."""
+    if not enabled:
+        return None
+    cache = layout.bench_report("ann_scaling.json")
+    print(f"approximate search (FAISS), cache {cache}:")
+    return ann_table(
+        df, lambda: load_dataset(dataset, data_root), threads=threads, refresh=refresh,
+        cache_path=cache, notes=notes,
+    )  # fmt: skip
+
+
+def ann_sections(table: pd.DataFrame | None, threads: int) -> list[str]:
+    """The approximate-search section: when an index pays, then every measured point (none
+    without points)."""
+    if table is None or table.empty:
+        return []
     return [
         "## Approximate search (FAISS) for big galleries",
         "Matching one query with FAISS indexes (`data.ann`: HNSW, IVF-PQ, IVF-PQ re-ranked "
