@@ -192,13 +192,10 @@ def _csr(rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, shape: tuple) -> 
     return sp.csr_matrix((vals, cols, indptr), shape=shape)
 
 
-def gaussian_encoding(
-    rows: np.ndarray, cols: np.ndarray, dist: np.ndarray, shape: tuple
-) -> sp.csr_matrix:
-    """Step 5: ``exp(-d)`` over each row's set, normalised to sum 1 (float64 CSR)."""
+def gaussian_weights(rows: np.ndarray, dist: np.ndarray, n_rows: int) -> np.ndarray:
+    """Step 5: ``exp(-d)`` over each row's set (COO, sorted by row), normalised to sum 1."""
     weights = np.exp(-dist.astype(np.float64))
-    sums = np.bincount(rows, weights=weights, minlength=shape[0])
-    return _csr(rows, cols, weights / sums[rows], shape)
+    return weights / np.bincount(rows, weights=weights, minlength=n_rows)[rows]
 
 
 def query_expansion(encoding: sp.csr_matrix, neighbours: np.ndarray) -> sp.csr_matrix:
@@ -213,29 +210,48 @@ def query_expansion(encoding: sp.csr_matrix, neighbours: np.ndarray) -> sp.csr_m
     return out
 
 
+def gather_rows(
+    indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, which: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The entries of rows ``which`` of a compressed (CSR, or CSC by columns) matrix.
+
+    Returns (owner, index, value): ``owner`` is the position in ``which`` each entry came from.
+    """
+    first = indptr[which]
+    count = indptr[which + 1] - first
+    owner = np.repeat(np.arange(which.size), count)
+    pos = np.arange(owner.size) - np.repeat(np.cumsum(count) - count, count) + first[owner]
+    return owner, indices[pos], data[pos]
+
+
+def jaccard_rows(
+    rows: np.ndarray, cols: np.ndarray, vals: np.ndarray, n_rows: int, gallery: sp.csc_matrix
+) -> np.ndarray:
+    """Step 7 for query codes given as COO: ``1 - m / (2 - m)``, ``m = sum(min(v_q, v_g))``.
+
+    Only the items a query's code touches are visited: each lists, in the gallery's inverted
+    index (``gallery``, CSC: one column per item), the gallery rows that share it.
+    """
+    n_gallery = gallery.shape[0]
+    owner, g_rows, g_vals = gather_rows(gallery.indptr, gallery.indices, gallery.data, cols)
+    flat = rows[owner] * n_gallery + g_rows
+    m = np.bincount(flat, np.minimum(vals[owner], g_vals), minlength=n_rows * n_gallery)
+    return (1.0 - m / (2.0 - m)).astype(np.float32).reshape(n_rows, n_gallery)
+
+
 def jaccard_distance(
     query_codes: sp.csr_matrix, gallery_codes: sp.csc_matrix, budget: int = DEFAULT_BUDGET
 ) -> np.ndarray:
-    """Step 7: ``1 - m / (2 - m)`` with ``m = sum(min(v_q, v_g))``, (n_query, n_gallery) float32.
-
-    Only the items the query's code touches are visited: each of them lists, in the gallery's
-    inverted index (CSC), the gallery rows that share it.
-    """
+    """Step 7 between every query code and every gallery code, (n_query, n_gallery) float32."""
     n_query, n_gallery = query_codes.shape[0], gallery_codes.shape[0]
     out = np.empty((n_query, n_gallery), dtype=np.float32)
     step = _block_rows(n_gallery, budget)
-    indptr = gallery_codes.indptr
     for start in range(0, n_query, step):
         block = query_codes[start : start + step].tocoo()
-        first, count = indptr[block.col], indptr[block.col + 1] - indptr[block.col]
-        owner = np.repeat(np.arange(block.nnz), count)
-        offset = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count)
-        pos = first[owner] + offset
-        shared = np.minimum(block.data[owner], gallery_codes.data[pos])
-        flat = block.row[owner] * n_gallery + gallery_codes.indices[pos]
         n_rows = min(step, n_query - start)
-        m = np.bincount(flat, weights=shared, minlength=n_rows * n_gallery)
-        out[start : start + n_rows] = (1.0 - m / (2.0 - m)).reshape(n_rows, n_gallery)
+        out[start : start + n_rows] = jaccard_rows(
+            block.row, block.col, block.data, n_rows, gallery_codes
+        )
     return out
 
 
@@ -264,7 +280,8 @@ def _encode_graph(
     coo = expanded_sets(
         forward, reciprocal_mask(forward), half, reciprocal_mask(half), n_cols=n_items
     )
-    codes = gaussian_encoding(*coo, _entries(rows, n_items, coo, budget), (n_items, n_items))
+    weights = gaussian_weights(coo[0], _entries(rows, n_items, coo, budget), n_items)
+    codes = _csr(*coo, weights, (n_items, n_items))
     return lists, codes
 
 
@@ -384,16 +401,23 @@ def rerank_features(
         )
     if 0 in query.shape or 0 in gallery.shape:
         raise ValueError("query and gallery must not be empty")
-    items = np.ascontiguousarray(np.vstack([query, gallery]), dtype=np.float32)
-    if not np.isfinite(items).all():
-        raise ValueError("features contain NaN or infinite values")
+    items = np.vstack([query, gallery])
+    return _rerank_graph(feature_rows(items), len(query), len(items), params, budget)
+
+
+def feature_rows(features: np.ndarray) -> RowSource:
+    """Row source of the squared Euclidean distances between ``features`` (n, dim), computed
+    block by block (no n x n matrix)."""
+    items = np.ascontiguousarray(features, dtype=np.float32)
+    if items.ndim != 2 or not np.isfinite(items).all():
+        raise ValueError("features must be a finite (n, dim) array")
 
     def rows(start: int, stop: int) -> np.ndarray:
         block = pairwise_sq_euclidean(items[start:stop], items)
         block[np.arange(stop - start), np.arange(start, stop)] = 0  # an item is its own nearest
         return block
 
-    return _rerank_graph(rows, len(query), len(items), params, budget)
+    return rows
 
 
 def _gallery_stats(
@@ -450,12 +474,26 @@ class OnlineReranker:
             raise ValueError(f"g_g must be a non-empty square (G, G) matrix, got {g_g.shape}")
         n = g_g.shape[0]
         g_g = _matrix("g_g", g_g, (n, n))
+        empty = np.empty((0, n), g_g.dtype)
+        return self._fit_rows(matrix_rows(empty, empty[:, :0], g_g), n)
+
+    def fit_features(self, gallery: np.ndarray) -> OnlineReranker:
+        """Precompute the gallery's graph under the Euclidean distance of its features (G, dim),
+        block by block (no G x G matrix); queries then pass their Euclidean distance rows."""
+        gallery = np.asarray(gallery)
+        if gallery.ndim != 2 or gallery.shape[0] == 0:
+            raise ValueError(f"gallery must be a non-empty (G, dim) array, got {gallery.shape}")
+        return self._fit_rows(feature_rows(gallery), gallery.shape[0])
+
+    def _fit_rows(self, rows: RowSource, n: int) -> OnlineReranker:
         p = self.params
-        rows = matrix_rows(np.empty((0, n), g_g.dtype), np.empty((0, 0), g_g.dtype), g_g)
         lists, self._codes = _encode_graph(rows, n, p, self.budget)
         self._inverted = _expanded(self._codes, lists, p.k2).tocsc()
-        self._half = lists[:, : p.half + 1]
-        self._half_mask = reciprocal_mask(self._half)
+        half = lists[:, : p.half + 1]
+        # the query's own half-size set lies inside its k-reciprocal set (both directions hold
+        # at round(k1/2) hence at k1), so it never expands it: its row (id n) is left empty
+        self._half = np.vstack([half, np.zeros((1, half.shape[1]), dtype=half.dtype)])
+        self._half_mask = np.vstack([reciprocal_mask(half), np.zeros((1, half.shape[1]), bool)])
         self._row_max, self._kth = _gallery_stats(rows, n, lists, (p.k1, p.half), self.budget)
         self.n_gallery = n
         return self
@@ -463,45 +501,31 @@ class OnlineReranker:
     def _reciprocal(self, lists: np.ndarray, raw: np.ndarray, width: int, which: int):
         """A query's first ``width`` items and whether each would list the query back."""
         forward = lists[:, :width]
-        ids = np.minimum(forward, self.n_gallery - 1)  # the query's own id is >= n_gallery
+        ids = np.minimum(forward, self.n_gallery - 1)  # the query's own id is n_gallery
         seen = np.take_along_axis(raw, ids, axis=1) / self._row_max[ids]
-        return forward, (forward >= self.n_gallery) | (seen <= self._kth[ids, which])
-
-    def _half_table(self, half_q: np.ndarray, mask_q: np.ndarray):
-        """The gallery's half-size lists stacked with the queries', padded to one width."""
-        width = max(self._half.shape[1], half_q.shape[1])
-
-        def pad(a: np.ndarray, fill) -> np.ndarray:
-            return np.pad(a, ((0, 0), (0, width - a.shape[1])), constant_values=fill)
-
-        return (
-            np.vstack([pad(self._half, 0), pad(half_q, 0)]),
-            np.vstack([pad(self._half_mask, False), pad(mask_q, False)]),
-        )
+        return forward, (forward == self.n_gallery) | (seen <= self._kth[ids, which])
 
     def _query_codes(self, lists: np.ndarray, raw: np.ndarray, dist: np.ndarray):
-        """Encodings of the queries after query expansion, over the gallery's items only."""
+        """COO codes (rows, items, values) of the queries after query expansion, gallery items
+        only (the query's own item is shared by no gallery code)."""
         p, n = self.params, self.n_gallery
-        n_q = len(lists)
         forward, recip = self._reciprocal(lists, raw, min(p.k1 + 1, n + 1), 0)
-        half_q, mask_q = self._reciprocal(lists, raw, min(p.half + 1, n + 1), 1)
-        rows, cols = expanded_sets(forward, recip, *self._half_table(half_q, mask_q), n + n_q)
-        own = cols >= n  # the query itself, at distance 0
-        values = np.where(own, np.float32(0), dist[rows, np.minimum(cols, n - 1)])
-        codes = gaussian_encoding(rows, cols, values, (n_q, n + n_q))
+        rows, cols = expanded_sets(forward, recip, self._half, self._half_mask, n + 1)
+        own = cols == n  # the query itself, at distance 0
+        values = gaussian_weights(
+            rows, np.where(own, np.float32(0), dist[rows, np.minimum(cols, n - 1)]), len(lists)
+        )
+        rows, cols, values = rows[~own], cols[~own], values[~own]
         if p.k2 == 1:
-            return codes[:, :n]
+            return rows, cols, values
         k = min(p.k2, n + 1)
         neighbours = lists[:, 1:k]  # the query first, then its k - 1 nearest gallery items
-        pick = sp.csr_matrix(
-            (
-                np.ones(neighbours.size),
-                neighbours.ravel(),
-                np.arange(0, neighbours.size + 1, k - 1),
-            ),
-            shape=(n_q, n),
+        owner, g_cols, g_vals = gather_rows(
+            self._codes.indptr, self._codes.indices, self._codes.data, neighbours.ravel()
         )
-        return (codes[:, :n] + pick @ self._codes) / k
+        keys = np.concatenate([rows * n + cols, owner // (k - 1) * n + g_cols])
+        keys, where = np.unique(keys, return_inverse=True)
+        return keys // n, keys % n, np.bincount(where, np.concatenate([values, g_vals])) / k
 
     def rerank(self, q_g: np.ndarray) -> np.ndarray:
         """Re-ranked distances of one query (G,) or of independent queries (B, G), float32."""
@@ -516,11 +540,9 @@ class OnlineReranker:
         dist = normalised_rows(raw)
         p, n = self.params, self.n_gallery
         depth = min(max(p.k1 + 1, p.k2), n + 1)
-        own = n + np.arange(len(q_g))[:, None]
+        own = np.full((len(q_g), 1), n)
         lists = np.hstack([own, stable_topk(dist, depth - 1)])
-        codes = self._query_codes(lists, raw, dist).tocsr()
-        codes.sort_indices()
-        out = jaccard_distance(codes, self._inverted, self.budget)
+        out = jaccard_rows(*self._query_codes(lists, raw, dist), len(q_g), self._inverted)
         lam = np.float32(p.lambda_value)
         out = out * (1 - lam) + dist * lam
         return out[0] if single else out

@@ -299,3 +299,10 @@ def test_online_matches_slow_reference_under_ties(seed, k1, k2):
     online = OnlineReranker(k1=k1, k2=k2).fit(g_g).rerank(q_g)
     for i in range(len(q_g)):
         np.testing.assert_allclose(online[i], slow_online(q_g[i], g_g, k1, k2, 0.3), atol=2e-6)
+
+
+def test_online_fit_from_features_equals_fit_from_the_matrix():
+    _, g, q_g, _, g_g = point_case(29, 5, 24)
+    from_matrix = OnlineReranker(k1=5, k2=3).fit(g_g).rerank(q_g)
+    from_features = OnlineReranker(k1=5, k2=3, budget=1).fit_features(g).rerank(q_g)
+    np.testing.assert_allclose(from_features, from_matrix, atol=1e-5)
