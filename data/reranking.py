@@ -75,11 +75,15 @@ def offline_matrix_bytes(n_query: int, n_gallery: int) -> int:
     return 4 * (n_query * n_gallery + n_query**2 + n_gallery**2)
 
 
+class RerankSizeError(ValueError):
+    """Offline re-ranking asked for distance matrices beyond the stated limit."""
+
+
 def check_offline_size(n_query: int, n_gallery: int, max_bytes: int = MAX_OFFLINE_BYTES) -> None:
     """Refuse offline distance matrices larger than ``max_bytes`` with a one-line message."""
     need = offline_matrix_bytes(n_query, n_gallery)
     if need > max_bytes:
-        raise MemoryError(
+        raise RerankSizeError(
             f"offline re-ranking of {n_query} queries + {n_gallery} gallery items needs "
             f"{need / 1024**3:.1f} GiB of distance matrices (O((Q+G)^2)), over the "
             f"{max_bytes / 1024**3:.1f} GiB limit: use rerank_features (no N x N matrix) or "

@@ -8,6 +8,7 @@ import pytest
 from data.reranking import (
     OnlineReranker,
     RerankParams,
+    RerankSizeError,
     check_offline_size,
     k_reciprocal_rerank,
     rerank_features,
@@ -280,7 +281,9 @@ def test_bad_input_is_refused_with_a_clear_message():
         OnlineReranker().rerank(q_g)
     with pytest.raises(ValueError, match=r"q_g must have shape \(3, 8\)"):
         OnlineReranker().fit(g_g).rerank(q_g[:, :5])
-    with pytest.raises(MemoryError, match=r"50000 queries \+ 50000 gallery items needs 27.9 GiB"):
+    with pytest.raises(
+        RerankSizeError, match=r"50000 queries \+ 50000 gallery items needs 27.9 GiB"
+    ):
         check_offline_size(50_000, 50_000)
     check_offline_size(3_000, 15_000)  # a Market-1501-sized evaluation fits
 
