@@ -29,7 +29,7 @@ import numpy as np
 
 from compare.results import ResultRow, extra_json
 from compare.timing import TimingResult
-from data.matching import topk_from_distances
+from data.matching import pairwise_sq_euclidean, squared_norms, topk_from_distances
 from data.protocols import evaluate
 from data.reranking import (
     OnlineReranker,
@@ -38,6 +38,8 @@ from data.reranking import (
     k_reciprocal_rerank,
 )
 
+#: Gallery items each timed query ranks (top-k), as in every pipeline.
+TOP_K = 50
 #: ``rerank`` column of plain rows and of re-ranked ones.
 PLAIN, ONLINE = "none", "online"
 
@@ -73,6 +75,20 @@ class RerankOutcome:
     fit_seconds: float  # the gallery's graph, once (OnlineReranker.fit)
     params: RerankParams
 
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, value: dict) -> RerankOutcome:
+        """The outcome :meth:`as_dict` wrote (a run's ``summary.json``)."""
+        return cls(
+            plain=Accuracy(**value["plain"]),
+            online=Accuracy(**value["online"]),
+            offline=Accuracy(**value["offline"]),
+            fit_seconds=float(value["fit_seconds"]),
+            params=RerankParams(**value["params"]),
+        )
+
 
 def distances(squared: np.ndarray) -> np.ndarray:
     """The distances re-ranking takes: square roots of a pipeline's squared distances (float32;
@@ -105,6 +121,34 @@ def rerank_split(
         params=params,
     )
     return outcome, reranker
+
+
+def rerank_embeddings(
+    query: np.ndarray, gallery: np.ndarray, labels: Labels, engine_timer: Callable
+) -> dict:
+    """Re-ranking of embeddings compared by squared Euclidean distance (the CNNs): the outcome
+    and the timing ``engine_timer(match_one)`` gives the re-ranking matcher, as a dict for a
+    run's ``summary.json`` (:func:`reranked_from_entry` reads it back)."""
+    outcome, reranker = rerank_split(
+        pairwise_sq_euclidean(query, gallery),
+        pairwise_sq_euclidean(query, query),
+        pairwise_sq_euclidean(gallery, gallery),
+        labels,
+    )
+    norms = squared_norms(gallery)
+
+    def squared_row(feature: np.ndarray) -> np.ndarray:
+        return pairwise_sq_euclidean(feature, gallery, gallery_sq_norms=norms)
+
+    timing = engine_timer(rerank_matcher(squared_row, reranker, TOP_K))
+    return {"outcome": outcome.as_dict(), "timing": timing.as_dict()}
+
+
+def reranked_from_entry(plain: ResultRow, entry: dict) -> ResultRow:
+    """The re-ranked row of ``plain`` from what :func:`rerank_embeddings` stored."""
+    return reranked_row(
+        plain, RerankOutcome.from_dict(entry["outcome"]), TimingResult(**entry["timing"])
+    )
 
 
 def rerank_matcher(
