@@ -23,6 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from compare.reranking import (
+    PLAIN,
+    RerankOutcome,
+    outcome_text,
+    rerank_embeddings,
+    reranked_from_entry,
+)
 from compare.results import (
     ResultRow,
     check_table,
@@ -64,6 +71,7 @@ def measure_run(
     threads: int | None = 1,
     table: bool | None = None,
     engines: list[str] | tuple[str, ...] | None = None,
+    rerank: bool = False,
 ) -> dict:
     """Measure ``run_dir/model.pt`` on each engine; write ``summary.json`` and results rows.
 
@@ -90,6 +98,10 @@ def measure_run(
         only skipping that engine with a warning). PyTorch's accuracy is always measured (the
         reference); when ``torch`` is not asked for, its earlier timing is kept from the
         summary of the same weights, or it is timed too if there is none.
+    rerank : bool
+        Also re-rank each timed engine's test split (:mod:`compare.reranking`: online and
+        offline accuracy, the re-ranking matcher timed) and write a re-ranked row beside its
+        plain one.
     """
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir / "model.pt")
@@ -107,13 +119,13 @@ def measure_run(
     split = _Split(dataset, size, num_timed_queries)
     model = model_from_state(state)
     results, failed = _measure_engines(
-        run_dir, state, model, split, wanted, previous, threads, strict
+        run_dir, state, model, split, wanted, previous, threads, strict, rerank
     )
     summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
     if failed:
         summary["engines_failed"] = failed
     atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    rows = [row_from_summary(summary, run_dir, e) for e in results]
+    rows = [row for e in results for row in engine_rows(summary, run_dir, e)]
     _record_rows(run_dir, cfg["dataset"], rows, table)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
@@ -129,6 +141,7 @@ def _measure_engines(
     previous: dict | None,
     threads: int,
     strict: bool,
+    rerank: bool = False,
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """Accuracy on every engine (PyTorch first, the reference) and timing on the wanted ones."""
     size = split.size
@@ -158,6 +171,19 @@ def _measure_engines(
                 "sha256": exported.record.get("onnx_sha256"),
                 "export_check_max_abs_diff": exported.record.get("check", {}).get("max_abs_diff"),
             }
+        if rerank and name in wanted:
+            entry["rerank"] = rerank_embeddings(
+                q,
+                g,
+                split.labels,
+                lambda match, engine=engine: time_engine_queries(
+                    engine,
+                    match,
+                    split.query_images,
+                    num_queries=split.num_timed,
+                    threads=threads,
+                ),
+            )
         if name in wanted:
             timing = time_engine_queries(
                 engine,
@@ -207,6 +233,10 @@ def _print_entry(cfg: dict, name: str, entry: dict) -> None:
         f"ms/query {t['ms_query']:.2f} (extract {t['ms_extract']:.2f} + match "
         f"{t['ms_match']:.3f})"
     )
+    if "rerank" in entry:
+        outcome = RerankOutcome.from_dict(entry["rerank"]["outcome"])
+        ms = entry["rerank"]["timing"]["ms_match"]
+        print(outcome_text(f"{name}, Euclidean", outcome, t["ms_match"], ms))
 
 
 class _Split:
@@ -366,9 +396,16 @@ def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") 
     )
 
 
+def engine_rows(summary: dict, run_dir: Path | str, engine: str) -> list[ResultRow]:
+    """The plain row of ``engine`` and, when the summary holds its re-ranking, the re-ranked."""
+    plain = row_from_summary(summary, run_dir, engine)
+    entry = summary.get("engines", {}).get(engine, {})
+    return [plain] + ([reranked_from_entry(plain, entry["rerank"])] if "rerank" in entry else [])
+
+
 def rows_from_summary(summary: dict, run_dir: Path | str) -> list[ResultRow]:
-    """One row per engine the summary holds results for."""
-    return [row_from_summary(summary, run_dir, e) for e in summary_engines(summary)]
+    """The rows of every engine the summary holds results for (re-ranked ones included)."""
+    return [row for e in summary_engines(summary) for row in engine_rows(summary, run_dir, e)]
 
 
 def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
@@ -382,29 +419,34 @@ def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
     if summary.get("weights_sha256") != weights:
         return []
     held = summary.get("engines", {})
-    return [row_from_summary(summary, run_dir, e) for e in engines if "timing" in held.get(e, {})]
+    timed = [e for e in engines if "timing" in held.get(e, {})]
+    return [row for e in timed for row in engine_rows(summary, run_dir, e)]
 
 
-def _measure_job(run_dir: str, data_root: str | None) -> str:
-    measure_run(run_dir, data_root=data_root)
+def _measure_job(run_dir: str, data_root: str | None, rerank: bool = False) -> str:
+    measure_run(run_dir, data_root=data_root, rerank=rerank)
     return f"measured {run_dir}"
 
 
-def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: int = 1) -> None:
+def measure_runs(
+    run_dirs: list[Path], *, data_root: str | None = None, jobs: int = 1, rerank: bool = False
+) -> None:
     """Rows for every run: restored from its summary when that holds every installed engine
-    for the current weights, else measured (``jobs`` runs at a time, in worker processes)."""
+    for the current weights (and their re-ranking, with ``rerank``), else measured (``jobs``
+    runs at a time, in worker processes)."""
     engines = available_engines()
     todo = []
     for run_dir in run_dirs:
         rows = current_rows(run_dir, engines)
-        if len(rows) == len(engines):
+        plain = sum(r.rerank == PLAIN for r in rows)
+        if plain == len(engines) and (not rerank or len(rows) == 2 * plain):
             _record_rows(run_dir, rows[0].dataset, rows, None)
         else:
             todo.append(str(run_dir))
     if not todo:
         return
     with worker_pool(jobs) as pool:
-        for future in [pool.submit(_measure_job, r, data_root) for r in todo]:
+        for future in [pool.submit(_measure_job, r, data_root, rerank) for r in todo]:
             print(future.result(), flush=True)
 
 
@@ -435,6 +477,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="inference engines to time (default: every installed one)",
     )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also re-ranked rows: k-reciprocal re-ranking (Zhong et al. 2017), online per "
+        "query, timed in the matching",
+    )
     args = parser.parse_args(argv)
     missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
     if missing:
@@ -450,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
                 threads=args.threads,
                 num_timed_queries=args.num_timed_queries,
                 engines=args.engines,
+                rerank=args.rerank,
             )
     except (EngineNotInstalled, ExportError, CheckpointError, ValueError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -1,0 +1,185 @@
+"""Re-ranked rows: compare.reranking, the results column, and the pipelines' --rerank switch."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from classical.pipeline import FittedRun
+from compare.lomo_xqda import main as lomo_main
+from compare.lomo_xqda import reranked
+from compare.measure import engine_rows, rows_from_summary
+from compare.reranking import (
+    ONLINE,
+    PLAIN,
+    RerankOutcome,
+    rerank_embeddings,
+    rerank_matcher,
+    rerank_split,
+    reranked_from_entry,
+)
+from compare.results import ResultRow, read_results, upsert_rows
+from compare.timing import TimingResult
+from data.matching import pairwise_sq_euclidean
+
+
+def clustered(seed=0, ids=12, per_id=6, n_query=20, dim=16, spread=0.9):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(ids, dim))
+    g_ids = np.repeat(np.arange(ids), per_id)
+    q_ids = rng.integers(ids, size=n_query)
+    g = (centres[g_ids] + spread * rng.normal(size=(len(g_ids), dim))).astype(np.float32)
+    q = (centres[q_ids] + spread * rng.normal(size=(n_query, dim))).astype(np.float32)
+    labels = (q_ids, g_ids, np.zeros(n_query, np.int64), np.ones(len(g_ids), np.int64))
+    return q, g, labels
+
+
+def timing(ms_match=0.5):
+    return TimingResult(1.0, ms_match, 1.0 + ms_match, 1.2, ms_match, 1.3 + ms_match, 10, 1)
+
+
+def plain_row(**changes):
+    values = dict(
+        dataset="synthetic",
+        pipeline="deep",
+        model="mobilenet_v1_0.25",
+        variant="baseline",
+        seed=0,
+        input_size="64x32",
+        params=1,
+        gflops=0.1,
+        embedding_dim=16,
+        rank1=50.0,
+        rank5=60.0,
+        rank10=70.0,
+        mAP=40.0,
+        mAP_torchreid=41.0,
+        ms_extract=1.0,
+        ms_match=0.05,
+        ms_query=1.05,
+        ms_query_p90=1.2,
+        threads=1,
+        engine="onnxruntime",
+        init="pretrained",
+        extra=json.dumps({"epochs": 10}),
+    )
+    values.update(changes)
+    return ResultRow(**values)
+
+
+def test_rerank_split_gains_on_clustered_embeddings_and_round_trips():
+    q, g, labels = clustered()
+    outcome, reranker = rerank_split(
+        pairwise_sq_euclidean(q, g),
+        pairwise_sq_euclidean(q, q),
+        pairwise_sq_euclidean(g, g),
+        labels,
+    )
+    assert outcome.offline.mAP > outcome.plain.mAP and outcome.online.mAP > outcome.plain.mAP
+    assert outcome.fit_seconds > 0 and reranker.n_gallery == len(g)
+    assert RerankOutcome.from_dict(json.loads(json.dumps(outcome.as_dict()))) == outcome
+
+
+def test_rerank_matcher_ranks_by_the_online_distances():
+    q, g, labels = clustered(seed=1)
+    _, reranker = rerank_split(
+        pairwise_sq_euclidean(q, g),
+        pairwise_sq_euclidean(q, q),
+        pairwise_sq_euclidean(g, g),
+        labels,
+    )
+    match = rerank_matcher(lambda f: pairwise_sq_euclidean(f, g), reranker, k=5)
+    rows = reranker.rerank(np.sqrt(pairwise_sq_euclidean(q, g)))
+    for i in range(len(q)):
+        np.testing.assert_array_equal(match(q[i]), np.argsort(rows[i], kind="stable")[:5])
+
+
+def test_reranked_row_is_a_marked_twin_with_its_own_timing():
+    q, g, labels = clustered(seed=2)
+    entry = rerank_embeddings(q, g, labels, lambda match: timing(ms_match=0.7))
+    plain = plain_row()
+    twin = reranked_from_entry(plain, json.loads(json.dumps(entry)))
+    assert (plain.rerank, twin.rerank) == (PLAIN, ONLINE)
+    keys = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
+    assert all(getattr(twin, k) == getattr(plain, k) for k in keys)
+    online = entry["outcome"]["online"]
+    assert (twin.rank1, twin.mAP) == (online["rank1"], online["mAP"])
+    assert twin.ms_match == 0.7 and twin.ms_query == pytest.approx(1.7)
+    extra = json.loads(twin.extra)
+    assert extra["epochs"] == 10 and extra["rerank"]["k1"] == 20
+    assert extra["rerank"]["offline"] == entry["outcome"]["offline"]
+
+
+def test_plain_and_reranked_rows_share_a_table_and_old_tables_read_as_plain(tmp_path):
+    q, g, labels = clustered(seed=3)
+    plain = plain_row()
+    twin = reranked_from_entry(plain, rerank_embeddings(q, g, labels, lambda m: timing()))
+    path = tmp_path / "results.csv"
+    upsert_rows(path, [plain, twin])
+    upsert_rows(path, [twin])  # replaced, not duplicated
+    table = read_results(path)
+    assert sorted(table.rerank) == sorted([ONLINE, PLAIN])
+    old = tmp_path / "old.csv"
+    table.drop(columns=["rerank"]).iloc[:1].to_csv(old, index=False)
+    assert read_results(old).rerank.tolist() == [PLAIN]
+
+
+def test_measure_rebuilds_reranked_rows_from_the_summary(tmp_path):
+    q, g, labels = clustered(seed=4)
+    entry = {
+        "rank1": 0.5,
+        "rank5": 0.6,
+        "rank10": 0.7,
+        "mAP": 0.4,
+        "mAP_torchreid": 0.41,
+        "timing": timing().as_dict(),
+    }
+    summary = {
+        "config": {
+            "dataset": "synthetic",
+            "model": "mobilenet_v1_0.25",
+            "variant": "baseline",
+            "seed": 0,
+            "epochs": 10,
+            "lr": 0.01,
+            "batch_size": 16,
+        },
+        "input_size": [64, 32],
+        "params": 1,
+        "gflops": 0.1,
+        "embedding_dim": 16,
+        "engines": {
+            "torch": entry,
+            "onnxruntime": {**entry, "rerank": rerank_embeddings(q, g, labels, lambda m: timing())},
+        },
+    }
+    assert [r.rerank for r in engine_rows(summary, tmp_path, "torch")] == [PLAIN]
+    rows = rows_from_summary(summary, tmp_path)
+    assert [(r.engine, r.rerank) for r in rows] == [
+        ("torch", PLAIN),
+        ("onnxruntime", PLAIN),
+        ("onnxruntime", ONLINE),
+    ]
+
+
+def test_lomo_xqda_rerank_adds_a_twin_row(market_root, tmp_path, capsys):
+    root = tmp_path / "runs"
+    args = ["--dataset", "market1501", "--data-root", str(market_root), "--no-progress"]
+    assert lomo_main([*args, "--runs-dir", str(root), "--rerank"]) == 0
+    out = capsys.readouterr().out
+    assert "re-ranking (XQDA distances" in out and "offline rank-1" in out
+    table = pd.read_csv(root / "results.csv").set_index("rerank")
+    assert sorted(table.index) == sorted([ONLINE, PLAIN])
+    twin = table.loc[ONLINE]
+    assert twin.model == table.loc[PLAIN].model and twin.ms_match > 0
+    assert json.loads(twin.extra)["rerank"]["plain"]["rank1"] == table.loc[PLAIN].rank1
+
+
+def test_rerank_needs_the_market_evaluation():
+    fitted = FittedRun({"protocol": "single-shot"}, None, [], np.zeros((2, 3)), Path("."))
+    with pytest.raises(ValueError, match="--rerank needs the Market-1501 evaluation"):
+        reranked(fitted, plain_row(), threads=1, num_timed_queries=1)
