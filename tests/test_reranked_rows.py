@@ -9,10 +9,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from classical.pipeline import FittedRun
+from classical.pipeline import FittedRun, study_run_name
 from compare.lomo_xqda import main as lomo_main
 from compare.lomo_xqda import reranked
 from compare.measure import engine_rows, rows_from_summary
+from compare.plot import (
+    RERANK_SUFFIX,
+    distillation_markdown,
+    plain_rows,
+    plot_tradeoff,
+    rerank_markdown,
+    results_markdown,
+)
 from compare.reranking import (
     ONLINE,
     PLAIN,
@@ -23,6 +31,7 @@ from compare.reranking import (
     reranked_from_entry,
 )
 from compare.results import ResultRow, read_results, upsert_rows
+from compare.study import missing_reranks
 from compare.timing import TimingResult
 from data.matching import pairwise_sq_euclidean
 
@@ -108,7 +117,8 @@ def test_reranked_row_is_a_marked_twin_with_its_own_timing():
     assert all(getattr(twin, k) == getattr(plain, k) for k in keys)
     online = entry["outcome"]["online"]
     assert (twin.rank1, twin.mAP) == (online["rank1"], online["mAP"])
-    assert twin.ms_match == 0.7 and twin.ms_query == pytest.approx(1.7)
+    assert twin.ms_match == 0.7 and twin.ms_query == pytest.approx(plain.ms_extract + 0.7)
+    assert twin.ms_extract == plain.ms_extract and twin.ms_query_p90 == pytest.approx(2.0)
     extra = json.loads(twin.extra)
     assert extra["epochs"] == 10 and extra["rerank"]["k1"] == 20
     assert extra["rerank"]["offline"] == entry["outcome"]["offline"]
@@ -183,3 +193,49 @@ def test_rerank_needs_the_market_evaluation():
     fitted = FittedRun({"protocol": "single-shot"}, None, [], np.zeros((2, 3)), Path("."))
     with pytest.raises(ValueError, match="--rerank needs the Market-1501 evaluation"):
         reranked(fitted, plain_row(), threads=1, num_timed_queries=1)
+
+
+def study_table(tmp_path):
+    """Plain rows of two CNN seeds and LOMO+XQDA, and re-ranked twins of the CNN ones."""
+    q, g, labels = clustered(seed=5)
+    rows = []
+    for seed, r1 in ((0, 50.0), (1, 54.0)):
+        plain = plain_row(seed=seed, rank1=r1, run_dir=str(tmp_path / f"run{seed}"))
+        entry = rerank_embeddings(q, g, labels, lambda m: timing(ms_match=0.6))
+        rows += [plain, reranked_from_entry(plain, entry)]
+    rows.append(
+        plain_row(
+            pipeline="classical",
+            model=study_run_name(),
+            variant="classical",
+            engine="numba",
+            init="n/a",
+            input_size="128x48",
+        )
+    )
+    return pd.DataFrame([vars(r) for r in rows])
+
+
+def test_plot_joins_reranked_points_and_the_report_tables_them(tmp_path):
+    df = study_table(tmp_path)
+    agg = plot_tradeoff(df, tmp_path / "t.png", None)
+    assert sorted(agg.rerank) == sorted([PLAIN, ONLINE, PLAIN])
+    twin = agg[agg.rerank == ONLINE].iloc[0]
+    assert twin.label.endswith(RERANK_SUFFIX) and twin.seeds == 2
+    assert (tmp_path / "t.png").stat().st_size > 0
+    table = rerank_markdown(df)
+    assert table.count("\n") == 2  # the CNN point only: LOMO+XQDA has no twin
+    offline = json.loads(df.extra.iloc[1])["rerank"]["offline"]
+    assert "| MNv1 0.25 | baseline | onnxruntime | 2 | 52.0 |" in table
+    assert f"{offline['mAP']:.1f}" in table
+    assert "baseline + re-rank" in results_markdown(df)
+    # the distillation and engine tables see plain rows only
+    assert distillation_markdown(df) == "" and plain_rows(df).rerank.eq(PLAIN).all()
+
+
+def test_study_finds_plain_study_rows_without_a_twin(tmp_path):
+    df = study_table(tmp_path)
+    missing = missing_reranks(df, "synthetic")
+    assert missing.pipeline.tolist() == ["classical"]
+    assert missing_reranks(df[df.pipeline == "deep"], "synthetic").empty
+    assert missing_reranks(None, "synthetic").empty

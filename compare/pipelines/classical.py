@@ -14,8 +14,10 @@ import pandas as pd
 
 from classical.lomo import layout
 from classical.pipeline import ClassicalConfig, LomoXqda, study_run_name
+from compare.lomo_xqda import measure
 from compare.pipelines.base import (
     BatchExtractor,
+    EngineContext,
     FamilyStyle,
     Pipeline,
     RunRef,
@@ -104,6 +106,16 @@ class ClassicalPipeline(Pipeline):
         dim = run.embedding_dim or int(run.extra.get("xqda_dim", 0))
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
+
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list:
+        """The study run fitted again (its LOMO features are cached) with ``--rerank``
+        (:func:`compare.lomo_xqda.measure`), which upserts its plain and re-ranked rows."""
+        config = ClassicalConfig(
+            dataset=context.dataset, data_root=context.data_root, protocol="market"
+        )
+        measure(config, threads=context.threads, rerank=True)
+        context.done.append("LOMO+XQDA fitted again and re-ranked")
+        return []
 
 
 register(ClassicalPipeline())
