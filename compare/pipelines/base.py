@@ -20,6 +20,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from compare.results import ResultRow
 from compare.timing import TOP_K, TimingResult, time_queries
 from data.matching import GalleryIndex
 
@@ -171,7 +172,9 @@ class Pipeline(ABC):
         """Engines every run of it should have a row for (default: none to add)."""
         return []
 
-    def engine_rows(self, run_dir: str, missing: Sequence[str], context: EngineContext) -> list:
+    def engine_rows(
+        self, run_dir: str, missing: Sequence[str], context: EngineContext
+    ) -> list[ResultRow]:
         """Rows of ``run_dir`` on the ``missing`` engines (restored or timed)."""
         raise NotImplementedError(f"pipeline {self.name!r} has no engines to add")
 
