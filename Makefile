@@ -18,6 +18,8 @@ PYTEST_ARGS ?=
 PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
+# make tradeoff-plot / lomo-xqda: RERANK=1 adds k-reciprocal re-ranked rows (compare.reranking).
+RERANK      ?=
 
 # Where runs go (data.paths.RUNS_DIR reads the same variable).
 RUNS        := $(or $(REID_RUNS_DIR),runs)
@@ -28,6 +30,7 @@ LOMO_ARGS   := $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
                $(if $(filter 1 yes on true,$(RETINEX)),--retinex,) \
                $(if $(TRIALS),--trials $(TRIALS),)
 MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
+RERANK_ARG  := $(if $(filter 1 yes on true,$(RERANK)),--rerank,)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
@@ -53,7 +56,7 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RERANK_ARG)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
@@ -68,7 +71,7 @@ distill: $(STAMP)
 	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RERANK_ARG)
 
 bench: $(STAMP)
 	@mkdir -p runs/bench

@@ -178,7 +178,7 @@ class Pipeline(ABC):
         """Rows of ``run_dir`` on the ``missing`` engines (restored or timed)."""
         raise NotImplementedError(f"pipeline {self.name!r} has no engines to add")
 
-    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list:
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
         """Re-ranked twins (:mod:`compare.reranking`) of its plain study ``rows`` that have
         none, restored or measured (rows an adapter upserts itself are not returned)."""
         raise NotImplementedError(f"pipeline {self.name!r} cannot add re-ranked rows")

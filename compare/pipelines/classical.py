@@ -25,6 +25,7 @@ from compare.pipelines.base import (
     register,
 )
 from compare.pipelines.base import row_extra as _extra
+from compare.results import ResultRow
 from data.images import parse_size
 from data.paths import run_dir_for
 
@@ -107,7 +108,7 @@ class ClassicalPipeline(Pipeline):
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
 
-    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list:
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
         """The study run fitted again (its LOMO features are cached) with ``--rerank``
         (:func:`compare.lomo_xqda.measure`), which upserts its plain and re-ranked rows."""
         config = ClassicalConfig(
