@@ -181,6 +181,7 @@ class CnnPipeline(Pipeline):
             held = current_rows(run, engines)
             if sum(r.rerank == ONLINE for r in held) == len(engines):
                 out += held
+                context.done.append(f"{run_dir}: restored from summary.json")
                 continue
             summary = measure_run(
                 run,
