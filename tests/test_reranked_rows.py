@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,11 @@ import pandas as pd
 import pytest
 
 from classical.pipeline import FittedRun, study_run_name
+from compare import results as compare_results
 from compare.lomo_xqda import main as lomo_main
 from compare.lomo_xqda import reranked
 from compare.measure import engine_rows, rows_from_summary
+from compare.pipelines import FamilyStyle, Pipeline, Variant, register, unregister
 from compare.plot import (
     RERANK_SUFFIX,
     distillation_markdown,
@@ -31,7 +34,7 @@ from compare.reranking import (
     reranked_from_entry,
 )
 from compare.results import ResultRow, read_results, upsert_rows
-from compare.study import missing_reranks
+from compare.study import ensure_rerank_rows, missing_reranks
 from compare.timing import TimingResult
 from data.matching import pairwise_sq_euclidean
 
@@ -239,3 +242,47 @@ def test_study_finds_plain_study_rows_without_a_twin(tmp_path):
     assert missing.pipeline.tolist() == ["classical"]
     assert missing_reranks(df[df.pipeline == "deep"], "synthetic").empty
     assert missing_reranks(None, "synthetic").empty
+
+
+class Twinned(Pipeline):
+    """A toy pipeline whose re-ranked rows are its plain rows marked online, one point up."""
+
+    name = "twinned"
+    label = "twinned"
+    families = (FamilyStyle("twinned", marker="X", color="#8c564b"),)
+    variants = (Variant("raw"),)
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def family(self, model: str) -> str:
+        return "twinned"
+
+    def short_name(self, model: str) -> str:
+        return model
+
+    def batch_extractor(self, run, threads):
+        raise NotImplementedError
+
+    def rerank_rows(self, rows: pd.DataFrame, context) -> list[ResultRow]:
+        self.calls.append(len(rows))
+        context.done.append("twinned")
+        return [
+            replace(plain_row(pipeline=self.name, variant="raw", seed=int(r.seed)), rerank=ONLINE)
+            for r in rows.itertuples()
+        ]
+
+
+def test_ensure_rerank_rows_asks_each_adapter_once_for_the_missing_twins(tmp_path, monkeypatch):
+    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / name)
+    adapter = register(Twinned())
+    try:
+        path = compare_results.results_path("synthetic")
+        upsert_rows(path, [plain_row(pipeline="twinned", variant="raw", seed=s) for s in (0, 1)])
+        assert ensure_rerank_rows("synthetic", None) == ["twinned"]
+        assert adapter.calls == [2]
+        assert sorted(read_results(path).rerank) == sorted([ONLINE, ONLINE, PLAIN, PLAIN])
+        assert ensure_rerank_rows("synthetic", None) == []  # nothing missing any more
+        assert adapter.calls == [2]
+    finally:
+        unregister(adapter.name)
