@@ -26,8 +26,8 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -43,8 +43,7 @@ from data.reranking import OnlineReranker, rerank_features
 TOP_K = 50
 
 
-@dataclass(frozen=True)
-class Point:
+class Point(NamedTuple):
     """One gallery size's measurements."""
 
     gallery: int
@@ -163,14 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 4000, 16000])
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1000, 4000, 16000],
+        help="gallery sizes (default 1000 4000 16000)",
+    )
     parser.add_argument("--dim", type=int, default=256, help="embedding dimension (256)")
     parser.add_argument("--threads", type=int, default=1, help="BLAS threads (1)")
     parser.add_argument("--timed", type=int, default=200, help="timed queries per point (200)")
     parser.add_argument(
         "--offline-max", type=int, default=20_000, help="largest Q + G run offline (20000)"
     )
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the vectors (0)")
     parser.add_argument("--out", type=Path, default=RUNS_DIR / "bench", help="report folder")
     args = parser.parse_args(argv)
     if min(args.sizes) < 2 or args.dim < 1 or args.threads < 1 or args.timed < 1:
