@@ -438,6 +438,7 @@ def test_training_start_and_resume_remove_orphan_temporaries(tiny_synthetic, tmp
         bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch", out=str(run),
     )  # fmt: skip
     orphans, kept = _plant_orphans(run)  # a run folder that a killed start left
+    (run / ".reid-run.json").write_text('{"kind": "deep"}')  # its first file (data.ownership)
     deep_train.train(config)
     names = {p.name for p in run.iterdir()}
     assert not names & set(orphans) and set(kept) <= names and "model.pt" in names
@@ -455,9 +456,10 @@ def test_classical_run_removes_orphan_temporaries(market_root, tmp_path, capsys)
     orphans = [".xqda.npz.abcd1234", ".summary.json.x_y_z_12", ".trials.json.00000000"]
     for name in [*orphans, "notes.txt", ".xqda.npz.keep"]:
         (run / name).write_bytes(b"half-written")
+    (run / ".reid-run.json").write_text('{"kind": "classical"}')  # written before any output
     assert classical_main(_classical_args(market_root, runs)) == 0
     names = sorted(p.name for p in run.iterdir())
-    assert names == [".xqda.npz.keep", "notes.txt", "summary.json", "xqda.npz"]
+    assert names == [".reid-run.json", ".xqda.npz.keep", "notes.txt", "summary.json", "xqda.npz"]
 
 
 def _dead_pid() -> int:
