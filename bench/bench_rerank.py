@@ -18,7 +18,8 @@ grows as (Q + G)^2).
 
     python bench/bench_rerank.py [--sizes 1000 4000 16000] [--dim 256] [--out runs/bench]
 
-Writes ``rerank.md`` under ``--out`` (default ``runs/bench``).
+Writes ``rerank.md`` under ``--out`` (default: ``bench/`` of the runs tree, ``$REID_RUNS_DIR``
+or ``runs/``).
 """
 
 from __future__ import annotations
@@ -33,14 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from compare.timing import cpu_model, thread_limit
+from compare.timing import TOP_K, cpu_model, thread_limit
 from data.io import atomic_write_text
 from data.matching import GalleryIndex, pairwise_sq_euclidean, topk_from_distances
-from data.paths import RUNS_DIR
 from data.protocols import evaluate
 from data.reranking import OnlineReranker, rerank_features
-
-TOP_K = 50
+from data.runs import RunsLayout
 
 
 class Point(NamedTuple):
@@ -176,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         "--offline-max", type=int, default=20_000, help="largest Q + G run offline (20000)"
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of the vectors (0)")
-    parser.add_argument("--out", type=Path, default=RUNS_DIR / "bench", help="report folder")
+    parser.add_argument(
+        "--out", type=Path, default=None, help="report folder (default: the runs tree's bench/)"
+    )
     args = parser.parse_args(argv)
     if min(args.sizes) < 2 or args.dim < 1 or args.threads < 1 or args.timed < 1:
         parser.error("--sizes must be >= 2 and --dim, --threads, --timed >= 1")
@@ -186,7 +187,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gallery {n:,} ...", flush=True)
             points.append(measure(n, args))
     text = markdown(points, args)
-    out = args.out / "rerank.md"
+    out = (
+        RunsLayout.from_env().bench_report("rerank.md")
+        if args.out is None
+        else args.out / "rerank.md"
+    )
     try:
         atomic_write_text(out, text)
     except OSError as err:

@@ -593,7 +593,7 @@ def cuhk03_image_dir(root: Path | str, kind: str) -> Path:
             f"CUHK03: neither {given} nor cuhk-03.mat (in {root} or {root / 'cuhk03_release'}) "
             "found"
         ) from None
-    out = paths.DATASETS_DIR / "cuhk03-extracted" / _mat_key(mat) / f"images_{kind}"
+    out = paths.datasets_dir() / "cuhk03-extracted" / _mat_key(mat) / f"images_{kind}"
     if not out.is_dir():
         log.warning("extracting the %s images of %s into %s (once)", kind, mat, out)
         with contextlib.suppress(FileExistsError):  # another process finished it first

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib
 import json
 import re
@@ -50,7 +49,13 @@ from data.cli import positive_float
 from data.images import resize
 from data.io import atomic_path, atomic_write_text, remove_orphan_temporaries
 from data.ownership import NotOurFolderError, check_output_file
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.checkpoint import (
+    CheckpointError,
+    file_sha256,
+    load_checkpoint,
+    model_from_state,
+    weights_hash,
+)
 from deep.loader import normalise
 from deep.models import ReIDNet
 
@@ -356,16 +361,6 @@ class _Embedding(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model.extract(x)
-
-
-def weights_hash(state_dict: dict[str, Tensor]) -> str:
-    """SHA-256 (16 hex digits) of a state dict's names, dtypes, shapes and values."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def file_hash(path: Path | str) -> str:

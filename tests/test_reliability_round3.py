@@ -22,11 +22,12 @@ import torchvision
 
 import compare.lomo_xqda
 from compare import measure, results
-from data import benchmarks, paths
+from data import benchmarks
 from data.benchmarks import load_benchmark
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import load_dataset
+from data.runs import RunsLayout
 from deep import export
 from deep import train as deep_train
 from deep.config import TrainConfig, config_from_args, config_parser
@@ -193,7 +194,7 @@ def test_viper_pairs_by_person_number_and_refuses_unpaired_images(tmp_path):
 @pytest.fixture
 def cuhk03_new(tmp_path, monkeypatch) -> Path:
     """The CUHK03 fixture of test_benchmarks with a new-protocol config (5 train persons)."""
-    monkeypatch.setattr(paths, "DATASETS_DIR", tmp_path / "datasets")
+    monkeypatch.setenv("REID_DATASETS_DIR", str(tmp_path / "datasets"))  # read when used
     root = tmp_path / "cuhk03"
     (root / "cuhk03_release").mkdir(parents=True)
     test_benchmarks.write_cuhk03_mat(
@@ -292,8 +293,6 @@ def test_sixteen_bit_images_are_scaled_by_their_actual_range(tmp_path, values, e
 @pytest.mark.parametrize("argv", [["--help"], ["--no-such-flag"]])
 def test_bench_scripts_parse_their_arguments_before_running(name, argv, tmp_path, monkeypatch):
     module = _bench_module(name)
-    if hasattr(module, "RUNS_DIR"):
-        monkeypatch.setattr(module, "RUNS_DIR", tmp_path)
     monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as stopped:
         module.main(argv)
@@ -378,7 +377,8 @@ def test_export_removes_what_a_killed_export_left(tiny_market, tmp_path, export_
 def test_measure_removes_what_a_killed_export_left(tiny_market, tmp_path):
     run = make_run(tmp_path / "run", tiny_market)
     planted = _plant(run, *KILLED_EXPORT, ".summary.json.abcd_123")
-    measure.measure_run(run, engines=["torch"], num_timed_queries=2, table=False)
+    layout = RunsLayout(tmp_path / "runs")
+    measure.measure_run(run, layout=layout, engines=["torch"], num_timed_queries=2, table=False)
     assert not any(p.exists() for p in planted)
 
 

@@ -11,7 +11,6 @@ import pandas as pd
 import pytest
 
 from classical.pipeline import FittedRun, study_run_name
-from compare import results as compare_results
 from compare.lomo_xqda import main as lomo_main
 from compare.lomo_xqda import reranked
 from compare.measure import engine_rows, rows_from_summary
@@ -37,6 +36,7 @@ from compare.results import ResultRow, read_results, upsert_rows
 from compare.study import ensure_rerank_rows, missing_reranks
 from compare.timing import TimingResult
 from data.matching import pairwise_sq_euclidean
+from data.runs import RunsLayout
 
 
 def clustered(seed=0, ids=12, per_id=6, n_query=20, dim=16, spread=0.9):
@@ -273,16 +273,16 @@ class Twinned(Pipeline):
         ]
 
 
-def test_ensure_rerank_rows_asks_each_adapter_once_for_the_missing_twins(tmp_path, monkeypatch):
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / name)
+def test_ensure_rerank_rows_asks_each_adapter_once_for_the_missing_twins(tmp_path):
+    layout = RunsLayout(tmp_path)
     adapter = register(Twinned())
     try:
-        path = compare_results.results_path("synthetic")
+        path = layout.results_table("synthetic")
         upsert_rows(path, [plain_row(pipeline="twinned", variant="raw", seed=s) for s in (0, 1)])
-        assert ensure_rerank_rows("synthetic", None) == ["twinned"]
+        assert ensure_rerank_rows("synthetic", None, layout=layout) == ["twinned"]
         assert adapter.calls == [2]
         assert sorted(read_results(path).rerank) == sorted([ONLINE, ONLINE, PLAIN, PLAIN])
-        assert ensure_rerank_rows("synthetic", None) == []  # nothing missing any more
+        assert ensure_rerank_rows("synthetic", None, layout=layout) == []  # nothing missing
         assert adapter.calls == [2]
     finally:
         unregister(adapter.name)
