@@ -149,6 +149,7 @@ def test_measure_rebuilds_reranked_rows_from_the_summary(tmp_path):
         "rank10": 0.7,
         "mAP": 0.4,
         "mAP_torchreid": 0.41,
+        "embedding_dim": 16,
         "timing": timing().as_dict(),
     }
     summary = {
@@ -185,7 +186,7 @@ def test_lomo_xqda_rerank_adds_a_twin_row(market_root, tmp_path, capsys):
     assert lomo_main([*args, "--runs-dir", str(root), "--rerank"]) == 0
     out = capsys.readouterr().out
     assert "re-ranking (XQDA distances" in out and "offline rank-1" in out
-    table = pd.read_csv(root / "results.csv").set_index("rerank")
+    table = pd.read_csv(root / "market1501" / "results.csv").set_index("rerank")
     assert sorted(table.index) == sorted([ONLINE, PLAIN])
     twin = table.loc[ONLINE]
     assert twin.model == table.loc[PLAIN].model and twin.ms_match > 0
