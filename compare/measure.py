@@ -212,6 +212,8 @@ def _measure_engines(
             entry["timing"] = timing.as_dict()
         elif previous is not None:  # torch as the reference only: keep its earlier timing
             entry["timing"] = previous["engines"]["torch"]["timing"]
+            if "rerank" in previous["engines"]["torch"]:  # and its re-ranking (same weights)
+                entry["rerank"] = previous["engines"]["torch"]["rerank"]
         results[name] = entry
     return results, failed
 
