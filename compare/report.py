@@ -152,9 +152,7 @@ def build_report(
     out_dir = layout.dataset_dir(dataset)
     df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
     threads = threads or int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
-    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
-    dims = scaling_dims(df, dataset, layout)
-    scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
+    scaling = _scaling(df, dataset, threads, refresh_scaling, layout)
     agg = fastest_engines(aggregate(plain_rows(df)))
     title = f"Speed/accuracy trade-off on {dataset}"
     png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
@@ -219,6 +217,13 @@ def build_report(
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     atomic_write_text(layout.report(dataset, "tradeoff.md"), "\n\n".join(sections) + "\n")
     return out_dir
+
+
+def _scaling(df, dataset, threads, refresh, layout) -> pd.DataFrame:
+    """Matching time against gallery size at every pipeline's dimension (compare.scaling)."""
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
+    dims = scaling_dims(df, dataset, layout)
+    return scaling_table(dims, threads=threads, refresh=refresh, layout=layout)
 
 
 def _ann_points(
