@@ -242,26 +242,42 @@ def markdown(points, tuned: dict, args) -> str:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES))
     parser.add_argument(
-        "--sizes", nargs="+", type=positive_int, default=[10_000, 100_000, 1_000_000]
-    )
+        "--sources", nargs="+", choices=SOURCES, default=list(SOURCES),
+        help="embeddings to measure: cnn, xqda, random (default all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sizes", nargs="+", type=positive_int, default=[10_000, 100_000, 1_000_000],
+        help="gallery sizes (default 10000 100000 1000000)",
+    )  # fmt: skip
     parser.add_argument("--model", default="mobilenet_v1_0.25", help="shipped backbone (cnn)")
     parser.add_argument(
         "--data-root", type=Path, default=None,
         help="synthetic dataset folder (default: <work>/synthetic_large, generated when missing)",
     )  # fmt: skip
     bench = RunsLayout.from_env()
-    parser.add_argument("--work", type=Path, default=bench.bench_report("ann_work"))
-    parser.add_argument("--out", type=Path, default=bench.bench_report("ann.md"))
+    parser.add_argument(
+        "--work", type=Path, default=bench.bench_report("ann_work"),
+        help="embeddings, dataset and caches (default runs/bench/ann_work)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=bench.bench_report("ann.md"),
+        help="markdown report; a .json beside it (default runs/bench/ann.md)",
+    )  # fmt: skip
     parser.add_argument("--queries", type=positive_int, default=300, help="queries scored")
     parser.add_argument("--threads", type=positive_int, default=1, help="timing threads")
-    parser.add_argument("--build-threads", type=positive_int, default=1)
+    parser.add_argument(
+        "--build-threads", type=positive_int, default=1,
+        help="threads for index builds and embedding (default 1: deterministic HNSW)",
+    )  # fmt: skip
     parser.add_argument(
         "--refine", type=int, default=4,
         help="also IVF-PQ re-ranking refine*k candidates exactly (0: not measured; default 4)",
     )  # fmt: skip
-    parser.add_argument("--target-recall", type=float, default=0.95)
+    parser.add_argument(
+        "--target-recall", type=float, default=0.95,
+        help="recall@10 the validation sweep chooses parameters for (default 0.95)",
+    )  # fmt: skip
     parser.add_argument("--refresh", action="store_true", help="re-measure cached points")
     args = parser.parse_args(argv)
     if not 0 < args.target_recall <= 1:
