@@ -6,9 +6,11 @@
 is installed: eager PyTorch, and ONNX Runtime and OpenVINO on the model exported once to
 ``RUN_DIR/model.onnx`` (:func:`deep.export.export_run`). Each engine's accuracy comes from its
 own embeddings of the test split, and is compared with PyTorch's (largest embedding difference,
-rank-1/mAP difference, queries whose ranking changed). ``summary.json`` keeps PyTorch's numbers
-at the top level and every engine's under ``engines``; the results table gets one row per
-engine.
+rank-1/mAP difference, queries whose ranking changed). The int8 engines
+(:data:`deep.export.INT8_ENGINES`, asked for with ``--engines``) run the model quantised by
+:func:`deep.quantize.quantize_run`, calibrated on the run's training images; their accuracy is
+that of the int8 model's own embeddings. ``summary.json`` keeps PyTorch's numbers at the top
+level and every engine's under ``engines``; the results table gets one row per engine.
 
     python -m compare.measure runs/synthetic/deep/resnet18/baseline_seed0 [--data-root DIR]
 """
@@ -40,7 +42,8 @@ from data.matching import GalleryIndex, topk_chunked
 from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
-    ENGINES,
+    ALL_ENGINES,
+    INT8_ENGINES,
     EngineNotInstalled,
     ExportError,
     available_engines,
@@ -52,6 +55,7 @@ from deep.export import (
 )
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
+from deep.quantize import QuantizeError, quantize_run
 from deep.train import worker_pool
 
 #: Gallery items each timed query ranks (top-k), as in every pipeline.
@@ -138,14 +142,21 @@ def _measure_engines(
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
     reference = exported = None
-    for name in ["torch", *[e for e in ENGINES if e in wanted and e != "torch"]]:
+    for name in ["torch", *[e for e in ALL_ENGINES if e in wanted and e != "torch"]]:
+        quantized = None
         try:
             if name == "torch":
                 engine = load_engine(model, "torch", threads=threads, input_size=size)
             else:
                 exported = exported or export_run(run_dir, state=state)
-                engine = load_engine(exported.path, name, threads=threads, input_size=size)
-        except (EngineNotInstalled, ExportError) as err:
+                source = exported.path
+                if name in INT8_ENGINES:  # calibrated on the run's training images
+                    quantized = quantize_run(
+                        run_dir, name, dataset=split.dataset, state=state, exported=exported
+                    )
+                    source = quantized.path
+                engine = load_engine(source, name, threads=threads, input_size=size)
+        except (EngineNotInstalled, ExportError, QuantizeError) as err:
             if strict:
                 raise
             failed[name] = str(err)
@@ -161,6 +172,8 @@ def _measure_engines(
                 "sha256": exported.record.get("onnx_sha256"),
                 "export_check_max_abs_diff": exported.record.get("check", {}).get("max_abs_diff"),
             }
+            if quantized is not None:
+                entry["int8"] = _int8_entry(quantized)
         if name in wanted:
             timing = time_engine_queries(
                 engine,
@@ -174,6 +187,19 @@ def _measure_engines(
             entry["timing"] = previous["engines"]["torch"]["timing"]
         results[name] = entry
     return results, failed
+
+
+def _int8_entry(quantized) -> dict:
+    """What a summary keeps of an int8 file: where, its hash, settings and calibration cost."""
+    record = quantized.record
+    return {
+        "path": quantized.path.name,
+        "sha256": record["int8_sha256"],
+        "settings": record["settings"],
+        "calibration": record["calibration"],
+        "seconds": record["seconds"],
+        "operations": record["operations"],
+    }
 
 
 def _in_study_tree(run_dir: Path, table_path: Path) -> bool:
@@ -216,7 +242,7 @@ class _Split:
     """The test split loaded once for every engine: images at the input size, ids, cameras."""
 
     def __init__(self, dataset: ReidDataset, size: tuple[int, int], num_timed: int) -> None:
-        self.size, self.num_timed = size, num_timed
+        self.dataset, self.size, self.num_timed = dataset, size, num_timed
         self.images = {s: load_records(getattr(dataset, s), size) for s in ("query", "gallery")}
         self.labels = split_labels(dataset.query, dataset.gallery)
         # timed queries start from the decoded image, as a query arrives
@@ -295,7 +321,7 @@ def _summary(
         "gflops": gflops,
         "embedding_dim": torch_entry["embedding_dim"],
         "timing": torch_entry["timing"],
-        "engines": {e: engines[e] for e in ENGINES if e in engines},
+        "engines": {e: engines[e] for e in ALL_ENGINES if e in engines},
         "weights_sha256": weights,
         "machine": machine_info(threads),
         "config": cfg,
@@ -340,6 +366,8 @@ def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") 
         extra["engine_options"] = timing["engine_options"]
     if "vs_torch" in entry:
         extra["vs_torch"] = entry["vs_torch"]
+    if "int8" in entry:
+        extra["int8"] = entry["int8"]["settings"]
     size = summary["input_size"]
     return ResultRow(
         dataset=cfg["dataset"],
@@ -434,9 +462,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=ENGINES,
+        choices=ALL_ENGINES,
         default=None,
-        help="inference engines to time (default: every installed one)",
+        help="inference engines to time (default: every installed float32 one; the int8 ones "
+        "are quantised on the run's training images first, deep.quantize)",
     )
     args = parser.parse_args(argv)
     missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
