@@ -14,7 +14,7 @@ Settings (``--val-runs``): runs trained on the validation split's training ident
 are quantised with each setting of :data:`SWEEP`, calibrated on those training images, and their
 rank-1 / mAP on the held-out identities compared with the fp32 model's (never the test split).
 
-    python bench/bench_quantize.py [--models ...] [--size 64x32] [--num-images 300] [--out F]
+    python bench/bench_quantize.py [--models ...] [--sizes 64x32 256x128] [--num-images 300]
     python bench/bench_quantize.py --val-runs RUN_DIR... [--out F]
 """
 
@@ -79,14 +79,15 @@ def bench_costs(
 ) -> list[dict]:
     """Quantisation seconds and fp32 / int8 per-query extraction times of one model."""
     model = calibrated_model(name, size)
-    fp32 = tmp / f"{name}.onnx"
+    label = f"{size[0]}x{size[1]}"
+    fp32 = tmp / f"{name}_{label}.onnx"
     export_onnx(model, fp32, size)
     rng = np.random.default_rng(0)
     images = torch.from_numpy(rng.integers(0, 256, (num_images, 3, *size), dtype=np.uint8))
     inputs = [x[None].numpy() for x in normalise(images)]
     rows = []
     for engine in INT8_ENGINES:
-        out = tmp / f"{name}.{engine}{'.onnx' if engine == 'onnxruntime-int8' else '.xml'}"
+        out = tmp / f"{name}_{label}.{engine}{'.onnx' if engine == 'onnxruntime-int8' else '.xml'}"
         quantizer = quantize_onnxruntime if engine == "onnxruntime-int8" else quantize_openvino
         t0 = time.perf_counter()
         quantizer(fp32, out, inputs, QuantizeSettings(num_images=num_images))
@@ -115,7 +116,8 @@ def bench_costs(
             }
         )
         print(
-            f"  {name} {engine}: quantised in {seconds:.1f} s; ms/query {ms[base]:.3f} fp32, "
+            f"  {name} {label} {engine}: quantised in {seconds:.1f} s; ms/query "
+            f"{ms[base]:.3f} fp32, "
             f"{ms[engine]:.3f} int8 ({ms[base] / ms[engine]:.2f}x)",
             flush=True,
         )
@@ -125,7 +127,7 @@ def bench_costs(
 def costs_table(rows: list[dict], args: argparse.Namespace, seconds: float) -> str:
     info = machine_info(1)
     lines = [
-        f"int8 quantisation cost ({args.num_images} calibration images, {args.size}) and "
+        f"int8 quantisation cost ({args.num_images} calibration images) and "
         f"per-query extraction ms (batch 1, network only, 1 thread, median of {args.repeats} "
         "interleaved repeats); ratio = fp32 / int8.",
         "",
@@ -133,12 +135,13 @@ def costs_table(rows: list[dict], args: argparse.Namespace, seconds: float) -> s
         f"{info['onnxruntime']}, openvino {info['openvino']}; {dt.date.today().isoformat()}; "
         f"{seconds:.0f} s.",
         "",
-        "| model | engine | quantise s | fp32 ms/query | int8 ms/query | fp32 / int8 |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | input | engine | quantise s | fp32 ms/query | int8 ms/query | fp32 / int8 |",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['model']} | {r['engine']} | {r['seconds']:.1f} | {r['fp32']:.3f} | "
+            f"| {r['model']} | {r['size']} | {r['engine']} | {r['seconds']:.1f} | "
+            f"{r['fp32']:.3f} | "
             f"{r['int8']:.3f} | {r['fp32'] / r['int8']:.2f} |"
         )
     return "\n".join(lines)
@@ -209,7 +212,9 @@ def sweep_table(rows: list[dict], num_images: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(MODELS), help="models (costs)")
-    parser.add_argument("--size", default="64x32", help="input HxW (costs; default 64x32)")
+    parser.add_argument(
+        "--sizes", nargs="+", default=["64x32", "256x128"], help="input HxW (costs; default both)"
+    )
     parser.add_argument(
         "--num-images", type=positive_int, default=300, help="calibration images (default 300)"
     )
@@ -236,12 +241,12 @@ def main(argv: list[str] | None = None) -> int:
             unknown = [m for m in args.models if m not in list_models()]
             if unknown:
                 parser.error(f"unknown model(s) {unknown}; known: {sorted(list_models())}")
-            size = parse_size(args.size)
             rows = []
             for name in args.models:
-                rows += bench_costs(
-                    name, size, args.num_images, args.repeats, args.target_seconds, Path(tmp)
-                )
+                for size in [parse_size(s) for s in args.sizes]:
+                    rows += bench_costs(
+                        name, size, args.num_images, args.repeats, args.target_seconds, Path(tmp)
+                    )
             table = costs_table(rows, args, time.perf_counter() - start)
             out = args.out or RUNS_DIR / "bench" / "quantize.md"
     atomic_write_text(out, table + "\n")
