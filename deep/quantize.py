@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.cli import positive_int
+from data.cli import non_negative_int, positive_int
 from data.io import atomic_path, atomic_write_text
 from data.layouts import Record, ReidDataset, load_dataset
 from deep.checkpoint import CheckpointError, load_checkpoint
@@ -407,7 +407,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--num-images", type=positive_int, default=defaults.num_images, help="calibration images"
     )
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="which training images")
+    parser.add_argument(
+        "--seed", type=non_negative_int, default=defaults.seed, help="which training images"
+    )
     parser.add_argument("--method", choices=METHODS, default=defaults.method, help="calibration")
     parser.add_argument(
         "--per-channel",
@@ -422,6 +424,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None, help="where the runs' dataset is now")
     parser.add_argument("--force", action="store_true", help="quantise even if a valid one exists")
     args = parser.parse_args(argv)
+    missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
+    if missing:
+        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
+        return 2
     settings = QuantizeSettings(
         args.num_images,
         args.seed,
