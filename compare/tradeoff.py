@@ -8,7 +8,8 @@
    any of the rows its profile produces is missing (``--skip-runs`` runs nothing). Every
    pipeline's queries are timed by :func:`compare.timing.time_queries`.
 2. Times every CNN run on every installed inference engine (eager PyTorch, ONNX Runtime,
-   OpenVINO; :mod:`deep.export`) that the table has no row for: the run is exported once to
+   OpenVINO, and their int8 versions of the model, :mod:`deep.quantize`, calibrated on training
+   images; :mod:`deep.export`) that the table has no row for: the run is exported once to
    ``model.onnx`` in its folder (reused while the weights are unchanged), evaluated on the test
    split with each engine and timed with the thread count of its PyTorch row; one row per engine
    (restored from the run's ``summary.json`` when it already holds them). ``--skip-runs``
@@ -46,6 +47,8 @@ from compare.plot import (
     distillation_markdown,
     engines_markdown,
     fastest_engines,
+    float_rows,
+    int8_markdown,
     plot_tradeoff,
     results_markdown,
 )
@@ -64,8 +67,9 @@ from data.io import atomic_write_text
 from data.layouts import load_dataset
 from data.paths import REPO_ROOT, RUNS_DIR, run_dir_for
 from deep.checkpoint import load_trained
-from deep.export import available_engines, export_run, load_engine
+from deep.export import available_engines, load_engine
 from deep.profiles import PROFILES
+from deep.quantize import engine_file
 
 GALLERY_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
@@ -211,7 +215,7 @@ def ensure_engine_rows(
     """
     results = results_path(dataset)
     df = _existing(results)
-    engines = list(engines) if engines is not None else available_engines()
+    engines = list(engines) if engines is not None else available_engines(int8=True)
     todo = missing_engines(df, dataset, engines)
     if not todo:
         return []
@@ -393,7 +397,8 @@ def crossover_markdown(agg: pd.DataFrame, table: pd.DataFrame) -> str:
 def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
     """images/s of ``row``'s extraction on a batch of ``THROUGHPUT_BATCH`` decoded images.
 
-    A CNN runs on the row's engine (its exported ``model.onnx`` for ONNX Runtime / OpenVINO).
+    A CNN runs on the row's engine (its exported ``model.onnx`` for ONNX Runtime / OpenVINO, its
+    int8 file for the int8 engines).
     """
     size = parse_size(row.input_size)
     if row.pipeline == "classical":
@@ -411,7 +416,7 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
     else:
         run = _run_path(str(row.run_dir))
         engine_name = str(row.get("engine", "torch"))
-        source = load_trained(run)[0] if engine_name == "torch" else export_run(run).path
+        source = load_trained(run)[0] if engine_name == "torch" else engine_file(run, engine_name)
         engine = load_engine(source, engine_name, threads=threads, input_size=size)
 
         def extract(batch: np.ndarray) -> np.ndarray:
@@ -605,7 +610,7 @@ def build_report(
     threads = row_threads if threads is None else threads
     print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
     scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
-    agg = fastest_engines(aggregate(df))
+    agg = fastest_engines(aggregate(float_rows(df)))
     title = f"Speed/accuracy trade-off on {dataset}"
     plot_tradeoff(
         df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
@@ -635,6 +640,18 @@ def build_report(
             "(each engine ranks the test split with its own embeddings; 0.0 = same accuracy as "
             "PyTorch).",
             engines,
+        ]
+    int8 = int8_markdown(df)
+    if int8:
+        sections += [
+            "## int8 models",
+            "Each CNN quantised to int8 after training (`deep.quantize`: ONNX Runtime static QDQ "
+            "and NNCF on OpenVINO, per-channel int8 weights, min/max activation ranges calibrated "
+            "on 300 training images, never test images) and measured like the others: its "
+            "accuracy comes from the int8 model's own embeddings of the test split. Speed-up = "
+            "fp32 / int8 ms/query on the same runtime; changes in points (int8 - fp32). On the "
+            "plot: an X joined to the float point by a dotted line.",
+            int8,
         ]
     distill = distillation_markdown(df)
     if distill:

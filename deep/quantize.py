@@ -391,6 +391,25 @@ def quantize_run(
     return QuantizeResult(path, False, record)
 
 
+def engine_file(run_dir: Path | str, engine: str, *, dataset: ReidDataset | None = None) -> Path:
+    """The file ``engine`` runs for ``run_dir``: its ONNX export, or for an int8 engine its
+    int8 file with the default settings. An int8 file quantised from the current export is
+    reused as it is (the dataset is not needed then); otherwise it is quantised on ``dataset``
+    (default: the run's, from its config)."""
+    exported = export_run(run_dir)
+    if engine not in INT8_ENGINES:
+        return exported.path
+    path = Path(run_dir) / INT8_NAMES[engine]
+    wanted = {
+        "engine": engine,
+        "fp32_sha256": file_hash(exported.path),
+        "settings": QuantizeSettings().key(engine),
+    }
+    if _reusable(path, path.with_name(path.name + ".json"), wanted, False) is not None:
+        return path
+    return quantize_run(run_dir, engine, dataset=dataset, exported=exported).path
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.quantize RUN_DIR...``: int8 files of trained runs, calibrated on training
     images."""

@@ -205,3 +205,14 @@ def test_measure_run_measures_the_int8_model_itself(tmp_path, data_root):
     rows = measure.rows_from_summary(summary, run)
     assert [r.engine for r in rows] == engines
     assert json.loads(rows[-1].extra)["int8"]["per_channel"] is True
+
+
+def test_engine_file_reuses_the_int8_file_without_the_dataset(tmp_path, data_root, dataset):
+    run = make_run(tmp_path / "run", data_root)
+    assert quantize.engine_file(run, "onnxruntime") == run / "model.onnx"
+    first = quantize.engine_file(run, "onnxruntime-int8", dataset=dataset)
+    assert first == run / "model.int8.onnx"
+    stamp = first.stat().st_mtime_ns
+    moved = ReidDataset("moved", dataset.root, [], [], [])  # would refuse to calibrate
+    assert quantize.engine_file(run, "onnxruntime-int8", dataset=moved) == first
+    assert first.stat().st_mtime_ns == stamp
