@@ -269,6 +269,20 @@ class LomoXqda:
         )
         return feature @ self._components32
 
+    def extract_batch(self, images: np.ndarray) -> np.ndarray:
+        """Decoded RGB images (n, H, W, 3) -> projected features (n, dim): :meth:`extract` for
+        many images at once (bulk gallery indexing)."""
+        resized = np.stack([resize(image, self.config.size) for image in images])
+        return lomo(resized, retinex=self.config.retinex, dtype=np.float32) @ self._components32
+
+    @classmethod
+    def with_projection(cls, config: ClassicalConfig, components: np.ndarray) -> LomoXqda:
+        """An extractor only (no metric, no cache) through the projection ``components``
+        (features x dims): timing extraction, whose cost depends only on the shapes."""
+        pipeline = cls(config, cache_dir=Path())
+        pipeline._components32 = np.ascontiguousarray(components, dtype=np.float32)
+        return pipeline
+
     def matcher(self, projected_gallery: np.ndarray, k: int = 50) -> XQDAMatcher:
         """Ranks ``projected_gallery`` for a projected query (``.match``) or many
         (``.distance_matrix``) with the XQDA metric."""

@@ -33,7 +33,7 @@ from compare.results import (
     results_path,
     upsert_rows,
 )
-from compare.timing import available_threads, machine_info, time_engine_queries
+from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
 from data.cli import positive_int
 from data.images import load_image
 from data.io import atomic_write_text
@@ -57,9 +57,6 @@ from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
 from deep.quantize import QuantizeError, quantize_run
 from deep.train import worker_pool
-
-#: Gallery items each timed query ranks (top-k), as in every pipeline.
-TOP_K = 50
 
 
 def measure_run(
