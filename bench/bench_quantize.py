@@ -103,9 +103,9 @@ def bench_costs(
             for e in loaded.values():
                 e(x)
             for _ in range(repeats):  # interleaved: both files share the machine's load
-                for label, e in loaded.items():
-                    times[label].append(1e3 * time_call(e, x, target_s))
-        ms = {label: float(np.median(v)) for label, v in times.items()}
+                for which, e in loaded.items():
+                    times[which].append(1e3 * time_call(e, x, target_s))
+        ms = {k: float(np.median(v)) for k, v in times.items()}
         rows.append(
             {
                 "model": name,
