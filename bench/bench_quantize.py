@@ -109,6 +109,7 @@ def bench_costs(
         rows.append(
             {
                 "model": name,
+                "size": label,
                 "engine": engine,
                 "seconds": seconds,
                 "fp32": ms[base],

@@ -216,3 +216,18 @@ def test_engine_file_reuses_the_int8_file_without_the_dataset(tmp_path, data_roo
     moved = ReidDataset("moved", dataset.root, [], [], [])  # would refuse to calibrate
     assert quantize.engine_file(run, "onnxruntime-int8", dataset=moved) == first
     assert first.stat().st_mtime_ns == stamp
+
+
+def test_the_benchmark_writes_its_table(tmp_path):
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "bench_quantize.py"
+    spec = importlib.util.spec_from_file_location("_bench_quantize", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "quantize.md"
+    args = ["--models", "mobilenet_v1_0.25", "--sizes", "64x32", "--num-images", "4"]
+    assert bench.main([*args, "--repeats", "1", "--target-seconds", "0.01", "--out", str(out)]) == 0
+    lines = out.read_text().splitlines()
+    rows = [line for line in lines if line.startswith("| mobilenet_v1_0.25 | 64x32 |")]
+    assert [r.split(" | ")[2] for r in rows] == ["onnxruntime-int8", "openvino-int8"]
