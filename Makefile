@@ -19,8 +19,9 @@ PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
 
-# Where runs go (data.paths.RUNS_DIR reads the same variable).
-RUNS        := $(or $(REID_RUNS_DIR),runs)
+# Where runs go: every command takes --runs-dir (default: $REID_RUNS_DIR, else runs/); it is
+# passed explicitly when REID_RUNS_DIR is set, so every command of a target uses the same tree.
+RUNS_ARG    := $(if $(REID_RUNS_DIR),--runs-dir $(REID_RUNS_DIR),)
 # Optional arguments are only passed when set, so every entry point keeps its own defaults.
 ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
@@ -53,25 +54,24 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
-	$(PY) -m deep.pretrain $(MODELS_ARG)
+	$(PY) -m deep.pretrain $(MODELS_ARG) $(RUNS_ARG)
 
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)
-	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
-	$(PY) -m compare.measure $(RUNS)/$(DATASET)/deep/$(MODEL)/baseline_seed$(SEED) $(ROOT_ARG) $(THREADS_ARG)
+	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED) $(RUNS_ARG)
+	$(PY) -m compare.measure --model $(MODEL) $(DS_ARGS) --seed $(SEED) $(THREADS_ARG) $(RUNS_ARG)
 
 distill: $(STAMP)
-	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 bench: $(STAMP)
-	@mkdir -p runs/bench
 	$(PY) bench/bench_lomo.py
 	$(PY) bench/bench_xqda.py
 	$(PY) bench/bench_evaluation.py
@@ -79,6 +79,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_finetune.py
+	$(PY) bench/bench_threads.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classical.lomo import lomo
 from compare.timing import available_threads, machine_info, thread_limit
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 from tests.numpy_lomo import lomo_numpy, lomo_numpy_batched
 
 SIZES = ((128, 48), (128, 64))
@@ -181,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, info)
     print(text)
     name = "lomo_quick" if args.quick else "lomo"
-    atomic_write_text(RUNS_DIR / "bench" / f"{name}.md", text + "\n")
+    atomic_write_text(RunsLayout.from_env().bench_report(f"{name}.md"), text + "\n")
     atomic_write_text(
-        RUNS_DIR / "bench" / f"{name}.json", json.dumps({"rows": rows, "machine": info}, indent=2)
+        RunsLayout.from_env().bench_report(f"{name}.json"),
+        json.dumps({"rows": rows, "machine": info}, indent=2),
     )
     return 0
 

@@ -39,7 +39,7 @@ from data.cli import positive_int
 from data.images import parse_size
 from data.io import atomic_write_text
 from data.layouts import load_dataset, validation_split
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 from deep.checkpoint import load_checkpoint
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
                 parser.error(f"no model.pt in {', '.join(missing)}")
             rows = [r for d in args.val_runs for r in sweep_run(d, args.num_images, Path(tmp))]
             table = sweep_table(rows, args.num_images)
-            out = args.out or RUNS_DIR / "bench" / "quantize_sweep.md"
+            out = args.out or RunsLayout.from_env().bench_report("quantize_sweep.md")
         else:
             unknown = [m for m in args.models if m not in list_models()]
             if unknown:
@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                         name, size, args.num_images, args.repeats, args.target_seconds, Path(tmp)
                     )
             table = costs_table(rows, args, time.perf_counter() - start)
-            out = args.out or RUNS_DIR / "bench" / "quantize.md"
+            out = args.out or RunsLayout.from_env().bench_report("quantize.md")
     atomic_write_text(out, table + "\n")
     print(table)
     return 0

@@ -61,8 +61,9 @@ from data.io import (
     remove_orphan_temporaries,
 )
 from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
-from data.paths import run_dir_for
+from data.ownership import check_run_folder, mark_run_folder
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
+from data.runs import RunsLayout, add_runs_dir_argument
 
 #: ``market``: the Market-1501 evaluation; the two others: Liao's two-view trials.
 PROTOCOLS = ("market", *benchmarks.SHOTS)
@@ -71,6 +72,8 @@ TRIAL_RANKS = (1, 5, 10, 20)
 SOLVERS = ("svd", "eig")
 #: The files of a run folder (all written atomically, the folder created by the first of them).
 RUN_FILES = ("xqda.npz", "trials.json", "summary.json")
+#: The marker kind of a classical run folder (:mod:`data.ownership`).
+RUN_KIND = "classical"
 
 
 @dataclass
@@ -81,7 +84,7 @@ class ClassicalConfig:
     ----------
     dataset, data_root : str
         Layout name and folder (``None``: the layout's default, for the synthetic data).
-    size : (height, width)
+    input_size : (height, width)
         LOMO input size; 128x48 as in the paper (images are resized).
     retinex : bool
         MSRCR on the colour branch (the paper's setting; off by default because our
@@ -97,12 +100,13 @@ class ClassicalConfig:
     split_seed : int
         Trial ``t`` of a benchmark is seeded with ``split_seed + t`` (random splits and
         single-shot picks); ``--protocol market`` on a benchmark uses trial 0.
-    run_root : str or None
-        Folder for this dataset's outputs (default ``runs/<dataset>``): the run goes to
-        ``<run_root>/classical/<run name>``, the cache to ``<run_root>/cache/lomo`` and the
-        results row (``compare.lomo_xqda``) to ``<run_root>/results.csv``.
+    runs_dir : str or None
+        Root of the runs tree (:class:`data.runs.RunsLayout`; None: ``$REID_RUNS_DIR``, else
+        ``runs/``): the run goes to ``<runs_dir>/<dataset>/classical/<run name>``, the cache to
+        ``<runs_dir>/<dataset>/cache/lomo`` and the results row (``compare.lomo_xqda``) to
+        ``<runs_dir>/<dataset>/results.csv``.
     out : str or None
-        The run folder, as ``deep.train --out`` (default ``<run_root>/classical/<run name>``). A
+        The run folder, as ``deep.train --out`` (default: the layout's classical run). A
         run elsewhere is an experiment: it never enters the results table.
     progress : bool
         tqdm bars during extraction.
@@ -110,7 +114,7 @@ class ClassicalConfig:
 
     dataset: str = "synthetic"
     data_root: str | None = None
-    size: tuple[int, int] = (128, 48)
+    input_size: tuple[int, int] = (128, 48)
     retinex: bool = False
     reg: float = 1e-3
     n_components: int | None = None
@@ -118,7 +122,7 @@ class ClassicalConfig:
     protocol: str | None = None
     num_trials: int | None = None
     split_seed: int = 0
-    run_root: str | None = None
+    runs_dir: str | None = None
     out: str | None = None
     progress: bool = True
 
@@ -133,8 +137,8 @@ class ClassicalConfig:
             raise ValueError(f"--n-components must be >= 1, got {self.n_components}")
         if self.solver not in SOLVERS:
             raise ValueError(f"--solver must be one of {SOLVERS}, got {self.solver!r}")
-        if min(self.size) < 8:
-            raise ValueError(f"--size must be at least 8x8, got {self.size}")
+        if min(self.input_size) < 8:
+            raise ValueError(f"--input-size (--size) must be at least 8x8, got {self.input_size}")
         protocol = resolve_protocol(self.dataset, self.protocol)
         if self.num_trials is not None:
             if protocol == "market":
@@ -149,18 +153,19 @@ class ClassicalConfig:
             raise ValueError(f"--split-seed must be >= 0, got {self.split_seed}")
         return protocol
 
-    def out_root(self) -> Path:
-        return Path(self.run_root) if self.run_root else run_dir_for(self.dataset)
+    def layout(self) -> RunsLayout:
+        return RunsLayout.at(self.runs_dir)
 
     def run_dir(self, protocol: str | None = None) -> Path:
-        """The run folder: ``out``, or ``<run_root>/classical/<run name>``."""
+        """The run folder: ``out``, or the layout's classical run of this name."""
         if self.out:
             return Path(self.out)
-        return self.out_root() / "classical" / run_name(self, protocol)
+        return self.layout().classical_run(self.dataset, run_name(self, protocol))
 
     def in_study_tree(self) -> bool:
         """Whether the run folder is one of the dataset's own (its row enters the table)."""
-        return self.run_dir().resolve().is_relative_to((self.out_root() / "classical").resolve())
+        layout = self.layout()
+        return layout.holds(self.run_dir(), layout.classical_dir(self.dataset))
 
 
 def resolve_protocol(dataset: str, protocol: str | None = None) -> str:
@@ -194,7 +199,7 @@ def run_name(config: ClassicalConfig, protocol: str | None = None) -> str:
     parts = [
         "lomo_xqda",
         tag,
-        f"{config.size[0]}x{config.size[1]}",
+        f"{config.input_size[0]}x{config.input_size[1]}",
         f"retinex-{'on' if config.retinex else 'off'}",
         f"reg{config.reg:g}",
         config.solver,
@@ -231,7 +236,7 @@ class LomoXqda:
         return extract_split(
             records,
             self.cache_dir,
-            size=self.config.size,
+            size=self.config.input_size,
             params={"retinex": self.config.retinex},
             desc=desc,
             progress=self.config.progress,
@@ -265,14 +270,14 @@ class LomoXqda:
     def extract(self, image: np.ndarray) -> np.ndarray:
         """One decoded RGB image -> projected feature: resize, LOMO, XQDA projection."""
         feature = lomo(
-            resize(image, self.config.size), retinex=self.config.retinex, dtype=np.float32
+            resize(image, self.config.input_size), retinex=self.config.retinex, dtype=np.float32
         )
         return feature @ self._components32
 
     def extract_batch(self, images: np.ndarray) -> np.ndarray:
         """Decoded RGB images (n, H, W, 3) -> projected features (n, dim): :meth:`extract` for
         many images at once (bulk gallery indexing)."""
-        resized = np.stack([resize(image, self.config.size) for image in images])
+        resized = np.stack([resize(image, self.config.input_size) for image in images])
         return lomo(resized, retinex=self.config.retinex, dtype=np.float32) @ self._components32
 
     @classmethod
@@ -296,7 +301,7 @@ class LomoXqda:
             components=self.model.components_,
             metric=self.model.metric_,
             spectrum=self.model.spectrum_,
-            size=np.array(self.config.size),
+            size=np.array(self.config.input_size),
             retinex=np.array(self.config.retinex),
             reg=np.array(self.config.reg),
         )
@@ -319,23 +324,31 @@ def run(config: ClassicalConfig) -> FittedRun:
     """Fit and score the classical pipeline; writes ``summary.json`` and ``xqda.npz``."""
     start = time.perf_counter()
     protocol = config.validate()
-    root = config.out_root()
+    cache_dir = config.layout().lomo_cache(config.dataset)
     name = run_name(config, protocol)
     out_dir = config.run_dir(protocol)
     # what a run of this name killed while writing (kill -9) left behind; no folder is created
     # before the first output, so a run that fails before producing anything leaves none
     remove_orphan_temporaries(out_dir, RUN_FILES)
+    check_run_folder(out_dir, RUN_KIND, legacy=_is_classical_run)
     if protocol == "market":
-        fitted = _run_market(config, root, out_dir, name)
+        fitted = _run_market(config, cache_dir, out_dir, name)
     else:
-        fitted = _run_trials(config, protocol, root, out_dir, name)
+        fitted = _run_trials(config, protocol, cache_dir, out_dir, name)
     fitted.summary["seconds"]["total"] = time.perf_counter() - start
     write_summary(fitted)
     return fitted
 
 
+def _is_classical_run(folder: Path) -> bool:
+    """A run folder written before markers existed: XQDA weights and no CNN weights."""
+    cnn = (folder / "model.pt").exists() or (folder / "checkpoint.pt").exists()
+    return (folder / "xqda.npz").is_file() and not cnn
+
+
 def write_summary(fitted: FittedRun) -> None:
     """(Re)write the run's ``summary.json``, atomically."""
+    mark_run_folder(fitted.out_dir, RUN_KIND)
     summary = json.loads(json.dumps(fitted.summary, default=_json_default))
     atomic_write_text(fitted.out_dir / "summary.json", json.dumps(summary, indent=2))
 
@@ -363,9 +376,9 @@ def _load_market(config: ClassicalConfig) -> ReidDataset:
     return dataset
 
 
-def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -> FittedRun:
+def _run_market(config: ClassicalConfig, cache_dir: Path, out_dir: Path, name: str) -> FittedRun:
     dataset = _load_market(config)
-    pipeline = LomoXqda(config, root / "cache" / "lomo")
+    pipeline = LomoXqda(config, cache_dir)
     seconds = {}
     t0 = time.perf_counter()
     feats = {
@@ -383,6 +396,7 @@ def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -
     official = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="official")
     torchreid = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="torchreid")
     seconds["evaluation"] = time.perf_counter() - t0
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     pipeline.save(out_dir / "xqda.npz")
     summary = {
         "dataset": config.dataset,
@@ -482,7 +496,7 @@ def _run_trial(config, protocol, bench, trial, rows, cache_dir) -> _TrialResult:
 
 
 def _run_trials(
-    config: ClassicalConfig, protocol: str, root: Path, out_dir: Path, name: str
+    config: ClassicalConfig, protocol: str, cache_dir: Path, out_dir: Path, name: str
 ) -> FittedRun:
     bench = benchmarks.load_benchmark(
         config.dataset, config.data_root, num_trials=config.num_trials, seed=config.split_seed
@@ -491,7 +505,6 @@ def _run_trials(
         f"{bench.name} at {bench.root}: {len(bench.persons)} persons, {bench.num_images} images; "
         f"{bench.split}; {protocol}"
     )
-    cache_dir = root / "cache" / "lomo"
     t0 = time.perf_counter()
     rows = _BenchmarkFeatures(LomoXqda(config, cache_dir), bench)
     seconds = {"features": time.perf_counter() - t0, "fit": 0.0, "distances": 0.0}
@@ -508,6 +521,7 @@ def _run_trials(
             flush=True,
         )
     first = results[0]
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     first.pipeline.save(out_dir / "xqda.npz")
     atomic_write_text(
         out_dir / "trials.json",
@@ -646,10 +660,12 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=d.dataset, help=f"layout name (default {d.dataset})")
     parser.add_argument("--data-root", default=None, help="dataset folder")
     parser.add_argument(
+        "--input-size",
         "--size",
+        dest="input_size",
         type=image_size,
-        default=d.size,
-        help=f"LOMO input HxW (default {d.size[0]}x{d.size[1]})",
+        default=d.input_size,
+        help=f"LOMO input HxW, as deep.train's (default {d.input_size[0]}x{d.input_size[1]})",
     )
     parser.add_argument(
         "--retinex",
@@ -683,12 +699,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         default=d.split_seed,
         help="benchmarks: trial t is seeded with this + t (default 0)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        default=None,
-        help="root of this dataset's outputs: run folders, LOMO cache, results table "
-        "(default runs/<dataset>)",
-    )
+    add_runs_dir_argument(parser)
     parser.add_argument(
         "--out",
         default=None,
@@ -703,7 +714,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
     return ClassicalConfig(
         dataset=args.dataset,
         data_root=args.data_root,
-        size=args.size,
+        input_size=args.input_size,
         retinex=args.retinex,
         reg=args.reg,
         n_components=args.n_components,
@@ -711,7 +722,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
         protocol=args.protocol,
         num_trials=args.trials,
         split_seed=args.split_seed,
-        run_root=args.runs_dir,
+        runs_dir=str(RunsLayout.at(args.runs_dir).root),
         out=args.out,
         progress=not args.no_progress,
     )

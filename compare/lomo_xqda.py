@@ -37,12 +37,11 @@ from compare.results import (
     check_table,
     extra_json,
     repo_relative,
-    results_path,
     upsert_rows,
 )
 from compare.timing import TOP_K, TimingResult, machine_info, thread_limit, time_queries
 from data.cli import positive_int
-from data.images import load_image
+from data.images import load_image, size_text
 
 
 def time_fitted(fitted: FittedRun, *, threads: int | None, num_timed_queries: int) -> TimingResult:
@@ -81,7 +80,7 @@ def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
         model=s["run_name"],
         variant="classical",
         seed=0,
-        input_size=f"{config.size[0]}x{config.size[1]}",
+        input_size=size_text(config.input_size),
         params=int(model.components_.size + model.metric_.size),
         gflops=float("nan"),
         embedding_dim=xqda_dim,
@@ -127,7 +126,7 @@ def measure(
 ) -> FittedRun:
     """Fit and score (:func:`classical.pipeline.run`), time, and upsert the results row."""
     config.validate()
-    table = results_path(config.dataset, config.run_root)
+    table = config.layout().results_table(config.dataset)
     if config.in_study_tree():
         check_table(table)  # a broken results table stops us before the work, not after
     fitted = run(config)
@@ -165,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(accuracy_text(fitted.summary))
-    table = results_path(config.dataset, config.run_root) if config.in_study_tree() else None
+    table = config.layout().results_table(config.dataset) if config.in_study_tree() else None
     print(timing_text(fitted.summary, fitted.out_dir, table))
     return 0
 

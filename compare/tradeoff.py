@@ -36,6 +36,7 @@ from compare.report import build_report
 from compare.study import ensure_engine_rows, ensure_runs
 from compare.timing import available_threads
 from data.cli import positive_int
+from data.runs import add_runs_dir_argument, layout_from_args
 from deep.profiles import PROFILES
 
 
@@ -72,20 +73,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
+    add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
+    layout = layout_from_args(args)
     if args.threads is not None and not 1 <= args.threads <= max(available_threads(), 1):
         parser.error(f"--threads must be in 1..{available_threads()}, got {args.threads}")
     start = time.perf_counter()
     try:
         if not args.skip_runs:
-            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
-            ensure_engine_rows(args.dataset, args.data_root)
+            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs, layout=layout)
+            ensure_engine_rows(args.dataset, args.data_root, layout=layout)
         out_dir = build_report(
             args.dataset,
             args.data_root,
             threads=args.threads,
             refresh_scaling=args.refresh_scaling,
             throughput=not args.no_throughput,
+            layout=layout,
         )
     except (OSError, ValueError, RuntimeError) as err:  # OSError: an output that cannot be written
         print(f"error: {err}", file=sys.stderr)

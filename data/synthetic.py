@@ -677,7 +677,7 @@ def ensure_synthetic(
         by this generator (a Market-1501 folder, say); nothing is written next to it.
     """
     if root is None:
-        root = paths.DATASETS_DIR / "synthetic"
+        root = paths.datasets_dir() / "synthetic"
     root = Path(root)
     if seed is not None:
         _check_seed(seed)
@@ -847,7 +847,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"contact sheet written to {sheet}")
         return 0
     if args.out is None:
-        args.out = paths.DATASETS_DIR / "synthetic"
+        args.out = paths.datasets_dir() / "synthetic"
     start = time.perf_counter()
     try:
         if args.force:
@@ -867,13 +867,15 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------
 # The synthetic layouts: generated on first use, then read by the Market-1501 code path
 # ---------------------------------------------------------------------------------------------
-@register_layout("synthetic", default_root=paths.DATASETS_DIR / "synthetic")
+@register_layout("synthetic", default_root=lambda: paths.datasets_dir() / "synthetic")
 def _load_synthetic(root: Path) -> ReidDataset:
     ensure_synthetic(root)
     return read_three_folders("synthetic", root, parse_market_name)
 
 
-@register_layout("synthetic_pretrain", default_root=paths.DATASETS_DIR / "synthetic_pretrain")
+@register_layout(
+    "synthetic_pretrain", default_root=lambda: paths.datasets_dir() / "synthetic_pretrain"
+)
 def _load_synthetic_pretrain(root: Path) -> ReidDataset:
     # The CNNs' pretraining set (``make pretrain``): the "pretrain" preset, generated on first use,
     # with identities drawn from their own random stream (disjoint from every study dataset).

@@ -46,21 +46,40 @@ from tqdm import tqdm
 
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
+from data.ownership import MARKER_NAME, check_run_folder, mark_run_folder
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.loader import Batch, DeterministicLoader, load_training_data, training_loader
 from deep.models import ReIDNet, build_model
 from deep.pretrained import PretrainedWeightsError, initialise, is_backbone_file
-from deep.teacher import open_teacher
+from deep.run_folder import RUNTIME_FIELDS, RunFolder
+from deep.teacher import open_teacher, weights_fingerprint
 
 log = logging.getLogger("deep.train")
 
 TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 
-#: Settings that change how a run executes but not what it computes: a run may be resumed
-#: with other values.
-RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
+#: The marker kind of a CNN run folder (:mod:`data.ownership`).
+RUN_KIND = "deep"
+#: Files a CNN run folder receives (training, distillation, measurement, export): the names
+#: whose atomic-write temporaries a killed writer may leave there.
+RUN_OUTPUTS = (
+    "checkpoint.pt",
+    "model.pt",
+    "config.json",
+    "summary.json",
+    "model.onnx",
+    "model.onnx.json",
+    # int8 files (deep.quantize)
+    "model.int8.onnx",
+    "model.int8.onnx.json",
+    "model.int8.xml",
+    "model.int8.bin",
+    "model.int8.xml.json",
+    "teacher.json",
+    MARKER_NAME,
+)
 
 
 class TrainingDiverged(RuntimeError):
@@ -425,6 +444,7 @@ def train(
     written before the data, the settings and any checkpoint to resume have been checked.
     """
     config.validate()
+    check_deep_run_folder(config.run_dir())
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -437,9 +457,9 @@ def train(
     session = _open_session(config, dataset, images, labels, teacher_dim, device)
     if session.rank == 0:
         # Temporary files of atomic writes that a killed earlier session (kill -9) left behind.
-        outputs = ("checkpoint.pt", "model.pt", "config.json", "summary.json", "model.onnx")
-        remove_orphan_temporaries(session.run_dir, (*outputs, "model.onnx.json"))
+        remove_orphan_temporaries(session.run_dir, RUN_OUTPUTS)
         ensure_dir(session.run_dir)
+        mark_run_folder(session.run_dir, RUN_KIND)
         _add_file_log(session.run_dir / "train.log")
         atomic_write_text(session.run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
     session.net = session.model
@@ -459,19 +479,29 @@ def train(
     return session.run_dir
 
 
-def finished_model(config: TrainConfig) -> Path | None:
-    """``model.pt`` of ``config``'s run folder if it holds this recipe (runtime settings such as
-    ``threads`` aside), else None; a run folder finished with another recipe is an error."""
-    path = config.run_dir() / "model.pt"
-    if not path.is_file():
+def check_deep_run_folder(run_dir: Path) -> Path:
+    """Refuse a run folder that holds files training did not write (or another kind's run)."""
+    return check_run_folder(
+        run_dir,
+        RUN_KIND,
+        legacy=lambda d: (d / "model.pt").is_file() or (d / "checkpoint.pt").is_file(),
+    )
+
+
+def finished_model(config: TrainConfig, teacher: str | None = None) -> Path | None:
+    """``model.pt`` of ``config``'s run folder if it is current
+    (:meth:`deep.run_folder.RunFolder.is_current`, with the teacher fingerprint ``teacher``),
+    else None; a run folder finished with another recipe or teacher is an error."""
+    folder = RunFolder(config.run_dir())
+    if not folder.has_model():
         return None
-    state = load_checkpoint(path, expected_model=config.model)
-    if not config.same_recipe(state["config"], ignore=RUNTIME_FIELDS):
+    if not folder.is_current(config, teacher=teacher):
+        folder.model_state(expected_model=config.model)  # another architecture: its own error
         raise CheckpointError(
-            f"{config.run_dir()} holds a finished run of another recipe; use another --out "
-            "(or delete the folder) to train this one"
+            f"{config.run_dir()} holds a finished run of another recipe or teacher; use another "
+            "--out (or delete the folder) to train this one"
         )
-    return path
+    return folder.model_path
 
 
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -486,11 +516,11 @@ def prepare_retraining(config: TrainConfig, *, invalidated: bool = False) -> Non
     was made with another teacher or backbone, so its checkpoint is stale too). A finished
     ``model.pt`` is never deleted here: ``train(..., replace=True)`` replaces it atomically
     once the new run is complete, so an interrupted retraining loses nothing finished."""
-    path = config.run_dir() / "checkpoint.pt"
+    folder = RunFolder(config.run_dir())
+    path = folder.checkpoint_path
     if not path.exists():
         return
-    finished_there = (config.run_dir() / "model.pt").exists()
-    if invalidated or finished_there or not config.same_recipe(load_checkpoint(path)["config"]):
+    if invalidated or folder.has_model() or not config.same_recipe(load_checkpoint(path)["config"]):
         path.unlink()
 
 
@@ -547,10 +577,11 @@ def _add_file_log(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
+def _check_start(config: TrainConfig, *, resume: bool, teacher: str | None) -> Path | None:
     """What ``python -m deep.train`` may do with the run folder, checked before any work:
     the finished ``model.pt`` if the run is already done, else None (train or resume)."""
-    finished = finished_model(config)
+    check_deep_run_folder(config.run_dir())
+    finished = finished_model(config, teacher)
     if finished is not None:
         return finished
     checkpoint = config.run_dir() / "checkpoint.pt"
@@ -580,7 +611,12 @@ def main(argv: list[str] | None = None) -> int:
     config = config_from_args(args)
     try:
         config.validate()
-        finished = _check_start(config, resume=args.resume)
+        fingerprint = weights_fingerprint(config.teacher) if config.teacher else None
+        # runs distilled before teacher records were kept are judged by their recipe alone
+        recorded = RunFolder(config.run_dir()).teacher_fingerprint() is not None
+        finished = _check_start(
+            config, resume=args.resume, teacher=fingerprint if recorded else None
+        )
         if finished is not None:
             print(
                 f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
@@ -592,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = train(
             config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
         )
+        if fingerprint is not None and RunFolder(run_dir).has_model():
+            RunFolder(run_dir).record_teacher(config.teacher, fingerprint)
     except (
         ValueError,
         OSError,

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import scipy.io
 
-from data import benchmarks, paths
+from data import benchmarks
 from data.benchmarks import (
     CAMERA_A,
     CAMERA_B,
@@ -114,7 +114,7 @@ EMPTY = {(1, 1, 5), (1, 4, 10)} | {(2, 3, c) for c in range(6, 11)}
 @pytest.fixture
 def datasets_dir(tmp_path: Path, monkeypatch) -> Path:
     out = tmp_path / "datasets"
-    monkeypatch.setattr(paths, "DATASETS_DIR", out)
+    monkeypatch.setenv("REID_DATASETS_DIR", str(out))  # read when the images are extracted
     return out
 
 

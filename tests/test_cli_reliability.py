@@ -23,7 +23,6 @@ import compare.distillation
 import compare.lomo_xqda
 import compare.measure
 import compare.tradeoff
-import data.paths
 import data.synthetic
 import deep.distill
 import deep.export
@@ -162,7 +161,7 @@ def no_work(monkeypatch, tmp_path):
 
     for module, name in WORK:
         monkeypatch.setattr(module, name, tripwire(f"{module.__name__}.{name}"))
-    monkeypatch.setattr(data.paths, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path / "runs"))  # read when arguments are parsed
     empty = tmp_path / "empty"
     empty.mkdir()
     return empty

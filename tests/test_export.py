@@ -217,13 +217,13 @@ def test_export_run_reuses_and_reexports(tmp_path, data_root, capsys):
 
 def test_measure_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
-    from compare import results as compare_results
     from compare.results import read_results
+    from data.runs import RunsLayout
 
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
-    table = tmp_path / "runs" / "market1501" / "results.csv"
-    run = make_run(tmp_path / "runs" / "market1501" / "deep" / NAME / "baseline_seed0", data_root)
-    summary = deep_evaluate.measure_run(run, num_timed_queries=3)
+    layout = RunsLayout(tmp_path / "runs")
+    table = layout.results_table("market1501")
+    run = make_run(layout.cnn_run("market1501", NAME, "baseline", 0), data_root)
+    summary = deep_evaluate.measure_run(run, layout=layout, num_timed_queries=3)
     df = read_results(table)
     assert sorted(df.engine) == ["onnxruntime", "openvino", "torch"]
     assert set(df.init) == {"scratch"}  # a config without `init` is from scratch
@@ -240,25 +240,31 @@ def test_measure_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch)
     assert [r.engine for r in rows] == ["torch", "onnxruntime", "openvino"]
 
     pretrained = make_run(tmp_path / "elsewhere", data_root, init="pretrained")
-    deep_evaluate.measure_run(pretrained, num_timed_queries=2, table=True, engines=["torch"])
+    deep_evaluate.measure_run(
+        pretrained, layout=layout, num_timed_queries=2, table=True, engines=["torch"]
+    )
     new = read_results(table)
     assert len(new) == 4 and new[new.init == "pretrained"].engine.tolist() == ["torch"]
 
 
 def test_measure_run_engine_choice(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
+    from data.runs import RunsLayout
 
     run = make_run(tmp_path / "run", data_root)
+    layout = RunsLayout(tmp_path / "runs")
     monkeypatch.setitem(sys.modules, "openvino", None)
-    summary = deep_evaluate.measure_run(run, num_timed_queries=2, table=False)
+    summary = deep_evaluate.measure_run(run, layout=layout, num_timed_queries=2, table=False)
     assert list(summary["engines"]) == ["torch", "onnxruntime"]  # what is installed
     with pytest.raises(EngineNotInstalled, match="pip install openvino"):
-        deep_evaluate.measure_run(run, table=False, engines=["openvino"])
+        deep_evaluate.measure_run(run, layout=layout, table=False, engines=["openvino"])
     # torch as the reference only: its earlier timing is kept
-    again = deep_evaluate.measure_run(run, num_timed_queries=2, table=False, engines=["torch"])
+    again = deep_evaluate.measure_run(
+        run, layout=layout, num_timed_queries=2, table=False, engines=["torch"]
+    )
     assert again["engines"]["onnxruntime"] == summary["engines"]["onnxruntime"]
     later = deep_evaluate.measure_run(
-        run, num_timed_queries=2, table=False, engines=["onnxruntime"]
+        run, layout=layout, num_timed_queries=2, table=False, engines=["onnxruntime"]
     )
     assert later["timing"] == again["timing"]
     assert later["engines"]["onnxruntime"]["timing"]["num_queries"] == 2

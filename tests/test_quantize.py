@@ -192,10 +192,14 @@ def test_cli(run, data_root, capsys):
 
 def test_measure_run_measures_the_int8_model_itself(tmp_path, data_root):
     from compare import measure
+    from data.runs import RunsLayout
 
     run = make_run(tmp_path / "run", data_root)
     engines = ["torch", "onnxruntime", "onnxruntime-int8"]
-    summary = measure.measure_run(run, num_timed_queries=2, table=False, engines=engines)
+    layout = RunsLayout(tmp_path / "runs")
+    summary = measure.measure_run(
+        run, layout=layout, num_timed_queries=2, table=False, engines=engines
+    )
     entry = summary["engines"]["onnxruntime-int8"]
     assert entry["int8"]["path"] == "model.int8.onnx" and entry["int8"]["operations"]
     assert entry["timing"]["engine"] == "onnxruntime-int8"

@@ -136,20 +136,23 @@ def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
 
 def test_only_runs_in_the_study_tree_enter_the_shared_table(tiny, tmp_path, monkeypatch):
     from compare import measure as deep_evaluate
-    from compare import results as compare_results
+    from data.runs import RunsLayout
 
     config, dataset = tiny
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
-    table = tmp_path / "runs" / "market1501" / "results.csv"
+    layout = RunsLayout(tmp_path / "runs")
+    table = layout.results_table("market1501")
     outside = dataclasses.replace(config, out=str(tmp_path / "experiment"), epochs=1)
     train(outside, dataset=dataset)
-    deep_evaluate.measure_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(
+        outside.run_dir(), layout=layout, dataset=dataset, num_timed_queries=2
+    )
     assert (outside.run_dir() / "summary.json").exists() and not table.exists()
     summary = json.loads((outside.run_dir() / "summary.json").read_text())
     assert summary["training"]["epoch"] == 1
-    inside = dataclasses.replace(outside, out=str(table.parent / "deep" / "m" / "baseline_seed0"))
+    inside = dataclasses.replace(outside, out=None, runs_dir=str(layout.root))
+    assert inside.run_dir() == layout.cnn_run("market1501", config.model, "baseline", config.seed)
     train(inside, dataset=dataset)
-    deep_evaluate.measure_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(inside.run_dir(), layout=layout, dataset=dataset, num_timed_queries=2)
     assert table.exists()
 
 
