@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_matching.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_quantize.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_threads.py
 
