@@ -5,7 +5,7 @@ gradient areas; Retinex off unless stated, as the reference comparison is withou
 
 * numba ``classical.lomo.lomo`` on a batch (best of 3 repeats), 1 thread and all threads, and at
   batch size 1 (the per-query case);
-* ``tests/numpy_lomo.py``: the plain NumPy implementation (whole-array per-pixel maps, one
+* ``classical/lomo_reference.py``: the plain NumPy implementation (whole-array per-pixel maps, one
   ``np.bincount`` per window; the tests' oracle) and a batch-vectorised NumPy version (all
   windows of a batch in one ``bincount`` per scale), both single-threaded by nature;
 * the Retinex (MSRCR, OpenCV blur) cost on top, 1 thread.
@@ -30,10 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classical.lomo import lomo
+from classical.lomo_reference import lomo_numpy, lomo_numpy_batched
 from compare.timing import available_threads, machine_info, thread_limit
 from data.io import atomic_write_text
 from data.runs import RunsLayout
-from tests.numpy_lomo import lomo_numpy, lomo_numpy_batched
 
 SIZES = ((128, 48), (128, 64))
 TARGET_SPEEDUP = 20.0

@@ -52,10 +52,9 @@ from classical.features import extract_split
 from classical.lomo import lomo
 from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
-from data.cli import image_size, non_negative_int, positive_int
-from data.images import ImageLoadError, resize
+from data.cli import entry_point, image_size, non_negative_int, positive_int
+from data.images import resize
 from data.io import (
-    OutputError,
     atomic_write_bytes,
     atomic_write_text,
     remove_orphan_temporaries,
@@ -728,20 +727,12 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
     )
 
 
-#: Errors a run reports as one clear line (bad dataset, image, argument or output folder, a
-#: full disk: every OSError).
-USER_ERRORS = (FileNotFoundError, ValueError, ImageLoadError, OutputError, OSError)
-
-
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("LOMO + XQDA: fit and score (make lomo-xqda also times it)")
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        fitted = run(config)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    fitted = run(config)
     print(accuracy_text(fitted.summary))
     print(f"  wrote {fitted.out_dir / 'summary.json'}")
     return 0

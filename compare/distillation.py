@@ -23,9 +23,9 @@ import pandas as pd
 from compare.measure import measure_runs
 from compare.pipelines.cnn import CnnPipeline
 from compare.results import check_table, read_results
+from data.cli import entry_point
 from data.io import atomic_write_text
 from data.runs import RunsLayout
-from deep.checkpoint import CheckpointError
 from deep.distill import (
     add_common_arguments,
     add_subset_arguments,
@@ -33,7 +33,6 @@ from deep.distill import (
     run_study,
     study_options,
 )
-from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, get_profile
 
 
@@ -113,6 +112,7 @@ def run(
     return table
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
@@ -120,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     add_teacher_model_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        run(args.dataset, args.data_root, args.profile, **study_options(args))
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run(args.dataset, args.data_root, args.profile, **study_options(args))
     return 0
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from classical.pipeline import (
-    USER_ERRORS,
     ClassicalConfig,
     FittedRun,
     accuracy_text,
@@ -40,7 +39,7 @@ from compare.results import (
     upsert_rows,
 )
 from compare.timing import TOP_K, TimingResult, machine_info, thread_limit, time_queries
-from data.cli import positive_int
+from data.cli import entry_point, positive_int
 from data.images import load_image, size_text
 
 
@@ -142,6 +141,7 @@ def measure(
     return fitted
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("LOMO + XQDA: fit, score, time, and add a results row (make lomo-xqda)")
     parser.add_argument(
@@ -157,12 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         help="single queries timed (cycled when the query set is smaller; at least 100)",
     )
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        fitted = measure(config, threads=args.threads, num_timed_queries=args.num_timed_queries)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    fitted = measure(config, threads=args.threads, num_timed_queries=args.num_timed_queries)
     print(accuracy_text(fitted.summary))
     table = config.layout().results_table(config.dataset) if config.in_study_tree() else None
     print(timing_text(fitted.summary, fitted.out_dir, table))

@@ -25,7 +25,6 @@ into the run's summary or the study's table.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -40,13 +39,13 @@ from compare.results import (
     upsert_rows,
 )
 from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
-from data.cli import non_negative_int, positive_int
+from data.cli import entry_point, non_negative_int, positive_int
 from data.images import load_image, size_text
 from data.io import remove_orphan_temporaries
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
 from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
-from deep.checkpoint import CheckpointError, model_from_state
+from deep.checkpoint import model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
     ALL_ENGINES,
@@ -529,6 +528,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
 
@@ -544,23 +544,18 @@ def main(argv: list[str] | None = None) -> int:
     run_dirs = args.run_dirs or [layout.cnn_run(args.dataset, args.model, args.variant, args.seed)]
     missing = [str(d) for d in run_dirs if not (d / "model.pt").is_file()]
     if missing:
-        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no model.pt in {', '.join(missing)} (not a finished run)")
     torch.set_num_threads(args.threads)
-    try:
-        check_tables(run_dirs, layout)  # a broken results table stops us before the work
-        for run_dir in run_dirs:
-            measure_run(
-                run_dir,
-                layout=layout,
-                data_root=args.data_root,
-                threads=args.threads,
-                num_timed_queries=args.num_timed_queries,
-                engines=args.engines,
-            )
-    except (EngineNotInstalled, ExportError, CheckpointError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_tables(run_dirs, layout)  # a broken results table stops us before the work
+    for run_dir in run_dirs:
+        measure_run(
+            run_dir,
+            layout=layout,
+            data_root=args.data_root,
+            threads=args.threads,
+            num_timed_queries=args.num_timed_queries,
+            engines=args.engines,
+        )
     return 0
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 
 from compare.pipelines import EngineContext, pipeline, pipelines, rows_where
 from compare.results import check_table, read_results, upsert_rows
+from data.cli import CommandFailed
 from data.layouts import load_dataset
 from data.paths import REPO_ROOT
 from data.runs import RunsLayout
@@ -42,12 +43,12 @@ def missing_runs(df: pd.DataFrame | None, dataset: str, profile: str) -> list[st
 
 
 def run_module(args: list[str]) -> None:
-    """``python -m ARGS`` from the repository root; a RuntimeError when it fails."""
+    """``python -m ARGS`` from the repository root; ``CommandFailed`` when it fails."""
     command = [sys.executable, "-m", *args]
     print("+ python -m " + " ".join(args), flush=True)
     result = subprocess.run(command, cwd=REPO_ROOT, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
+        raise CommandFailed(
             f"`python -m {' '.join(args)}` failed with exit code "
             f"{result.returncode}; see its output above"
         )

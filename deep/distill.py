@@ -37,16 +37,22 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from data.cli import (
+    entry_point,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from data.io import atomic_write_text, check_writable
 from data.layouts import ReidDataset, load_dataset, validation_split
 from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
-from deep.checkpoint import CheckpointError, model_from_state
+from deep.checkpoint import model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.models import list_models
-from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, Profile, get_profile, study_configs
 from deep.run_folder import RunFolder, shipped_backbone
 from deep.teacher import (
@@ -435,30 +441,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.command == "run":
-            run_study(args.profile, args.dataset, args.data_root, **study_options(args))
-        elif args.command == "sweep":
-            run_sweep(
-                args.dataset,
-                args.data_root,
-                student=args.student,
-                profile_name=args.profile,
-                temperatures=tuple(args.temperatures),
-                alphas=tuple(args.alphas),
-                jobs=args.jobs,
-                teacher_model=args.teacher_model,
-                layout=layout_from_args(args),
-            )
-        else:
-            print(_train_student(args))
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "run":
+        run_study(args.profile, args.dataset, args.data_root, **study_options(args))
+    elif args.command == "sweep":
+        run_sweep(
+            args.dataset,
+            args.data_root,
+            student=args.student,
+            profile_name=args.profile,
+            temperatures=tuple(args.temperatures),
+            alphas=tuple(args.alphas),
+            jobs=args.jobs,
+            teacher_model=args.teacher_model,
+            layout=layout_from_args(args),
+        )
+    else:
+        print(_train_student(args))
     return 0
 
 

@@ -35,7 +35,6 @@ import copy
 import importlib
 import json
 import re
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -45,12 +44,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from data.cli import positive_float
+from data.cli import CommandFailed, entry_point, positive_float
 from data.images import resize
 from data.io import atomic_path, atomic_write_text, remove_orphan_temporaries
 from data.ownership import NotOurFolderError, check_output_file
 from deep.checkpoint import (
-    CheckpointError,
     file_sha256,
     load_checkpoint,
     model_from_state,
@@ -85,7 +83,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "embedding"
 
 
-class EngineNotInstalled(ImportError):
+class EngineNotInstalled(CommandFailed, ImportError):
     """An inference engine's Python package is not installed."""
 
 
@@ -570,6 +568,7 @@ def _opset(text: str) -> int:
     return value
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.export RUN_DIR...``: export trained runs (checked against PyTorch)."""
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
@@ -603,13 +602,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one run folder")
     for run_dir in args.run_dirs:
-        try:
-            result = export_run(
-                run_dir, out=args.out, opset=args.opset, atol=args.atol, force=args.force
-            )
-        except (CheckpointError, ExportError, EngineNotInstalled, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        result = export_run(
+            run_dir, out=args.out, opset=args.opset, atol=args.atol, force=args.force
+        )
         diff = result.record.get("check", {}).get("max_abs_diff")
         how = "reused (weights unchanged)" if result.reused else "exported"
         checked = "" if diff is None else f"; ONNX Runtime vs PyTorch max |diff| {diff:.2g}"

@@ -36,12 +36,12 @@ from pathlib import Path
 
 import torch
 
-from data.cli import non_negative_int, positive_int
+from data.cli import entry_point, non_negative_int, positive_int
 from data.io import atomic_write_bytes, check_writable
 from data.layouts import load_dataset
 from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from data.synthetic import GENERATOR_VERSION, PRESETS
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.checkpoint import file_sha256, load_checkpoint, model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.models import ReIDNet, list_models
@@ -246,6 +246,7 @@ def verify(out_dir: Path | str = WEIGHTS_DIR) -> list[str]:
     return names
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deep.pretrain", description=__doc__.split("\n\n")[0]
@@ -281,26 +282,22 @@ def main(argv: list[str] | None = None) -> int:
     add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.verify:
-            names = verify(args.out)
-            print(f"{len(names)} pretrained backbones verified in {args.out}: {', '.join(names)}")
-            return 0
-        start = time.perf_counter()
-        records = run_pretraining(
-            args.models,
-            dataset=args.dataset,
-            data_root=args.data_root,
-            seed=args.seed,
-            epochs=args.epochs,
-            out_dir=args.out,
-            jobs=args.jobs,
-            check=args.check,
-            layout=layout_from_args(args),
-        )
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.verify:
+        names = verify(args.out)
+        print(f"{len(names)} pretrained backbones verified in {args.out}: {', '.join(names)}")
+        return 0
+    start = time.perf_counter()
+    records = run_pretraining(
+        args.models,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        seed=args.seed,
+        epochs=args.epochs,
+        out_dir=args.out,
+        jobs=args.jobs,
+        check=args.check,
+        layout=layout_from_args(args),
+    )
     print(f"pretraining done in {(time.perf_counter() - start) / 60:.1f} min")
     for r in records:
         line = (

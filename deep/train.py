@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from data.cli import CommandFailed, entry_point
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
 from data.ownership import MARKER_NAME, check_run_folder, mark_run_folder
@@ -52,7 +53,7 @@ from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.loader import Batch, DeterministicLoader, load_training_data, training_loader
 from deep.models import ReIDNet, build_model
-from deep.pretrained import PretrainedWeightsError, initialise, is_backbone_file
+from deep.pretrained import initialise, is_backbone_file
 from deep.run_folder import RUNTIME_FIELDS, RunFolder
 from deep.teacher import open_teacher, weights_fingerprint
 
@@ -82,7 +83,7 @@ RUN_OUTPUTS = (
 )
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CommandFailed, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -598,6 +599,7 @@ def _check_start(config: TrainConfig, *, resume: bool, teacher: str | None) -> P
     return None
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("Train a re-ID CNN as an identity classifier (make train)")
     parser.add_argument(
@@ -609,36 +611,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = config_from_args(args)
-    try:
-        config.validate()
-        fingerprint = weights_fingerprint(config.teacher) if config.teacher else None
-        # runs distilled before teacher records were kept are judged by their recipe alone
-        recorded = RunFolder(config.run_dir()).teacher_fingerprint() is not None
-        finished = _check_start(
-            config, resume=args.resume, teacher=fingerprint if recorded else None
+    config.validate()
+    fingerprint = weights_fingerprint(config.teacher) if config.teacher else None
+    # runs distilled before teacher records were kept are judged by their recipe alone
+    recorded = RunFolder(config.run_dir()).teacher_fingerprint() is not None
+    finished = _check_start(config, resume=args.resume, teacher=fingerprint if recorded else None)
+    if finished is not None:
+        print(
+            f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
+            f"Measure it with: python -m compare.measure {config.run_dir()}"
         )
-        if finished is not None:
-            print(
-                f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
-                f"Measure it with: python -m compare.measure {config.run_dir()}"
-            )
-            return 0
-        # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
-        signal = open_teacher(config.teacher, config) if config.teacher else None
-        run_dir = train(
-            config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
-        )
-        if fingerprint is not None and RunFolder(run_dir).has_model():
-            RunFolder(run_dir).record_teacher(config.teacher, fingerprint)
-    except (
-        ValueError,
-        OSError,
-        CheckpointError,
-        TrainingDiverged,
-        PretrainedWeightsError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 0
+    # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
+    signal = open_teacher(config.teacher, config) if config.teacher else None
+    run_dir = train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
+    if fingerprint is not None and RunFolder(run_dir).has_model():
+        RunFolder(run_dir).record_teacher(config.teacher, fingerprint)
     print(f"run folder: {run_dir}\nmeasure it with: python -m compare.measure {run_dir}")
     return 0
 

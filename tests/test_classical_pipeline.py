@@ -24,7 +24,7 @@ from data.benchmarks import load_benchmark
 from data.images import load_image, load_images
 from data.layouts import Record, load_dataset
 from data.protocols import two_view_cmc
-from tests.test_benchmarks import make_cuhk01, make_viper
+from tests.builders import PERSONS, TESTSETS, make_cuhk01, make_viper, write_cuhk03_mat
 
 
 def _records(root: Path) -> list[Record]:
@@ -310,7 +310,6 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cuhk01_and_cuhk03_from_the_command_line(tmp_path, capsys, monkeypatch):
-    from tests.test_benchmarks import PERSONS, TESTSETS, write_cuhk03_mat
 
     monkeypatch.setenv("REID_DATASETS_DIR", str(tmp_path / "datasets"))  # read when used
     runs = str(tmp_path / "runs")

@@ -9,13 +9,10 @@ import pytest
 import torch
 
 from compare import distillation
-from data.layouts import load_dataset
 from data.runs import RunsLayout
-from data.synthetic import PRESETS, generate
 from deep import distill, profiles
 from deep import teacher as teacher_signal
 from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from deep.config import TrainConfig
 from deep.run_folder import RunFolder
 from deep.train import train
 
@@ -23,17 +20,12 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("kd") / "data", config=PRESETS["small"])
+def tiny(tiny_training, tmp_path_factory):
+    base, dataset = tiny_training
     out = tmp_path_factory.mktemp("runs")
-    base = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch", runs_dir=str(out),
-    )  # fmt: skip
-    teacher = dataclasses.replace(base, out=str(out / "teacher"))
-    train(teacher)
-    return base, out, load_dataset("market1501", root)
+    base = dataclasses.replace(base, runs_dir=str(out))
+    train(dataclasses.replace(base, out=str(out / "teacher")))  # the teacher of every test
+    return base, out, dataset
 
 
 def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):

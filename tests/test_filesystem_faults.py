@@ -39,8 +39,14 @@ from data.io import OutputError, atomic_write_bytes, remove_orphan_temporaries
 from data.runs import RunsLayout
 from deep import export, pretrain
 from deep import train as deep_train
-from tests.test_export import make_run, write_tiny_market
-from tests.test_results import row
+from tests.builders import (
+    make_run,
+    result_row,
+    study_table,
+    tiny_train_config,
+    write_results_table,
+    write_tiny_market,
+)
 
 FAULTS = {"read-only": errno.EACCES, "full": errno.ENOSPC}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -135,13 +141,6 @@ def tiny_market(tmp_path_factory) -> Path:
     return write_tiny_market(tmp_path_factory.mktemp("faults") / "market")
 
 
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory) -> Path:
-    return synthetic.generate(
-        tmp_path_factory.mktemp("faults-synthetic") / "data", config=synthetic.PRESETS["small"]
-    )
-
-
 def _train_args(data_root: Path, out: Path, epochs: int = 1) -> list[str]:
     return [
         "--model", "mobilenet_v1_0.25", "--dataset", "market1501", "--data-root", str(data_root),
@@ -211,9 +210,7 @@ def report_runs(tmp_path: Path, monkeypatch) -> Path:
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_tradeoff_report_into_a_faulty_folder(fault, report_runs, deny, capsys):
-    from tests.test_tradeoff import _study_table, _write
-
-    out = _write(report_runs, _study_table().assign(extra='{"feature_dim": 64}'))
+    out = write_results_table(report_runs, study_table().assign(extra='{"feature_dim": 64}'))
     deny(out, FAULTS[fault])
     code = tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput", *_runs(report_runs)])
     _clear_error(capsys, code, out / "tradeoff.png")
@@ -230,12 +227,12 @@ def test_tradeoff_with_a_read_only_table_folder_runs_nothing(report_runs, deny, 
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-folder"])
-def test_train_into_a_faulty_folder(fault, existing, tiny_synthetic, tmp_path, deny, capsys):
+def test_train_into_a_faulty_folder(fault, existing, small_synthetic_root, tmp_path, deny, capsys):
     top = tmp_path / "out"
     top.mkdir()
     out = top if existing else top / "run"
     deny(top, FAULTS[fault])
-    _clear_error(capsys, deep_train.main(_train_args(tiny_synthetic, out)), out)
+    _clear_error(capsys, deep_train.main(_train_args(small_synthetic_root, out)), out)
     assert list(top.iterdir()) == []
 
 
@@ -310,7 +307,7 @@ def test_upsert_into_a_faulty_folder_names_the_table(fault, tmp_path, deny):
     # its folder cannot be created; the folder is there but the lock file cannot be written
     for table in (tmp_path / "runs" / "e" / "results.csv", tmp_path / "runs" / "d" / "results.csv"):
         with pytest.raises(OutputError, match=re.escape(f"cannot write the results table {table}")):
-            upsert_rows(table, [row()])
+            upsert_rows(table, [result_row()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,7 +320,7 @@ def _break_table(path: Path, kind: str) -> Path:
     elif kind == "garbage":
         path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00garbage\x00" * 16)
     else:  # a copy cut off in the middle of its last row
-        upsert_rows(path, [row(seed=0), row(seed=1)])
+        upsert_rows(path, [result_row(seed=0), result_row(seed=1)])
         text = path.read_text()
         last = text.rstrip("\n").rsplit("\n", 1)[1]
         path.write_text(text[: text.index(last)] + ",".join(last.split(",")[:5]))
@@ -428,15 +425,9 @@ def test_remove_orphan_temporaries_removes_only_atomic_temporaries(tmp_path):
     assert remove_orphan_temporaries(tmp_path / "missing", RUN_OUTPUTS) == []
 
 
-def test_training_start_and_resume_remove_orphan_temporaries(tiny_synthetic, tmp_path):
-    from deep.config import TrainConfig
-
+def test_training_start_and_resume_remove_orphan_temporaries(small_synthetic_root, tmp_path):
     run = tmp_path / "run"
-    config = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(tiny_synthetic),
-        input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch", out=str(run),
-    )  # fmt: skip
+    config = tiny_train_config(small_synthetic_root, epochs=1, out=str(run))
     orphans, kept = _plant_orphans(run)  # a run folder that a killed start left
     (run / ".reid-run.json").write_text('{"kind": "deep"}')  # its first file (data.ownership)
     deep_train.train(config)

@@ -32,7 +32,7 @@ from compare.pipelines import classical as classical_adapter
 from compare.results import ResultRow, RowExtra, read_results, upsert_rows
 from data.images import parse_size, resize
 from data.runs import RunsLayout
-from tests.test_tradeoff import _study_table, _write
+from tests.builders import study_table, write_results_table
 
 PIXELS = "8x4"
 
@@ -135,7 +135,7 @@ def _toy_row(dataset: str) -> ResultRow:
 
 
 def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels, monkeypatch):
-    out = _write(runs, _study_table().assign(extra='{"feature_dim": 64}'))
+    out = write_results_table(runs, study_table().assign(extra='{"feature_dim": 64}'))
     upsert_rows(out / "results.csv", [_toy_row("d")])
     table = read_results(out / "results.csv")
     toy = table[table.pipeline == "raw_pixels"]
@@ -168,7 +168,7 @@ def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels
 
 
 def test_rows_of_an_unplotted_variant_or_unknown_pipeline_are_noted(raw_pixels):
-    df = _study_table()
+    df = study_table()
     toy = pd.DataFrame([vars(_toy_row("d"))])
     other = toy.assign(variant="reranked")
     unknown = toy.assign(pipeline="not_registered", variant="raw")

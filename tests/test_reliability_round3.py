@@ -33,10 +33,17 @@ from deep import train as deep_train
 from deep.config import TrainConfig, config_from_args, config_parser
 from deep.models import build_model
 from tests import test_benchmarks
-from tests.test_benchmarks import make_viper, write_new_protocol
-from tests.test_cli_reliability import BENCH_SCRIPTS, _bench_module, _captured_parser, _without_help
-from tests.test_export import make_run, write_tiny_market
-from tests.test_results import row
+from tests.builders import (
+    BENCH_SCRIPTS,
+    bench_module,
+    captured_parser,
+    flags_without_help,
+    make_run,
+    make_viper,
+    result_row,
+    write_new_protocol,
+    write_tiny_market,
+)
 
 MARKER_NAME = ".reid-run.json"  # data.ownership.MARKER_NAME (spelled out: main lacks it)
 
@@ -292,7 +299,7 @@ def test_sixteen_bit_images_are_scaled_by_their_actual_range(tmp_path, values, e
 @pytest.mark.parametrize("name", BENCH_SCRIPTS)
 @pytest.mark.parametrize("argv", [["--help"], ["--no-such-flag"]])
 def test_bench_scripts_parse_their_arguments_before_running(name, argv, tmp_path, monkeypatch):
-    module = _bench_module(name)
+    module = bench_module(name)
     monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as stopped:
         module.main(argv)
@@ -345,7 +352,7 @@ def test_a_cuhk03_new_config_with_one_label_names_the_config(cuhk03_new):
 
 
 def test_every_argument_of_data_benchmarks_has_a_help_text(monkeypatch):
-    assert _without_help(_captured_parser(benchmarks.main, monkeypatch)) == []
+    assert flags_without_help(captured_parser(benchmarks.main, monkeypatch)) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,12 +391,12 @@ def test_measure_removes_what_a_killed_export_left(tiny_market, tmp_path):
 
 def test_results_table_rewrites_remove_a_killed_rewrites_temporary(tmp_path):
     table = tmp_path / "synthetic" / "results.csv"
-    results.upsert_rows(table, [row()])
+    results.upsert_rows(table, [result_row()])
     planted = _plant(table.parent, ".results.csv.x7k2m9q1")
     results.check_table(table)  # the start-of-run check of every command that writes rows
     assert not planted[0].exists()
     planted = _plant(table.parent, ".results.csv.a1b2c3d4")
-    results.upsert_rows(table, [row(seed=1)])
+    results.upsert_rows(table, [result_row(seed=1)])
     assert not planted[0].exists()
     assert len(results.read_results(table)) == 2
 

@@ -17,7 +17,7 @@ from data.paths import datasets_dir, runs_dir
 from data.runs import RunsLayout
 from deep.config import TrainConfig
 from deep.run_folder import RunFolder
-from tests.test_export import NAME, make_run, write_tiny_market
+from tests.builders import TINY_MODEL, make_run, write_image, write_tiny_market
 
 
 def test_layout_names_paths_without_creating_anything(tmp_path: Path):
@@ -51,7 +51,7 @@ def test_environment_is_read_when_asked_not_at_import(tmp_path: Path, monkeypatc
     # the config resolves its runs tree when the command line is parsed, and never saves it
     from deep.config import config_from_args, config_parser
 
-    args = config_parser("t").parse_args(["--model", NAME])
+    args = config_parser("t").parse_args(["--model", TINY_MODEL])
     config = config_from_args(args)
     assert config.runs_dir == str(tmp_path / "a")
     assert "runs_dir" not in config.as_dict()
@@ -83,13 +83,11 @@ def _saved_config(run: Path) -> dict:
 
 def _other_dataset(root: Path) -> Path:
     """Same layout and file names as write_tiny_market, other images (other byte sizes)."""
-    from tests.conftest import write_jpeg
-
     write_tiny_market(root)
     rng = np.random.default_rng(7)
     for folder in ("query", "bounding_box_test"):
         for path in sorted((root / folder).glob("*.jpg")):
-            write_jpeg(path, rng, (96, 48))
+            write_image(path, rng, (96, 48))
     return root
 
 
@@ -102,10 +100,10 @@ def test_measuring_on_other_data_never_replaces_the_studys_rows(tmp_path: Path, 
     layout = RunsLayout(tmp_path / "runs")
     own = write_tiny_market(tmp_path / "market")
     other = _other_dataset(tmp_path / "other")
-    run = make_run(layout.cnn_run("market1501", NAME, "baseline", 0), own)
+    run = make_run(layout.cnn_run("market1501", TINY_MODEL, "baseline", 0), own)
     args = [str(run), "--engines", "torch", "--num-timed-queries", "2"]
     # named as deep.train names it (make train), found through the layout
-    named = ["--model", NAME, "--dataset", "market1501", "--seed", "0", *args[1:]]
+    named = ["--model", TINY_MODEL, "--dataset", "market1501", "--seed", "0", *args[1:]]
     assert measure.main([*named, "--runs-dir", str(layout.root)]) == 0
     table = layout.results_table("market1501")
     before_rows = pd.read_csv(table)
@@ -138,8 +136,10 @@ def _v1_summary() -> dict:
     entry = {"engine": "torch", "rank1": 0.5, "rank5": 0.75, "rank10": 1.0, "mAP": 0.4,
              "mAP_torchreid": 0.45, "cosine": {"rank1": 0.5, "mAP": 0.4}, "embedding_dim": 8,
              "timing": timing}  # fmt: skip
-    config = TrainConfig(model=NAME, dataset="market1501", variant="distilled", seed=2).as_dict()
-    return {"run_dir": "r", "model": NAME, "variant": "distilled", "seed": 2,
+    config = TrainConfig(
+        model=TINY_MODEL, dataset="market1501", variant="distilled", seed=2
+    ).as_dict()
+    return {"run_dir": "r", "model": TINY_MODEL, "variant": "distilled", "seed": 2,
             "dataset": "market1501", "input_size": [64, 32], "init": "pretrained", **entry,
             "params": 1000, "gflops": 0.01, "engines": {"torch": entry},
             "weights_sha256": "ab", "config": config, "device": "cpu",

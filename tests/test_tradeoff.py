@@ -15,8 +15,14 @@ from compare.pipelines import classical as classical_adapter
 from compare.pipelines import cnn
 from compare.results import upsert_rows
 from data.runs import RunsLayout
-from tests.test_plot import _table
-from tests.test_results import row
+from tests.builders import (
+    make_run,
+    result_row,
+    results_table,
+    study_table,
+    write_results_table,
+    write_tiny_market,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -30,24 +36,9 @@ def runs(tmp_path: Path, monkeypatch) -> Path:
     return tmp_path
 
 
-def _study_table() -> pd.DataFrame:
-    """``_table()`` with its classical row named as the study's LOMO+XQDA run."""
-    from classical.pipeline import study_run_name
-
-    df = _table()
-    return df.assign(model=df.model.replace("lomo_xqda", study_run_name()))
-
-
-def _write(runs: Path, df: pd.DataFrame, name: str = "d") -> Path:
-    out = runs / name
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
-    return out
-
-
 def test_report_from_existing_table(runs: Path, monkeypatch):
-    df = _study_table().assign(extra='{"feature_dim": 64}')
-    out = _write(runs, df)
+    df = study_table().assign(extra='{"feature_dim": 64}')
+    out = write_results_table(runs, df)
     assert (
         tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput", "--runs-dir", str(runs)])
         == 0
@@ -89,14 +80,14 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
         "deep",
     ]
     assert calls == ["compare.lomo_xqda", "compare.distillation"]
-    df = _study_table()
+    df = study_table()
     assert runner.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
     assert runner.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
     assert runner.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
     assert runner.missing_runs(df, "other", "quick") == ["classical", "deep"]
     # Scratch rows do not stand in for the runs of a profile that fine-tunes.
     assert runner.missing_runs(df.assign(init="pretrained"), "d", "quick") == ["deep"]
-    _write(runs, df)
+    write_results_table(runs, df)
     calls.clear()
     assert (
         runner.ensure_runs("d", None, "quick", None, layout=RunsLayout(runs)) == [] and calls == []
@@ -105,7 +96,7 @@ def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
 
 def test_missing_runs_without_a_known_profile(monkeypatch):
     monkeypatch.setattr(cnn, "expected_deep_rows", lambda dataset, profile: None)
-    df = _study_table()
+    df = study_table()
     assert runner.missing_runs(df, "d", "quick") == []
     assert runner.missing_runs(df[df.variant != "distilled"], "d", "quick") == ["deep"]
 
@@ -113,7 +104,7 @@ def test_missing_runs_without_a_known_profile(monkeypatch):
 def test_only_the_study_configuration_of_lomo_xqda_is_plotted():
     from classical.pipeline import ClassicalConfig, run_name
 
-    study = _study_table()
+    study = study_table()
     retinex = study[study.pipeline == "classical"].assign(
         model=run_name(ClassicalConfig(retinex=True)), rank1=99.0
     )
@@ -147,7 +138,7 @@ def test_crossover_interpolates_in_log_space():
 
 
 def test_scaling_dims_from_rows():
-    df = _table().assign(extra='{"feature_dim": 26960, "xqda_dim": 205}')
+    df = results_table().assign(extra='{"feature_dim": 26960, "xqda_dim": 205}')
     dims = scaling.scaling_dims(df)
     assert dims[26960] == "26960-d (raw LOMO)" and dims[205] == "205-d (XQDA)"
     assert dims[2048] == "2048-d (R50)" and dims[1280] == "1280-d (MNv2 1.0)"
@@ -157,7 +148,7 @@ def test_scaling_dims_from_rows():
 def test_clear_errors(runs: Path, capsys):
     assert tradeoff.main(["--dataset", "nothing", "--skip-runs", "--runs-dir", str(runs)]) == 2
     assert "not found" in capsys.readouterr().err
-    upsert_rows(runs / "e" / "results.csv", [row(dataset="other")])
+    upsert_rows(runs / "e" / "results.csv", [result_row(dataset="other")])
     assert tradeoff.main(["--dataset", "e", "--skip-runs", "--runs-dir", str(runs)]) == 2
     assert "no rows for dataset 'e'" in capsys.readouterr().err
     (runs / "f").mkdir()
@@ -179,15 +170,17 @@ def test_throughput_table_caches_and_reports_failures(runs: Path, monkeypatch):
 
     monkeypatch.setattr(throughput, "_throughput_one", fake_one)
     monkeypatch.setattr(throughput, "_throughput_images", lambda d, r: np.zeros((2, 8, 4, 3)))
-    table = throughput.throughput_table(_table(), "d", None, threads=1, layout=RunsLayout(runs))
-    assert sorted(calls) == sorted(set(_table().model))  # one measurement per architecture
+    table = throughput.throughput_table(
+        results_table(), "d", None, threads=1, layout=RunsLayout(runs)
+    )
+    assert sorted(calls) == sorted(set(results_table().model))  # one measurement per architecture
     r50 = table[table.model == "resnet50"].iloc[0]
     assert np.isnan(r50.images_per_s) and "no checkpoint" in r50.note
     assert (table[table.model != "resnet50"].images_per_s == 100.0).all()
     text = throughput.throughput_markdown(table)
     assert "| R50 | 64x32 | torch | - (not measured: no checkpoint) |" in text
     calls.clear()
-    throughput.throughput_table(_table(), "d", None, threads=1, layout=RunsLayout(runs))
+    throughput.throughput_table(results_table(), "d", None, threads=1, layout=RunsLayout(runs))
     assert calls == []  # cached
 
 
@@ -207,7 +200,9 @@ def test_teachers_are_read_from_the_distilled_runs(tmp_path: Path):
 
 
 def test_missing_engines_per_run_folder():
-    df = _table().assign(run_dir=lambda d: "runs/d/deep/" + d.model + "/s" + d.seed.astype(str))
+    df = results_table().assign(
+        run_dir=lambda d: "runs/d/deep/" + d.model + "/s" + d.seed.astype(str)
+    )
     df.loc[df.pipeline == "classical", "run_dir"] = "runs/d/classical"
     ort = df[df.model == "resnet50"].assign(engine="onnxruntime")
     todo = runner.missing_engines(pd.concat([df, ort]), "d", ["torch", "onnxruntime"])
@@ -222,7 +217,6 @@ def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
     from compare import measure as deep_evaluate
     from compare.measure import rows_from_summary
     from compare.results import read_results
-    from tests.test_export import make_run, write_tiny_market
 
     root = write_tiny_market(runs / "market")
     run = make_run(runs / "market1501" / "deep" / "mobilenet_v1_0.25" / "baseline_seed0", root)

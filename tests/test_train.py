@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.layouts import load_dataset
-from data.synthetic import PRESETS, generate
 from deep.checkpoint import CheckpointError, load_checkpoint
-from deep.config import TrainConfig
 from deep.loader import AugmentConfig, DeterministicLoader
 from deep.train import TrainingDiverged, main, train
 
@@ -23,14 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("train") / "data", config=PRESETS["small"])
-    config = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.3, checkpoint_every=0, init="scratch",
-    )  # fmt: skip
-    return config, load_dataset("market1501", root)
+def tiny(tiny_training):
+    config, dataset = tiny_training
+    return dataclasses.replace(config, epochs=3, erasing=0.3), dataset
 
 
 def _weights(run_dir: Path) -> dict:
