@@ -27,7 +27,6 @@ import argparse
 import hashlib
 import json
 import os
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -36,14 +35,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data.cli import non_negative_int, positive_int
+from data.cli import entry_point, non_negative_int, positive_int
 from data.io import atomic_path, atomic_write_text
 from data.layouts import Record, ReidDataset, load_dataset
-from deep.checkpoint import CheckpointError, load_checkpoint
+from deep.checkpoint import load_checkpoint
 from deep.export import (
     INT8_ENGINES,
-    EngineNotInstalled,
-    ExportError,
     ExportResult,
     export_run,
     file_hash,
@@ -410,6 +407,7 @@ def engine_file(run_dir: Path | str, engine: str, *, dataset: ReidDataset | None
     return quantize_run(run_dir, engine, dataset=dataset, exported=exported).path
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.quantize RUN_DIR...``: int8 files of trained runs, calibrated on training
     images."""
@@ -445,8 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
     if missing:
-        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no model.pt in {', '.join(missing)} (not a finished run)")
     settings = QuantizeSettings(
         args.num_images,
         args.seed,
@@ -456,24 +453,15 @@ def main(argv: list[str] | None = None) -> int:
         args.preset,
     )
     for run_dir in args.run_dirs:
-        try:
-            state = load_checkpoint(run_dir / "model.pt")
-            cfg = state["config"]
-            dataset = load_dataset(cfg["dataset"], args.data_root or cfg["data_root"])
-            for engine in args.engines:
-                result = quantize_run(
-                    run_dir,
-                    engine,
-                    dataset=dataset,
-                    settings=settings,
-                    state=state,
-                    force=args.force,
-                )
-                how = "reused" if result.reused else "quantised"
-                print(f"{how} ({engine}): {result.path}")
-        except (CheckpointError, ExportError, EngineNotInstalled, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        state = load_checkpoint(run_dir / "model.pt")
+        cfg = state["config"]
+        dataset = load_dataset(cfg["dataset"], args.data_root or cfg["data_root"])
+        for engine in args.engines:
+            result = quantize_run(
+                run_dir, engine, dataset=dataset, settings=settings, state=state, force=args.force
+            )
+            how = "reused" if result.reused else "quantised"
+            print(f"{how} ({engine}): {result.path}")
     return 0
 
 

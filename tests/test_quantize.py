@@ -14,7 +14,8 @@ from data.layouts import ReidDataset, load_dataset
 from deep import export, quantize
 from deep.export import EngineNotInstalled, load_engine
 from deep.quantize import QuantizeError, QuantizeSettings, quantize_run
-from tests.test_export import SIZE, make_run
+from tests.builders import TINY_SIZE as SIZE
+from tests.builders import bench_module, make_run, write_image
 
 #: Cosine similarity every int8 embedding keeps with its fp32 one on the calibration inputs.
 MIN_COSINE = 0.98
@@ -24,13 +25,11 @@ SETTINGS = QuantizeSettings(num_images=16)
 
 def write_market(root: Path, train: int = 24) -> Path:
     """A Market-1501-named set: ``train`` training images, 4 queries, 8 gallery images."""
-    from tests.conftest import write_jpeg
-
     rng = np.random.default_rng(0)
     for folder, n in (("bounding_box_train", train), ("query", 4), ("bounding_box_test", 8)):
         for i in range(n):
             name = f"{i % 4 + 1:04d}_c{i % 2 + 1 + (folder == 'query')}s1_{i:06d}_01.jpg"
-            write_jpeg(root / folder / name, rng, (128, 64))
+            write_image(root / folder / name, rng, (128, 64))
     return root
 
 
@@ -223,12 +222,7 @@ def test_engine_file_reuses_the_int8_file_without_the_dataset(tmp_path, data_roo
 
 
 def test_the_benchmark_writes_its_table(tmp_path):
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "bench" / "bench_quantize.py"
-    spec = importlib.util.spec_from_file_location("_bench_quantize", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = bench_module("bench_quantize.py")
     out = tmp_path / "quantize.md"
     args = ["--models", "mobilenet_v1_0.25", "--sizes", "64x32", "--num-images", "4"]
     assert bench.main([*args, "--repeats", "1", "--target-seconds", "0.01", "--out", str(out)]) == 0
