@@ -20,6 +20,8 @@ PYTEST_ARGS ?=
 PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
+# make tradeoff-plot / lomo-xqda: RERANK=1 adds k-reciprocal re-ranked rows (compare.reranking).
+RERANK      ?=
 
 # Where runs go: every command takes --runs-dir (default: $REID_RUNS_DIR, else runs/); it is
 # passed explicitly when REID_RUNS_DIR is set, so every command of a target uses the same tree.
@@ -31,6 +33,7 @@ LOMO_ARGS   := $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
                $(if $(filter 1 yes on true,$(RETINEX)),--retinex,) \
                $(if $(TRIALS),--trials $(TRIALS),)
 MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
+RERANK_ARG  := $(if $(filter 1 yes on true,$(RERANK)),--rerank,)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
@@ -61,7 +64,7 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG) $(RERANK_ARG)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
@@ -76,13 +79,14 @@ distill: $(STAMP)
 	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG) $(RERANK_ARG)
 
 bench: $(STAMP)
 	$(PY) bench/bench_lomo.py
 	$(PY) bench/bench_xqda.py
 	$(PY) bench/bench_evaluation.py
 	$(PY) bench/bench_matching.py
+	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_quantize.py

@@ -31,6 +31,13 @@ import numpy as np
 import torch
 
 from compare.cnn_summary import CnnSummary
+from compare.reranking import (
+    PLAIN,
+    RerankOutcome,
+    outcome_text,
+    rerank_embeddings,
+    reranked_from_entry,
+)
 from compare.results import (
     ResultRow,
     check_table,
@@ -75,6 +82,7 @@ def measure_run(
     threads: int | None = 1,
     table: bool | None = None,
     engines: list[str] | tuple[str, ...] | None = None,
+    rerank: bool = False,
 ) -> dict:
     """Measure ``run_dir/model.pt`` on each engine; write ``summary.json`` and results rows.
 
@@ -103,6 +111,10 @@ def measure_run(
         only skipping that engine with a warning). PyTorch's accuracy is always measured (the
         reference); when ``torch`` is not asked for, its earlier timing is kept from the
         summary of the same weights, or it is timed too if there is none.
+    rerank : bool
+        Also re-rank each timed engine's test split (:mod:`compare.reranking`: online and
+        offline accuracy, the re-ranking matcher timed) and write a re-ranked row beside its
+        plain one.
     """
     folder = RunFolder(run_dir)
     run_dir = folder.path
@@ -127,13 +139,13 @@ def measure_run(
     split = _Split(dataset, size, num_timed_queries)
     model = model_from_state(state)
     results, failed = _measure_engines(
-        run_dir, state, model, split, wanted, previous, threads, strict
+        run_dir, state, model, split, wanted, previous, threads, strict, rerank
     )
     summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
     summary.update(test_data=test_data, engines_failed=failed)
     record = CnnSummary.from_json(summary, run_dir / "summary.json")
     place.folder.write_summary(record.to_json())
-    rows = [row_from_summary(record, run_dir, e) for e in results]
+    rows = [row for e in results for row in engine_rows(record, run_dir, e)]
     _record_rows(run_dir, place.table, rows, table, place.study_tree)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
@@ -149,6 +161,7 @@ def _measure_engines(
     previous: dict | None,
     threads: int,
     strict: bool,
+    rerank: bool = False,
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """Accuracy on every engine (PyTorch first, the reference) and timing on the wanted ones."""
     size = split.size
@@ -187,6 +200,19 @@ def _measure_engines(
             }
             if quantized is not None:
                 entry["int8"] = _int8_entry(quantized)
+        if rerank and name in wanted:
+            entry["rerank"] = rerank_embeddings(
+                q,
+                g,
+                split.labels,
+                lambda match, engine=engine: time_engine_queries(
+                    engine,
+                    match,
+                    split.query_images,
+                    num_queries=split.num_timed,
+                    threads=threads,
+                ),
+            )
         if name in wanted:
             timing = time_engine_queries(
                 engine,
@@ -198,6 +224,8 @@ def _measure_engines(
             entry["timing"] = timing.as_dict()
         elif previous is not None:  # torch as the reference only: keep its earlier timing
             entry["timing"] = previous["engines"]["torch"]["timing"]
+            if "rerank" in previous["engines"]["torch"]:  # and its re-ranking (same weights)
+                entry["rerank"] = previous["engines"]["torch"]["rerank"]
         results[name] = entry
     return results, failed
 
@@ -285,6 +313,10 @@ def _print_entry(cfg: dict, name: str, entry: dict) -> None:
         f"ms/query {t['ms_query']:.2f} (extract {t['ms_extract']:.2f} + match "
         f"{t['ms_match']:.3f})"
     )
+    if "rerank" in entry:
+        outcome = RerankOutcome.from_dict(entry["rerank"]["outcome"])
+        ms = entry["rerank"]["timing"]["ms_match"]
+        print(outcome_text(f"{name}, Euclidean", outcome, t["ms_match"], ms))
 
 
 class _Split:
@@ -451,10 +483,18 @@ def row_from_summary(
     )
 
 
-def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
-    """One row per engine the summary holds results for."""
+def engine_rows(summary: dict | CnnSummary, run_dir: Path | str, engine: str) -> list[ResultRow]:
+    """The plain row of ``engine`` and, when the summary holds its re-ranking, the re-ranked."""
     record = _record(summary, run_dir)
-    return [row_from_summary(record, run_dir, e) for e in record.engines]
+    plain = row_from_summary(record, run_dir, engine)
+    rerank = record.engines[engine].rerank
+    return [plain] + ([reranked_from_entry(plain, rerank)] if rerank is not None else [])
+
+
+def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
+    """The rows of every engine the summary holds results for (re-ranked ones included)."""
+    record = _record(summary, run_dir)
+    return [row for e in record.engines for row in engine_rows(record, run_dir, e)]
 
 
 def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
@@ -464,24 +504,34 @@ def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
     if summary is None:
         return []
     held = summary.get("engines", {})
-    return [row_from_summary(summary, run_dir, e) for e in engines if "timing" in held.get(e, {})]
+    timed = [e for e in engines if "timing" in held.get(e, {})]
+    return [row for e in timed for row in engine_rows(summary, run_dir, e)]
 
 
-def _measure_job(run_dir: str, layout: RunsLayout, data_root: str | None) -> str:
-    measure_run(run_dir, layout=layout, data_root=data_root)
+def _measure_job(
+    run_dir: str, layout: RunsLayout, data_root: str | None, rerank: bool = False
+) -> str:
+    measure_run(run_dir, layout=layout, data_root=data_root, rerank=rerank)
     return f"measured {run_dir}"
 
 
 def measure_runs(
-    run_dirs: list[Path], layout: RunsLayout, *, data_root: str | None = None, jobs: int = 1
+    run_dirs: list[Path],
+    layout: RunsLayout,
+    *,
+    data_root: str | None = None,
+    jobs: int = 1,
+    rerank: bool = False,
 ) -> None:
     """Rows for every run: restored from its summary when that holds every installed engine
-    for the current weights, else measured (``jobs`` runs at a time, in worker processes)."""
+    for the current weights (and their re-ranking, with ``rerank``), else measured (``jobs``
+    runs at a time, in worker processes)."""
     engines = available_engines()
     todo = []
     for run_dir in run_dirs:
         rows = current_rows(run_dir, engines)
-        if len(rows) == len(engines):
+        plain = sum(r.rerank == PLAIN for r in rows)
+        if plain == len(engines) and (not rerank or len(rows) == 2 * plain):
             dataset = rows[0].dataset
             in_tree = layout.holds(run_dir, layout.deep_dir(dataset))
             _record_rows(run_dir, layout.results_table(dataset), rows, None, in_tree)
@@ -490,7 +540,7 @@ def measure_runs(
     if not todo:
         return
     with worker_pool(jobs) as pool:
-        for future in [pool.submit(_measure_job, r, layout, data_root) for r in todo]:
+        for future in [pool.submit(_measure_job, r, layout, data_root, rerank) for r in todo]:
             print(future.result(), flush=True)
 
 
@@ -524,6 +574,12 @@ def _parser() -> argparse.ArgumentParser:
         help="inference engines to time (default: every installed float32 one; the int8 ones "
         "are quantised on the run's training images first, deep.quantize)",
     )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also re-ranked rows: k-reciprocal re-ranking (Zhong et al. 2017), online per "
+        "query, timed in the matching",
+    )
     add_runs_dir_argument(parser)
     return parser
 
@@ -555,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             num_timed_queries=args.num_timed_queries,
             engines=args.engines,
+            rerank=args.rerank,
         )
     return 0
 

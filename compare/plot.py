@@ -20,6 +20,7 @@ reference line, matching starts to dominate that pipeline's cost.
 
 from __future__ import annotations
 
+import json
 from itertools import product
 from pathlib import Path
 
@@ -44,12 +45,13 @@ from compare.pipelines import (
     variant_of,
     variants,
 )
+from compare.reranking import ONLINE
 from compare.results import fill_defaults
 from data.io import atomic_path
 from deep.export import INT8_BASE, INT8_ENGINES
 
 #: Columns identifying one point of the plot (seeds are aggregated, the fastest engine is kept).
-GROUP = ["pipeline", "model", "variant", "input_size", "init"]
+GROUP = ["pipeline", "model", "variant", "input_size", "init", "rerank"]
 #: Columns the plot and the table need from a results table (``engine`` and ``init`` are filled
 #: in when absent, see :func:`compare.results.fill_defaults`).
 NEEDED = ("pipeline", "model", "variant", "input_size", "seed", "rank1", "mAP", "ms_query")
@@ -78,6 +80,8 @@ INT8_MAP_LOSS = 1.0
 #: Short initialisation names for labels (scratch, the default, gets none).
 INIT_TAGS = {"scratch": "", "pretrained": "pre", "n/a": ""}
 FRONT_COLOR = "#ff7f0e"
+#: Label suffix of re-ranked points (:mod:`compare.reranking`).
+RERANK_SUFFIX = " +RR"
 _MEAN_COLUMNS = (
     "rank1",
     "rank5",
@@ -111,6 +115,12 @@ def _multi_engine(df: pd.DataFrame) -> pd.Series:
 def _with_init(df: pd.DataFrame) -> pd.Series:
     """Rows of pipelines whose ``init`` says how the model was initialised."""
     return rows_where(df, lambda p: p.reports_init)
+
+
+def plain_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows without re-ranking (``rerank`` not online; tables without the column are plain)."""
+    df = fill_defaults(df)
+    return df[df.rerank.astype(str) != ONLINE]
 
 
 def _check(df: pd.DataFrame) -> None:
@@ -157,7 +167,7 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
         tag = INIT_TAGS.get(r.init, r.init)
         if len(deep_inits) > 1 and tag:  # say which CNNs started from pretrained weights
             text += f" {tag}"
-        labels.append(text)
+        labels.append(text + (RERANK_SUFFIX if r.rerank == ONLINE else ""))
     agg["label"] = labels
     return agg
 
@@ -360,8 +370,9 @@ def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[
     pairs."""
     arrows = []
     derived = [v for v in variants() if v.derived_from]
+    plain = agg[agg.rerank != ONLINE]
     for (_key, sub), v in product(
-        agg.groupby(["model", "input_size", "init"], sort=False), derived
+        plain.groupby(["model", "input_size", "init"], sort=False), derived
     ):
         base = sub[sub.variant == v.derived_from]
         dist = sub[sub.variant == v.name]
@@ -386,12 +397,35 @@ def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[
     return arrows
 
 
+def _draw_rerank_links(ax, agg: pd.DataFrame, metric: str) -> list[tuple[tuple, tuple]]:
+    """A dotted line from each plain point to its re-ranked twin; return (start, end) pairs."""
+    links = []
+    key = [c for c in GROUP if c != "rerank"]
+    for _key, sub in agg.groupby(key, sort=False):
+        plain, twin = sub[sub.rerank != ONLINE], sub[sub.rerank == ONLINE]
+        if not (len(plain) and len(twin)):
+            continue
+        a, b = plain.iloc[0], twin.iloc[0]
+        links.append(((a.ms_query, a[metric]), (b.ms_query, b[metric])))
+        ax.plot(
+            [a.ms_query, b.ms_query],
+            [a[metric], b[metric]],
+            ls=":",
+            lw=1.4,
+            color=family_style(a.family).color,
+            alpha=0.9,
+            zorder=2,
+        )
+    return links
+
+
 def _draw_points(
     ax, agg: pd.DataFrame, metric: str, ok: np.ndarray, front: np.ndarray
 ) -> list[dict]:
     """One marker with error bars per valid point; return the labels to place next to them.
 
-    Baselines are hollow, front points sit on top and get bold labels.
+    Baselines are hollow, front points sit on top and get bold labels. Re-ranked points are
+    drawn translucent with a black edge, and labelled only on the front.
     """
     labels = []
     for i, r in enumerate(agg.itertuples()):
@@ -399,6 +433,7 @@ def _draw_points(
             continue
         style = family_style(r.family)
         hollow = variant_of(r.pipeline, r.variant).hollow
+        reranked = r.rerank == ONLINE
         ax.errorbar(
             r.ms_query,
             getattr(r, metric),
@@ -408,11 +443,15 @@ def _draw_points(
             color=style.color,
             markersize=style.markersize,
             markerfacecolor="white" if hollow else style.color,
-            markeredgewidth=1.6,
+            markeredgewidth=1.0 if reranked else 1.6,
+            markeredgecolor="black" if reranked else style.color,
+            alpha=0.6 if reranked else 1.0,
             elinewidth=1.0,
             capsize=2.5,
             zorder=4 if i in front else 3,
         )
+        if reranked and i not in front:
+            continue
         labels.append(
             dict(
                 x=r.ms_query,
@@ -489,7 +528,7 @@ def _accuracy_panel(
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
     front = _draw_pareto_front(ax, x, y, ok)
     # arrows first so the markers sit on top of their ends
-    arrows = _draw_distillation_arrows(ax, agg, metric)
+    arrows = _draw_distillation_arrows(ax, agg, metric) + _draw_rerank_links(ax, agg, metric)
     labels = _draw_points(ax, agg, metric, ok, front)
     quantized = _draw_int8(ax, agg, int8, metric) if int8 is not None else []
     obstacles = _label_obstacles(labels, arrows) + quantized
@@ -529,7 +568,8 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
         ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
     refs = []
     # extraction time per architecture (baseline and distilled share it): the reference lines
-    for r in agg[~derived_rows(agg)].drop_duplicates(["model", "input_size"]).itertuples():
+    plain = agg[agg.rerank != ONLINE]
+    for r in plain[~derived_rows(plain)].drop_duplicates(["model", "input_size"]).itertuples():
         if np.isfinite(r.ms_extract) and r.ms_extract > 0:
             color = family_style(r.family).color
             ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
@@ -655,6 +695,20 @@ def _legend_handles(agg: pd.DataFrame, with_int8: bool = False) -> list[Line2D]:
         handles.append(
             Line2D([], [], ls=":", marker=INT8_MARKER, color="#555555", markersize=8, label="int8")
         )
+    if (agg.rerank == ONLINE).any():
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls=":",
+                marker="o",
+                color="#555555",
+                markeredgecolor="black",
+                alpha=0.7,
+                markersize=8,
+                label="re-ranked (k-reciprocal, online; dotted to plain)",
+            )
+        )
     handles.append(
         Line2D([], [], color=FRONT_COLOR, lw=2.2, alpha=0.6, label="Pareto front (bold labels)")
     )
@@ -746,7 +800,7 @@ def plot_tradeoff(
     """
     points = aggregate(results_df)
     agg = fastest_engines(float_rows(points))
-    int8 = _fastest_int8(points)
+    int8 = _fastest_int8(points[points.rerank.astype(str) != ONLINE])  # plain int8 models
     engine_caption, tag_engines = _engine_caption(agg)
     if tag_engines:
         _tag_engines(agg)
@@ -781,7 +835,7 @@ def results_markdown(df: pd.DataFrame) -> str:
     agg = aggregate(df).sort_values(["ms_query", "model"], kind="stable").reset_index(drop=True)
     best = fastest_engines(float_rows(agg))
     bold = _multi_engine(agg).to_numpy()
-    plotted = set(best.index) | set(_fastest_int8(agg).index)
+    plotted = set(best.index) | set(_fastest_int8(agg[agg.rerank.astype(str) != ONLINE]).index)
     ok = np.isfinite(best.ms_query.to_numpy(float)) & np.isfinite(best.mAP.to_numpy(float))
     front_pos = np.flatnonzero(ok)[pareto_front(best.ms_query[ok], best.mAP[ok])]
     front = set(best.index[front_pos].tolist())
@@ -808,7 +862,7 @@ def results_markdown(df: pd.DataFrame) -> str:
             + " | ".join(
                 [
                     short_name(r.pipeline, r.model),
-                    r.variant,
+                    r.variant + (" + re-rank" if r.rerank == ONLINE else ""),
                     f"**{engine}**" if i in plotted and bold[i] else engine,
                     str(r.init),
                     str(r.input_size),
@@ -841,7 +895,7 @@ def engines_markdown(df: pd.DataFrame) -> str:
     exported model ranks the gallery as PyTorch does). '' when no CNN was timed on more than one
     engine.
     """
-    agg = aggregate(float_rows(df))
+    agg = aggregate(float_rows(plain_rows(df)))
     deep = agg[_multi_engine(agg)]
     if deep.empty or deep.groupby(GROUP, sort=False).engine.nunique().max() < 2:
         return ""
@@ -878,9 +932,10 @@ def engines_markdown(df: pd.DataFrame) -> str:
 def distillation_markdown(df: pd.DataFrame) -> str:
     """Baseline vs distilled per student (mean ± std over seeds) and the gain; '' if none.
 
-    Each point at its fastest float32 engine (the engine does not change the accuracy).
+    Each point at its fastest float32 engine (the engine does not change the accuracy); plain
+    rows only.
     """
-    agg = fastest_engines(aggregate(float_rows(df)))
+    agg = fastest_engines(aggregate(float_rows(plain_rows(df))))
     lines = []
     for (model, size, _init), sub in agg.groupby(["model", "input_size", "init"], sort=False):
         base = sub[sub.variant == "baseline"]
@@ -908,7 +963,7 @@ def int8_markdown(df: pd.DataFrame) -> str:
     runtime, the speed-up, and the rank-1 / mAP change (int8 - fp32, points, each measured on
     its own embeddings); a loss of more than :data:`INT8_MAP_LOSS` mAP points is flagged.
     '' when no point has an int8 row."""
-    points = int8_points(aggregate(df))
+    points = int8_points(aggregate(plain_rows(df)))
     if points.empty:
         return ""
     head = (
@@ -927,3 +982,54 @@ def int8_markdown(df: pd.DataFrame) -> str:
             f"({r.mAP - r.mAP_fp32:+.1f}) | {flag} |"
         )
     return "\n".join(lines)
+
+
+def rerank_markdown(df: pd.DataFrame) -> str:
+    """Per re-ranked point (at its plain twin's engine): plain, online and offline rank-1 / mAP,
+    matching cost with and without re-ranking, the gallery graph's one-off cost; '' if none."""
+    agg = aggregate(df)
+    twins = agg[agg.rerank == ONLINE]
+    if twins.empty:
+        return ""
+    key = [c for c in GROUP if c != "rerank"] + ["engine"]
+    plain = agg[agg.rerank != ONLINE].set_index(key)
+    best = fastest_engines(agg[agg.rerank != ONLINE])
+    head = (
+        "| model | variant | engine | seeds | rank-1 plain | online | offline | mAP plain | "
+        "online | offline | ms match plain | ms match re-ranked | ms/query plain | "
+        "ms/query re-ranked | gallery graph (s, once) |"
+    )
+    lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+    for b in best.sort_values("ms_query", kind="stable").itertuples():
+        match = twins[(twins[key] == pd.Series(b._asdict())[key]).all(axis=1)]
+        if match.empty:
+            continue
+        t, p = match.iloc[0], plain.loc[tuple(getattr(b, c) for c in key)]
+        offline = _offline_means(df, t)
+        lines.append(
+            f"| {short_name(b.pipeline, b.model)} | {b.variant} | {b.engine} | {int(t.seeds)} | "
+            f"{p.rank1:.1f} | {t.rank1:.1f} ({t.rank1 - p.rank1:+.1f}) | "
+            f"{offline['rank1']:.1f} ({offline['rank1'] - p.rank1:+.1f}) | {p.mAP:.1f} | "
+            f"{t.mAP:.1f} ({t.mAP - p.mAP:+.1f}) | "
+            f"{offline['mAP']:.1f} ({offline['mAP'] - p.mAP:+.1f}) | {p.ms_match:.3f} | "
+            f"{t.ms_match:.3f} | {p.ms_query:.2f} | {t.ms_query:.2f} | "
+            f"{offline['fit_seconds']:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def _offline_means(df: pd.DataFrame, point: pd.Series) -> dict[str, float]:
+    """Mean offline rank-1 / mAP and gallery-graph seconds over the seeds of a re-ranked point
+    (from its rows' ``extra``)."""
+    df = fill_defaults(df)
+    key = [c for c in GROUP if c != "rerank"] + ["engine"]
+    rows = df[(df.rerank == ONLINE) & (df[key].astype(str) == point[key].astype(str)).all(axis=1)]
+    values = [json.loads(str(e)).get("rerank", {}) for e in rows.extra]
+    values = [v for v in values if "offline" in v]
+    if not values:
+        return {"rank1": np.nan, "mAP": np.nan, "fit_seconds": np.nan}
+    return {
+        "rank1": float(np.mean([v["offline"]["rank1"] for v in values])),
+        "mAP": float(np.mean([v["offline"]["mAP"] for v in values])),
+        "fit_seconds": float(np.mean([v["fit_seconds"] for v in values])),
+    }

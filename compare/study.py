@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import pandas as pd
 
 from compare.pipelines import EngineContext, pipeline, pipelines, rows_where
-from compare.results import check_table, read_results, upsert_rows
+from compare.reranking import ONLINE, PLAIN
+from compare.results import KEY_COLUMNS, check_table, fill_defaults, read_results, upsert_rows
 from data.cli import CommandFailed
 from data.layouts import load_dataset
 from data.paths import REPO_ROOT
@@ -129,4 +130,56 @@ def ensure_engine_rows(
             upsert_rows(results, rows)
             done.append(run_dir)
         print(f"  {run_dir}: {'; '.join(context.done)}", flush=True)
+    return done
+
+
+def missing_reranks(df: pd.DataFrame | None, dataset: str) -> pd.DataFrame:
+    """Plain study rows of ``dataset`` (each pipeline's :meth:`study_rows`) without a re-ranked
+    twin (the same key with ``rerank`` = online)."""
+    if df is None:
+        return pd.DataFrame()
+    mine = fill_defaults(df[df.dataset.astype(str) == dataset])
+    key = [c for c in KEY_COLUMNS if c != "rerank"]
+    twins = set(mine[mine.rerank == ONLINE][key].astype(str).agg("|".join, axis=1))
+    plain = mine[mine.rerank == PLAIN]
+    study = pd.Series(False, index=plain.index)
+    for adapter in pipelines():
+        of = plain.pipeline.astype(str) == adapter.name
+        if of.any():
+            study[of] = adapter.study_rows(plain[of]).to_numpy()
+    plain = plain[study]
+    return plain[~plain[key].astype(str).agg("|".join, axis=1).isin(twins)]
+
+
+def ensure_rerank_rows(dataset: str, data_root: str | None, *, layout: RunsLayout) -> list[str]:
+    """Re-ranked twins (:mod:`compare.reranking`) of every plain study row without one, through
+    each pipeline's adapter (:meth:`~compare.pipelines.Pipeline.rerank_rows`). Returns the
+    pipelines that got them."""
+    results = layout.results_table(dataset)
+    todo = missing_reranks(existing_table(results), dataset)
+    if todo.empty:
+        return []
+    loaded = []
+
+    def load():
+        if not loaded:
+            loaded.append(load_dataset(dataset, data_root))
+        return loaded[0]
+
+    done = []
+    for name, rows in todo.groupby(todo.pipeline.astype(str), sort=False):
+        threads = rows.threads.dropna()
+        context = EngineContext(
+            load=load,
+            threads=int(threads.iloc[0]) if len(threads) else 1,
+            layout=layout,
+            dataset=dataset,
+            data_root=data_root,
+        )
+        print(f"re-ranking {len(rows)} {pipeline(name).label} row(s):", flush=True)
+        new = pipeline(name).rerank_rows(rows, context)
+        if new:
+            upsert_rows(results, new)
+        print(f"  {'; '.join(context.done)}", flush=True)
+        done.append(name)
     return done

@@ -102,6 +102,7 @@ WORK = [
     (compare.distillation, "measure_runs"),
     (compare.tradeoff, "ensure_runs"),
     (compare.tradeoff, "ensure_engine_rows"),
+    (compare.tradeoff, "ensure_rerank_rows"),
     (compare.tradeoff, "build_report"),
 ]
 

@@ -25,6 +25,7 @@ from compare.pipelines.base import (
     register,
     resolve,
 )
+from compare.reranking import ONLINE
 from compare.results import ResultRow, fill_defaults
 from data.images import parse_size
 from data.paths import REPO_ROOT
@@ -191,6 +192,35 @@ class CnnPipeline(Pipeline):
         what += [f"timed {left}"] if left else []
         context.done.append("; ".join(what))
         return rows
+
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """Re-ranked rows of every run of ``rows`` on its rows' engines: restored from its
+        ``summary.json`` when it holds them, else measured (:func:`compare.measure.measure_run`
+        with ``rerank``, which times its plain rows again too)."""
+        out: list[ResultRow] = []
+        for run_dir, of_run in rows.groupby(rows.run_dir.astype(str), sort=True):
+            run = resolve(run_dir, REPO_ROOT)
+            if not (run / "model.pt").is_file():
+                context.done.append(f"{run_dir}: no model.pt; not re-ranked")
+                continue
+            engines = sorted(set(of_run.engine.astype(str)))
+            held = current_rows(run, engines)
+            if sum(r.rerank == ONLINE for r in held) == len(engines):
+                out += held
+                context.done.append(f"{run_dir}: restored from summary.json")
+                continue
+            summary = measure_run(
+                run,
+                layout=context.layout,
+                dataset=context.load(),
+                threads=context.threads,
+                table=False,
+                engines=engines,
+                rerank=True,
+            )
+            out += [r for r in rows_from_summary(summary, run) if r.engine in engines]
+            context.done.append(f"{run_dir}: re-ranked on {', '.join(engines)}")
+        return out
 
 
 register(CnnPipeline())
