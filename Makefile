@@ -89,6 +89,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_quantize.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_threads.py
 
