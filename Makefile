@@ -20,7 +20,8 @@ PYTEST_ARGS ?=
 PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
-# make tradeoff-plot / lomo-xqda: RERANK=1 adds k-reciprocal re-ranked rows (compare.reranking).
+# make tradeoff-plot re-ranks (k-reciprocal, compare.reranking) unless RERANK=0; make lomo-xqda only
+# with RERANK=1.
 RERANK      ?=
 
 # Where runs go: every command takes --runs-dir (default: $REID_RUNS_DIR, else runs/); it is
@@ -34,6 +35,7 @@ LOMO_ARGS   := $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
                $(if $(TRIALS),--trials $(TRIALS),)
 MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
 RERANK_ARG  := $(if $(filter 1 yes on true,$(RERANK)),--rerank,)
+STUDY_RERANK := $(if $(filter 0 no off false,$(RERANK)),--no-rerank,)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
@@ -79,7 +81,7 @@ distill: $(STAMP)
 	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG) $(RERANK_ARG)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG) $(STUDY_RERANK)
 
 bench: $(STAMP)
 	$(PY) bench/bench_lomo.py
@@ -90,6 +92,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_quantize.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_threads.py
 

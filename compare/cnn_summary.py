@@ -43,6 +43,7 @@ class EngineResult:
     cosine: dict[str, float] | None = None
     vs_torch: dict[str, Any] | None = None  # how this engine's results differ from PyTorch's
     onnx: dict[str, Any] | None = None  # the exported file the engine ran
+    int8: dict[str, Any] | None = None  # the int8 file an int8 engine ran (deep.quantize)
     #: its k-reciprocal re-ranking (compare.reranking.rerank_embeddings), when measured
     rerank: dict[str, Any] | None = None
 
@@ -59,6 +60,7 @@ class EngineResult:
             cosine=entry.get("cosine"),
             vs_torch=entry.get("vs_torch"),
             onnx=entry.get("onnx"),
+            int8=entry.get("int8"),
             rerank=entry.get("rerank"),
         )
 
@@ -185,7 +187,7 @@ def _engine_json(name: str, e: EngineResult) -> dict[str, Any]:
         "embedding_dim": e.embedding_dim,
         "timing": e.timing,
     }
-    for key in ("vs_torch", "onnx", "rerank"):
+    for key in ("vs_torch", "onnx", "int8", "rerank"):
         if getattr(e, key) is not None:
             entry[key] = getattr(e, key)
     return entry

@@ -6,9 +6,11 @@
 is installed: eager PyTorch, and ONNX Runtime and OpenVINO on the model exported once to
 ``RUN_DIR/model.onnx`` (:func:`deep.export.export_run`). Each engine's accuracy comes from its
 own embeddings of the test split, and is compared with PyTorch's (largest embedding difference,
-rank-1/mAP difference, queries whose ranking changed). ``summary.json`` keeps PyTorch's numbers
-at the top level and every engine's under ``engines``; the results table gets one row per
-engine.
+rank-1/mAP difference, queries whose ranking changed). The int8 engines
+(:data:`deep.export.INT8_ENGINES`, asked for with ``--engines``) run the model quantised by
+:func:`deep.quantize.quantize_run`, calibrated on the run's training images; their accuracy is
+that of the int8 model's own embeddings. ``summary.json`` keeps PyTorch's numbers at the top
+level and every engine's under ``engines``; the results table gets one row per engine.
 
 A measurement belongs to the test data it was made on (:meth:`data.layouts.ReidDataset.
 test_fingerprint`, recorded as ``test_data`` in ``summary.json``). A run's own data is the data
@@ -53,7 +55,8 @@ from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from deep.checkpoint import model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
-    ENGINES,
+    ALL_ENGINES,
+    INT8_ENGINES,
     EngineNotInstalled,
     ExportError,
     available_engines,
@@ -64,6 +67,7 @@ from deep.export import (
 )
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
+from deep.quantize import QuantizeError, quantize_run
 from deep.run_folder import RunFolder
 from deep.train import RUN_OUTPUTS, worker_pool
 
@@ -164,14 +168,21 @@ def _measure_engines(
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
     reference = exported = None
-    for name in ["torch", *[e for e in ENGINES if e in wanted and e != "torch"]]:
+    for name in ["torch", *[e for e in ALL_ENGINES if e in wanted and e != "torch"]]:
+        quantized = None
         try:
             if name == "torch":
                 engine = load_engine(model, "torch", threads=threads, input_size=size)
             else:
                 exported = exported or export_run(run_dir, state=state)
-                engine = load_engine(exported.path, name, threads=threads, input_size=size)
-        except (EngineNotInstalled, ExportError) as err:
+                source = exported.path
+                if name in INT8_ENGINES:  # calibrated on the run's training images
+                    quantized = quantize_run(
+                        run_dir, name, dataset=split.dataset, state=state, exported=exported
+                    )
+                    source = quantized.path
+                engine = load_engine(source, name, threads=threads, input_size=size)
+        except (EngineNotInstalled, ExportError, QuantizeError) as err:
             if strict:
                 raise
             failed[name] = str(err)
@@ -187,6 +198,8 @@ def _measure_engines(
                 "sha256": exported.record.get("onnx_sha256"),
                 "export_check_max_abs_diff": exported.record.get("check", {}).get("max_abs_diff"),
             }
+            if quantized is not None:
+                entry["int8"] = _int8_entry(quantized)
         if rerank and name in wanted:
             entry["rerank"] = rerank_embeddings(
                 q,
@@ -215,6 +228,19 @@ def _measure_engines(
                 entry["rerank"] = previous["engines"]["torch"]["rerank"]
         results[name] = entry
     return results, failed
+
+
+def _int8_entry(quantized) -> dict:
+    """What a summary keeps of an int8 file: where, its hash, settings and calibration cost."""
+    record = quantized.record
+    return {
+        "path": quantized.path.name,
+        "sha256": record["int8_sha256"],
+        "settings": record["settings"],
+        "calibration": record["calibration"],
+        "seconds": record["seconds"],
+        "operations": record["operations"],
+    }
 
 
 class _MeasurementPlace:
@@ -297,7 +323,7 @@ class _Split:
     """The test split loaded once for every engine: images at the input size, ids, cameras."""
 
     def __init__(self, dataset: ReidDataset, size: tuple[int, int], num_timed: int) -> None:
-        self.size, self.num_timed = size, num_timed
+        self.dataset, self.size, self.num_timed = dataset, size, num_timed
         self.images = {s: load_records(getattr(dataset, s), size) for s in ("query", "gallery")}
         self.labels = split_labels(dataset.query, dataset.gallery)
         # timed queries start from the decoded image, as a query arrives
@@ -374,7 +400,7 @@ def _summary(
         "gflops": gflops,
         "embedding_dim": torch_entry["embedding_dim"],
         "timing": torch_entry["timing"],
-        "engines": {e: engines[e] for e in ENGINES if e in engines},
+        "engines": {e: engines[e] for e in ALL_ENGINES if e in engines},
         "weights_sha256": weights,
         "machine": machine_info(threads),
         "config": cfg,
@@ -427,6 +453,8 @@ def row_from_summary(
         extra["engine_options"] = timing["engine_options"]
     if entry.vs_torch is not None:
         extra["vs_torch"] = entry.vs_torch
+    if entry.int8 is not None:
+        extra["int8"] = entry.int8["settings"]
     return ResultRow(
         dataset=record.dataset,
         pipeline="deep",
@@ -541,9 +569,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=ENGINES,
+        choices=ALL_ENGINES,
         default=None,
-        help="inference engines to time (default: every installed one)",
+        help="inference engines to time (default: every installed float32 one; the int8 ones "
+        "are quantised on the run's training images first, deep.quantize)",
     )
     parser.add_argument(
         "--rerank",

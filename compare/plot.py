@@ -4,7 +4,11 @@ Points are aggregated over seeds (mean, with the standard deviation as error bar
 A CNN timed on several inference engines (the results table's ``engine`` column: eager
 ``torch``, ``onnxruntime``, ``openvino``) is drawn once, at its fastest engine
 (:func:`fastest_engines`); the subtitle names the engines and, when they differ between CNNs,
-each label carries its engine in brackets. The markdown table lists every engine. One marker per
+each label carries its engine in brackets. A CNN also timed on int8 engines (``onnxruntime-int8``,
+``openvino-int8``: the model quantised by :mod:`deep.quantize`, its own accuracy) gets an X at its
+fastest int8 engine, joined to its float point by a dotted line; the Pareto front is the float
+points'. The markdown table lists every engine, :func:`int8_markdown` the int8 speed-ups and
+accuracy changes. One marker per
 family (each pipeline's adapter, :mod:`compare.pipelines`, styles its families: classical,
 ResNet, MobileNet v1, MobileNet v2), hollow for networks
 trained alone and filled for distilled students, with an arrow from each student's baseline to
@@ -44,6 +48,7 @@ from compare.pipelines import (
 from compare.reranking import ONLINE
 from compare.results import fill_defaults
 from data.io import atomic_path
+from deep.export import INT8_BASE, INT8_ENGINES
 
 #: Columns identifying one point of the plot (seeds are aggregated, the fastest engine is kept).
 GROUP = ["pipeline", "model", "variant", "input_size", "init", "rerank"]
@@ -51,14 +56,27 @@ GROUP = ["pipeline", "model", "variant", "input_size", "init", "rerank"]
 #: in when absent, see :func:`compare.results.fill_defaults`).
 NEEDED = ("pipeline", "model", "variant", "input_size", "seed", "rank1", "mAP", "ms_query")
 #: Short engine names for labels.
-ENGINE_TAGS = {"torch": "eager", "onnxruntime": "ORT", "openvino": "OV", "numba": "numba"}
+ENGINE_TAGS = {
+    "torch": "eager",
+    "onnxruntime": "ORT",
+    "openvino": "OV",
+    "numba": "numba",
+    "onnxruntime-int8": "ORT int8",
+    "openvino-int8": "OV int8",
+}
 #: Engine names for captions.
 ENGINE_NAMES = {
     "torch": "PyTorch eager",
     "onnxruntime": "ONNX Runtime",
     "openvino": "OpenVINO",
     "numba": "numba",
+    "onnxruntime-int8": "ONNX Runtime int8",
+    "openvino-int8": "OpenVINO int8",
 }
+#: Marker of an int8 point (any family), joined to its float point by a dotted line.
+INT8_MARKER = "X"
+#: mAP points an int8 model may lose before the table flags it.
+INT8_MAP_LOSS = 1.0
 #: Short initialisation names for labels (scratch, the default, gets none).
 INIT_TAGS = {"scratch": "", "pretrained": "pre", "n/a": ""}
 FRONT_COLOR = "#ff7f0e"
@@ -173,6 +191,44 @@ def fastest_engines(agg: pd.DataFrame) -> pd.DataFrame:
     best["ms_query_torch"] = best_keys.map(torch_ms).astype(float).to_numpy()
     # back to the order of agg, which the plot and tables rely on
     return best.drop(columns="_ms").loc[[i for i in agg.index if i in best.index]]
+
+
+def float_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of float32 engines only: an int8 model is another point, never a point's engine."""
+    return df[~df.engine.astype(str).isin(INT8_ENGINES)] if "engine" in df.columns else df
+
+
+def int8_points(agg: pd.DataFrame) -> pd.DataFrame:
+    """Rows of :func:`aggregate` on an int8 engine that have their float32 twin (the same point
+    on the same runtime), with the twin's ``ms_query_fp32``, ``rank1_fp32``, ``mAP_fp32`` and
+    ``speedup`` (fp32 / int8 ms/query); empty when there are none."""
+    rows, index = [], []
+    for i, r in agg[agg.engine.astype(str).isin(INT8_ENGINES)].iterrows():
+        twin = agg[(agg[GROUP] == r[GROUP]).all(axis=1) & (agg.engine == INT8_BASE[r.engine])]
+        if twin.empty:
+            continue
+        t = twin.iloc[0]
+        rows.append(
+            {
+                **r.to_dict(),
+                "ms_query_fp32": t.ms_query,
+                "rank1_fp32": t.rank1,
+                "mAP_fp32": t.mAP,
+                "speedup": t.ms_query / r.ms_query,
+            }
+        )
+        index.append(i)
+    columns = [*agg.columns, "ms_query_fp32", "rank1_fp32", "mAP_fp32", "speedup"]
+    return pd.DataFrame(rows, columns=columns, index=index)
+
+
+def _fastest_int8(agg: pd.DataFrame) -> pd.DataFrame:
+    """The fastest int8 engine of each point (what the plot draws)."""
+    points = int8_points(agg)
+    if points.empty:
+        return points
+    points = points.sort_values("ms_query", kind="stable")
+    return points[~points[GROUP].astype(str).agg("|".join, axis=1).duplicated()]
 
 
 def _engine_caption(best: pd.DataFrame) -> tuple[str, bool]:
@@ -433,8 +489,40 @@ def _accuracy_axes(ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray, ylabel: str
     ax.grid(True, which="major", alpha=0.3)
 
 
-def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
-    """``metric`` against ms/query: Pareto front, distillation arrows, points and labels."""
+def _draw_int8(ax, agg: pd.DataFrame, int8: pd.DataFrame, metric: str) -> list[tuple]:
+    """An X per int8 point (hollow / filled as its float point), a dotted line to its float
+    point as plotted; return their positions."""
+    out = []
+    for _, q in int8.iterrows():
+        style = family_style(q.family)
+        hollow = variant_of(q.pipeline, q.variant).hollow
+        x, y = float(q.ms_query), float(q[metric])
+        if not (np.isfinite(x) and np.isfinite(y) and x > 0):
+            continue
+        base = agg[(agg[GROUP] == q[GROUP]).all(axis=1)]
+        if len(base):
+            b = base.iloc[0]
+            ax.plot([b.ms_query, x], [b[metric], y], ls=":", color=style.color, lw=1.3, zorder=2)
+        ax.plot(
+            x,
+            y,
+            ls="none",
+            marker=INT8_MARKER,
+            color=style.color,
+            markersize=8,
+            markerfacecolor="white" if hollow else style.color,
+            markeredgewidth=1.4,
+            zorder=3,
+        )
+        out.append((x, y))
+    return out
+
+
+def _accuracy_panel(
+    ax, agg: pd.DataFrame, metric: str, ylabel: str, int8: pd.DataFrame | None = None
+) -> None:
+    """``metric`` against ms/query: Pareto front (float points), distillation arrows, points,
+    int8 points and labels."""
     x = agg.ms_query.to_numpy(dtype=float)
     y = agg[metric].to_numpy(dtype=float)
     ok = np.isfinite(x) & np.isfinite(y) & (x > 0)
@@ -442,7 +530,11 @@ def _accuracy_panel(ax, agg: pd.DataFrame, metric: str, ylabel: str) -> None:
     # arrows first so the markers sit on top of their ends
     arrows = _draw_distillation_arrows(ax, agg, metric) + _draw_rerank_links(ax, agg, metric)
     labels = _draw_points(ax, agg, metric, ok, front)
-    obstacles = _label_obstacles(labels, arrows)
+    quantized = _draw_int8(ax, agg, int8, metric) if int8 is not None else []
+    obstacles = _label_obstacles(labels, arrows) + quantized
+    if quantized:  # the axes hold the int8 points too
+        qx, qy = np.array(quantized).T
+        x, y, ok = np.append(x, qx), np.append(y, qy), np.append(ok, np.ones(len(qx), bool))
     _accuracy_axes(ax, x, y, ok, ylabel)
     # front points first: their labels get the best places
     labels.sort(key=lambda item: not item["bold"])
@@ -625,8 +717,9 @@ def _figure_layout(with_scaling: bool) -> tuple[Figure, list[Axes], Axes | None]
     return fig, [fig.add_subplot(grid[0, 0]), fig.add_subplot(grid[0, 1])], None
 
 
-def _legend_handles(agg: pd.DataFrame) -> list[Line2D]:
-    """Legend entries: the families present, hollow/filled variants, the arrow and the front."""
+def _legend_handles(agg: pd.DataFrame, with_int8: bool = False) -> list[Line2D]:
+    """Legend entries: the families present, hollow/filled variants, the arrow, int8 and the
+    front."""
     present = [s for s in family_styles() if s.name in set(agg.family)]
     handles = [
         Line2D([], [], ls="none", marker=s.marker, color=s.color, markersize=8, label=s.name)
@@ -651,6 +744,10 @@ def _legend_handles(agg: pd.DataFrame) -> list[Line2D]:
                     label=v.arrow_legend,
                 )
             )
+    if with_int8:
+        handles.append(
+            Line2D([], [], ls=":", marker=INT8_MARKER, color="#555555", markersize=8, label="int8")
+        )
     if (agg.rerank == ONLINE).any():
         handles.append(
             Line2D(
@@ -754,23 +851,28 @@ def plot_tradeoff(
     Returns
     -------
     DataFrame
-        The plotted points: :func:`aggregate` at each point's fastest engine
-        (:func:`fastest_engines`).
+        The plotted float points: :func:`aggregate` at each point's fastest float32 engine
+        (:func:`fastest_engines`). A point also timed on int8 engines gets an X at its fastest
+        int8 one, joined to it by a dotted line (outside the Pareto front, which is the float
+        points').
     """
-    agg = fastest_engines(aggregate(results_df))
+    points = aggregate(results_df)
+    agg = fastest_engines(float_rows(points))
+    int8 = _fastest_int8(points[points.rerank.astype(str) != ONLINE])  # plain int8 models
     engine_caption, tag_engines = _engine_caption(agg)
     if tag_engines:
         _tag_engines(agg)
     with_scaling = scaling is not None and len(scaling) > 0
     fig, axes, scale_ax = _figure_layout(with_scaling)
-    _accuracy_panel(axes[0], agg, "rank1", "rank-1 (%)")
-    _accuracy_panel(axes[1], agg, "mAP", "mAP (%)")
+    _accuracy_panel(axes[0], agg, "rank1", "rank-1 (%)", int8)
+    _accuracy_panel(axes[1], agg, "mAP", "mAP (%)", int8)
     axes[0].set_title("Rank-1", fontsize=11)
     axes[1].set_title("mAP (Market-1501 official)", fontsize=11)
     if with_scaling:
         _scaling_panel(scale_ax, scaling, agg, ann)
     sub = _subtitle(agg, engine_caption)
-    _add_legend_and_titles(fig, _legend_handles(agg), title, sub, with_scaling)
+    handles = _legend_handles(agg, with_int8=not int8.empty)
+    _add_legend_and_titles(fig, handles, title, sub, with_scaling)
     _save(fig, out_png, out_svg)
     return agg
 
@@ -789,9 +891,9 @@ def results_markdown(df: pd.DataFrame) -> str:
     faster and better).
     """
     agg = aggregate(df).sort_values(["ms_query", "model"], kind="stable").reset_index(drop=True)
-    best = fastest_engines(agg)
+    best = fastest_engines(float_rows(agg))
     bold = _multi_engine(agg).to_numpy()
-    plotted = set(best.index)
+    plotted = set(best.index) | set(_fastest_int8(agg[agg.rerank.astype(str) != ONLINE]).index)
     ok = np.isfinite(best.ms_query.to_numpy(float)) & np.isfinite(best.mAP.to_numpy(float))
     front_pos = np.flatnonzero(ok)[pareto_front(best.ms_query[ok], best.mAP[ok])]
     front = set(best.index[front_pos].tolist())
@@ -851,7 +953,7 @@ def engines_markdown(df: pd.DataFrame) -> str:
     exported model ranks the gallery as PyTorch does). '' when no CNN was timed on more than one
     engine.
     """
-    agg = aggregate(plain_rows(df))
+    agg = aggregate(float_rows(plain_rows(df)))
     deep = agg[_multi_engine(agg)]
     if deep.empty or deep.groupby(GROUP, sort=False).engine.nunique().max() < 2:
         return ""
@@ -888,9 +990,10 @@ def engines_markdown(df: pd.DataFrame) -> str:
 def distillation_markdown(df: pd.DataFrame) -> str:
     """Baseline vs distilled per student (mean ± std over seeds) and the gain; '' if none.
 
-    Each point at its fastest engine (the engine does not change the accuracy); plain rows only.
+    Each point at its fastest float32 engine (the engine does not change the accuracy); plain
+    rows only.
     """
-    agg = fastest_engines(aggregate(plain_rows(df)))
+    agg = fastest_engines(aggregate(float_rows(plain_rows(df))))
     lines = []
     for (model, size, _init), sub in agg.groupby(["model", "input_size", "init"], sort=False):
         base = sub[sub.variant == "baseline"]
@@ -911,6 +1014,32 @@ def distillation_markdown(df: pd.DataFrame) -> str:
         "mAP KD | gain |"
     )
     return "\n".join([head, "|---|---|---|---|---|---|---|---|---|", *lines])
+
+
+def int8_markdown(df: pd.DataFrame) -> str:
+    """Per CNN point and int8 engine: ms/query of the float32 and the int8 model on the same
+    runtime, the speed-up, and the rank-1 / mAP change (int8 - fp32, points, each measured on
+    its own embeddings); a loss of more than :data:`INT8_MAP_LOSS` mAP points is flagged.
+    '' when no point has an int8 row."""
+    points = int8_points(aggregate(plain_rows(df)))
+    if points.empty:
+        return ""
+    head = (
+        "| model | variant | init | input | engine | seeds | ms/query fp32 | ms/query int8 | "
+        "speed-up | rank-1 fp32 → int8 | mAP fp32 → int8 | |"
+    )
+    lines = [head, "|---|---|---|---|---|---:|---:|---:|---:|---|---|---|"]
+    for r in points.sort_values(["ms_query_fp32", "engine"], kind="stable").itertuples():
+        loss = r.mAP_fp32 - r.mAP
+        flag = f"**loses {loss:.1f} mAP points**" if loss > INT8_MAP_LOSS else ""
+        lines.append(
+            f"| {short_name(r.pipeline, r.model)} | {r.variant} | {r.init} | {r.input_size} | "
+            f"{ENGINE_NAMES.get(r.engine, r.engine)} | {int(r.seeds)} | {r.ms_query_fp32:.2f} | "
+            f"{r.ms_query:.2f} | {r.speedup:.2f}x | {r.rank1_fp32:.1f} → {r.rank1:.1f} "
+            f"({r.rank1 - r.rank1_fp32:+.1f}) | {r.mAP_fp32:.1f} → {r.mAP:.1f} "
+            f"({r.mAP - r.mAP_fp32:+.1f}) | {flag} |"
+        )
+    return "\n".join(lines)
 
 
 def rerank_markdown(df: pd.DataFrame) -> str:

@@ -24,9 +24,10 @@
    in the table, cached in ``runs/<dataset>/cache/throughput.json``.
 5. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
 
-With ``--rerank`` (``make tradeoff-plot RERANK=1``), step 2 also gives every plain study row a
-re-ranked twin (k-reciprocal re-ranking, online per query, :mod:`compare.reranking`): LOMO+XQDA
-is fitted again with ``--rerank``, each CNN run re-measured with it; the plot joins each
+Unless ``--no-rerank`` (``make tradeoff-plot RERANK=0``), step 2 also gives every plain study
+point a re-ranked twin (k-reciprocal re-ranking, online per query, :mod:`compare.reranking`):
+LOMO+XQDA is fitted again with ``--rerank``, each CNN run re-measured with it on the engine the
+plot draws; the plot joins each
 re-ranked point to its plain one and ``tradeoff.md`` gets a re-ranking table.
 
 Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling` and :mod:`compare.ann_scaling`,
@@ -84,9 +85,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--rerank",
-        action="store_true",
-        help="also re-ranked points: k-reciprocal re-ranking (Zhong et al. 2017), online per "
-        "query, for every pipeline's study rows (compare.reranking)",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also re-ranked points (default; --no-rerank: plain ones only): k-reciprocal "
+        "re-ranking (Zhong et al. 2017), online per query, for every pipeline's study rows on "
+        "the engine the plot draws (compare.reranking)",
     )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")

@@ -288,3 +288,19 @@ def test_ensure_rerank_rows_asks_each_adapter_once_for_the_missing_twins(tmp_pat
         assert adapter.calls == [2]
     finally:
         unregister(adapter.name)
+
+
+def test_the_study_reranks_each_point_on_the_engine_the_plot_draws_only(tmp_path):
+    """One re-ranked twin per point: on its fastest float32 engine (int8 engines are other
+    points); a point twinned on any engine is not re-ranked again."""
+    rows = [
+        plain_row(engine="torch", ms_query=2.0),
+        plain_row(engine="onnxruntime", ms_query=0.5),
+        plain_row(engine="openvino", ms_query=0.7),
+        plain_row(engine="onnxruntime-int8", ms_query=0.1),
+    ]
+    df = pd.DataFrame([vars(r) for r in rows])
+    missing = missing_reranks(df, "synthetic")
+    assert missing.engine.tolist() == ["onnxruntime"]
+    twin = pd.DataFrame([vars(replace(rows[2], rerank=ONLINE))])
+    assert missing_reranks(pd.concat([df, twin]), "synthetic").empty

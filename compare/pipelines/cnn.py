@@ -2,7 +2,8 @@
 
 Its study rows come from the distillation study (``python -m compare.distillation``, one profile
 of :mod:`deep.profiles`); every run is timed on every installed inference engine
-(:mod:`deep.export`, :mod:`compare.measure`), one row per engine. Families and short names come
+(:mod:`deep.export`, :mod:`compare.measure`), the int8 ones included (:mod:`deep.quantize`),
+one row per engine. Families and short names come
 from the model registry (:mod:`deep.models`).
 """
 
@@ -33,10 +34,11 @@ from data.layouts import ReidDataset
 from data.paths import REPO_ROOT
 from data.runs import RunsLayout
 from deep.checkpoint import load_trained
-from deep.export import available_engines, engine_embeddings, export_run, load_engine
+from deep.export import available_engines, engine_embeddings, load_engine
 from deep.loader import load_records
 from deep.models import list_models, model_spec
 from deep.profiles import PROFILES
+from deep.quantize import engine_file
 
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
 CNN_DIMS = (512, 1024, 2048)
@@ -152,10 +154,10 @@ class CnnPipeline(Pipeline):
 
     def batch_extractor(self, run: RunRef, threads: int) -> BatchExtractor:
         """The run's model on the row's engine (its exported ``model.onnx`` for ONNX Runtime /
-        OpenVINO)."""
+        OpenVINO, its int8 file for the int8 engines)."""
         path = resolve(run.run_dir, REPO_ROOT)
         engine_name = run.engine or "torch"
-        source = load_trained(path)[0] if engine_name == "torch" else export_run(path).path
+        source = load_trained(path)[0] if engine_name == "torch" else engine_file(path, engine_name)
         engine = load_engine(
             source, engine_name, threads=threads, input_size=parse_size(run.input_size)
         )
@@ -176,7 +178,8 @@ class CnnPipeline(Pipeline):
             }
 
     def engines(self) -> list[str]:
-        return available_engines()
+        # the int8 engines too: each run quantised on its training images (deep.quantize)
+        return available_engines(int8=True)
 
     def engine_rows(
         self, run_dir: str, missing: Sequence[str], context: EngineContext
