@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compare.ann_scaling import ann_markdown, ann_table, when_index_pays
 from compare.pipelines import pipeline, pipelines, row_extra, rows_where
 from compare.pipelines.cnn import short_name as cnn_short_name
 from compare.plot import (
@@ -19,7 +20,11 @@ from compare.plot import (
     distillation_markdown,
     engines_markdown,
     fastest_engines,
+    float_rows,
+    int8_markdown,
+    plain_rows,
     plot_tradeoff,
+    rerank_markdown,
     results_markdown,
 )
 from compare.results import fill_defaults, read_results
@@ -27,6 +32,7 @@ from compare.scaling import crossover_markdown, scaling_dims, scaling_markdown, 
 from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput_table
 from compare.timing import machine_info
 from data.io import atomic_write_text
+from data.layouts import load_dataset
 from data.runs import RunsLayout
 
 
@@ -134,6 +140,23 @@ def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str
     return keep, notes
 
 
+def int8_section(df: pd.DataFrame) -> list[str]:
+    """The report's int8 section (empty without int8 rows)."""
+    table = int8_markdown(df)
+    if not table:
+        return []
+    return [
+        "## int8 models",
+        "Each CNN quantised to int8 after training (`deep.quantize`: ONNX Runtime static QDQ and "
+        "NNCF on OpenVINO; per-channel int8 weights, min/max activation ranges calibrated on 300 "
+        "training images, never test images) and measured like the others: its accuracy comes "
+        "from the int8 model's own embeddings of the test split. Speed-up = fp32 / int8 ms/query "
+        "on the same runtime; changes in points (int8 - fp32); a loss of more than 1 mAP point "
+        "is flagged. On the plot: an X joined to its float point by a dotted line.",
+        table,
+    ]
+
+
 def build_report(
     dataset: str,
     data_root: str | None = None,
@@ -142,19 +165,18 @@ def build_report(
     refresh_scaling: bool = False,
     throughput: bool = True,
     layout: RunsLayout,
+    ann: bool = True,
 ) -> Path:
     """Scaling, throughput, plot and markdown from the dataset's results table in ``layout``."""
     out_dir = layout.dataset_dir(dataset)
     df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
-    row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
-    threads = row_threads if threads is None else threads
-    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
-    dims = scaling_dims(df, dataset, layout)
-    scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
-    agg = fastest_engines(aggregate(df))
+    threads = threads or int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
+    scaling = _scaling(df, dataset, threads, refresh_scaling, layout)
+    agg = fastest_engines(aggregate(float_rows(plain_rows(df))))
     title = f"Speed/accuracy trade-off on {dataset}"
     png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
-    plot_tradeoff(df, png, svg, title=title, scaling=scaling)
+    ann_points = _ann_points(ann, df, dataset, data_root, threads, refresh_scaling, layout, notes)
+    plot_tradeoff(df, png, svg, title=title, scaling=scaling, ann=ann_points)
     sections = [
         f"# {title}",
         "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
@@ -181,11 +203,13 @@ def build_report(
             "PyTorch).",
             engines,
         ]
+    sections += int8_section(df)
     distill = distillation_markdown(df)
     if distill:
         teachers = teachers_used(layout.deep_dir(dataset))
         taught_by = ", ".join(cnn_short_name(t) for t in teachers) if teachers else "their teacher"
         sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
+    sections += rerank_sections(df)
     sections += [
         "## Where matching starts to dominate",
         "Gallery size at which matching one query (at the pipeline's feature dimension) costs as "
@@ -197,8 +221,9 @@ def build_report(
         f"{threads} thread(s); galleries above 256 MB are matched block by block.",
         scaling_markdown(scaling),
     ]
+    sections += ann_sections(ann_points, threads)
     if throughput:
-        table = throughput_table(df, dataset, data_root, threads=threads, layout=layout)
+        table = throughput_table(plain_rows(df), dataset, data_root, threads=threads, layout=layout)
         sections += [
             "## Bulk extraction throughput (gallery indexing)",
             f"Images per second at batch {THROUGHPUT_BATCH}, {threads} thread(s), same input size "
@@ -214,6 +239,48 @@ def build_report(
     return out_dir
 
 
+def _scaling(df, dataset, threads, refresh, layout) -> pd.DataFrame:
+    """Matching time against gallery size at every pipeline's dimension (compare.scaling)."""
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
+    dims = scaling_dims(df, dataset, layout)
+    return scaling_table(dims, threads=threads, refresh=refresh, layout=layout)
+
+
+def _ann_points(
+    enabled, df, dataset, data_root, threads, refresh, layout, notes
+) -> pd.DataFrame | None:
+    """The approximate-search curves of every pipeline's fastest run (compare.ann_scaling);
+    None when not ``enabled`` (``--no-ann``)."""
+    if not enabled:
+        return None
+    cache = layout.bench_report("ann_scaling.json")
+    print(f"approximate search (FAISS), cache {cache}:")
+    return ann_table(
+        df, lambda: load_dataset(dataset, data_root), threads=threads, refresh=refresh,
+        cache_path=cache, notes=notes,
+    )  # fmt: skip
+
+
+def ann_sections(table: pd.DataFrame | None, threads: int) -> list[str]:
+    """The approximate-search section: when an index pays, then every measured point (none
+    without points)."""
+    if table is None or table.empty:
+        return []
+    return [
+        "## Approximate search (FAISS) for big galleries",
+        "Matching one query with FAISS indexes (`data.ann`: HNSW, IVF-PQ, IVF-PQ re-ranked "
+        "with exact distances) against the exact GEMV, on each pipeline's own embeddings (its "
+        "fastest run): the real test gallery grown with identity-clustered distractors fitted "
+        "to the run's training embeddings (`data.distractors`), the real queries; recall@k = "
+        "share of the exact top k found. Search parameters: the defaults of "
+        f"`data.ann.MatchingConfig`, chosen on validation identities; {threads} thread(s); "
+        "1M items and the validation sweeps: `bench/bench_ann.py`. When an index pays "
+        "(recall@10 >= 0.95):",
+        "\n".join(f"- {line}" for line in when_index_pays(table)),
+        ann_markdown(table),
+    ]
+
+
 def teachers_used(deep_dir: Path) -> list[str]:
     """Teacher architectures of the distilled runs under ``deep_dir`` (a dataset's CNN runs,
     :meth:`data.runs.RunsLayout.deep_dir`; from their configs)."""
@@ -226,3 +293,22 @@ def teachers_used(deep_dir: Path) -> list[str]:
         if teacher:
             names.add(Path(teacher).parent.name)
     return sorted(names)
+
+
+def rerank_sections(df: pd.DataFrame) -> list[str]:
+    """The re-ranking section of ``tradeoff.md`` (none without re-ranked rows)."""
+    table = rerank_markdown(df)
+    if not table:
+        return []
+    return [
+        "## Re-ranking (k-reciprocal, Zhong et al. CVPR 2017)",
+        "Each re-ranked point beside its plain one, at the plain point's fastest engine (mean "
+        "over seeds; gains in brackets). *Online*: each query re-ranked alone against the "
+        "gallery's neighbour graph, built once (its cost in the last column); this is what the "
+        "plotted point and its ms/query show (the plain extraction + the re-ranking matcher). "
+        "*Offline*: the paper's evaluation, every query and gallery image in one graph (queries "
+        "help each other; not available to a system answering one query at a time). k1=20, "
+        "k2=6, lambda=0.3. Zhong et al.'s best Market-1501 row with re-ranking reads 77.1% "
+        "rank-1 / 63.6% mAP, mAP gains of several to more than ten points over their baselines.",
+        table,
+    ]

@@ -15,13 +15,24 @@
    skips this too. The plot shows each CNN at its fastest engine; ``tradeoff.md`` lists all.
 3. Measures matching time against galleries of 1k to 100k random features at each pipeline's
    real dimension (raw LOMO, the XQDA subspace, 512/1024/2048-d and every CNN embedding size),
-   memory-bounded, cached in ``runs/bench/matching_scaling.json``.
+   memory-bounded, cached in ``runs/bench/matching_scaling.json``; and approximate search
+   (FAISS HNSW / IVF-PQ, :mod:`data.ann`) against exact search on each pipeline's own
+   embeddings (its fastest run; the gallery grown to 10k and 100k items with distractors
+   fitted to its training embeddings): ms/query, recall@10 / @50, build cost, cached in
+   ``runs/bench/ann_scaling.json`` (:mod:`compare.ann_scaling`; ``--no-ann`` skips it).
 4. Measures bulk extraction throughput (images/s at batch 64) of every architecture and engine
    in the table, cached in ``runs/<dataset>/cache/throughput.json``.
 5. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
 
-Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling`, 4 :mod:`compare.throughput`, 5
-:mod:`compare.report`; every pipeline enters them through its adapter (:mod:`compare.pipelines`).
+Unless ``--no-rerank`` (``make tradeoff-plot RERANK=0``), step 2 also gives every plain study
+point a re-ranked twin (k-reciprocal re-ranking, online per query, :mod:`compare.reranking`):
+LOMO+XQDA is fitted again with ``--rerank``, each CNN run re-measured with it on the engine the
+plot draws; the plot joins each
+re-ranked point to its plain one and ``tradeoff.md`` gets a re-ranking table.
+
+Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling` and :mod:`compare.ann_scaling`,
+4 :mod:`compare.throughput`, 5 :mod:`compare.report`; every pipeline enters them through its
+adapter (:mod:`compare.pipelines`).
 
 A second run with nothing changed only reads the caches and redraws (seconds).
 """
@@ -33,7 +44,7 @@ import sys
 import time
 
 from compare.report import build_report
-from compare.study import ensure_engine_rows, ensure_runs
+from compare.study import ensure_engine_rows, ensure_rerank_rows, ensure_runs
 from compare.timing import available_threads
 from data.cli import entry_point, positive_int
 from data.runs import add_runs_dir_argument, layout_from_args
@@ -72,8 +83,21 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only report existing results (no runs, no timing on other engines)",
     )
+    parser.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also re-ranked points (default; --no-rerank: plain ones only): k-reciprocal "
+        "re-ranking (Zhong et al. 2017), online per query, for every pipeline's study rows on "
+        "the engine the plot draws (compare.reranking)",
+    )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
+    parser.add_argument(
+        "--no-ann",
+        action="store_true",
+        help="skip the approximate-search (FAISS) curves (compare.ann_scaling)",
+    )
     add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
     layout = layout_from_args(args)
@@ -83,12 +107,15 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_runs:
         ensure_runs(args.dataset, args.data_root, args.profile, args.jobs, layout=layout)
         ensure_engine_rows(args.dataset, args.data_root, layout=layout)
+        if args.rerank:
+            ensure_rerank_rows(args.dataset, args.data_root, layout=layout)
     out_dir = build_report(
         args.dataset,
         args.data_root,
         threads=args.threads,
         refresh_scaling=args.refresh_scaling,
         throughput=not args.no_throughput,
+        ann=not args.no_ann,
         layout=layout,
     )
     print(

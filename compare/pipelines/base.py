@@ -21,6 +21,7 @@ import pandas as pd
 
 from compare.results import ResultRow, RowExtra
 from compare.timing import TOP_K, TimingResult, time_queries
+from data.layouts import ReidDataset
 from data.matching import GalleryIndex
 from data.runs import RunsLayout
 
@@ -136,6 +137,14 @@ class Pipeline(ABC):
         """Ranks ``gallery`` for one query feature (default: Euclidean GEMV + top-k)."""
         return GalleryIndex(gallery, k=k).match
 
+    def ann_features(
+        self, run: RunRef, dataset: ReidDataset, threads: int
+    ) -> dict[str, np.ndarray] | None:
+        """Features of ``dataset``'s ``train`` / ``query`` / ``gallery`` splits that ``run``'s
+        matcher ranks, in a Euclidean form (squared distances give its ranking), for the
+        approximate-search measurement (:mod:`compare.ann_scaling`); None: not supported."""
+        return None
+
     def scaling_dims(
         self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None
     ) -> list[tuple[int, str]]:
@@ -183,16 +192,25 @@ class Pipeline(ABC):
         """Rows of ``run_dir`` on the ``missing`` engines (restored or timed)."""
         raise NotImplementedError(f"pipeline {self.name!r} has no engines to add")
 
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """Re-ranked twins (:mod:`compare.reranking`) of its plain study ``rows`` that have
+        none, restored or measured (rows an adapter upserts itself are not returned)."""
+        raise NotImplementedError(f"pipeline {self.name!r} cannot add re-ranked rows")
+
 
 @dataclass
 class EngineContext:
-    """What timing a run on more engines may need: the dataset (loaded once, on demand), the
-    thread count of the run's rows, the runs tree, and a place to say what was done."""
+    """What timing a run on more engines (or re-ranking it) may need: the dataset (loaded once,
+    on demand), the thread count of the run's rows, the runs tree, and a place to say what was
+    done."""
 
     load: Callable[[], object]
     threads: int
     layout: RunsLayout
     done: list[str] = field(default_factory=list)
+    #: the dataset's name and folder (for a pipeline that re-runs itself)
+    dataset: str = ""
+    data_root: str | None = None
 
 
 _REGISTRY: dict[str, Pipeline] = {}

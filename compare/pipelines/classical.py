@@ -14,16 +14,23 @@ import pandas as pd
 
 from classical.lomo import layout
 from classical.pipeline import ClassicalConfig, LomoXqda, study_run_name
+from compare.lomo_xqda import measure
 from compare.pipelines.base import (
     BatchExtractor,
+    EngineContext,
     FamilyStyle,
     Pipeline,
     RunRef,
     Variant,
     register,
+    resolve,
 )
 from compare.pipelines.base import row_extra as _extra
+from compare.results import ResultRow
+from compare.timing import thread_limit
 from data.images import parse_size
+from data.layouts import ReidDataset
+from data.paths import REPO_ROOT
 from data.runs import RunsLayout
 
 #: LOMO dimension at the classical pipeline's default input size (26,960 at 128x48).
@@ -104,6 +111,33 @@ class ClassicalPipeline(Pipeline):
         dims.append((lomo_dim, "raw LOMO"))
         return dims
 
+    def ann_features(
+        self, run: RunRef, dataset: ReidDataset, threads: int
+    ) -> dict[str, np.ndarray] | None:
+        """LOMO (the study's LOMO cache) projected by the run's fitted XQDA (``xqda.npz``),
+        then mapped so that squared Euclidean distances are XQDA distances (``XQDA.embedding``:
+        ``M = E E'``, negative directions of ``M`` dropped)."""
+        run_dir = resolve(run.run_dir, REPO_ROOT)
+        path = run_dir / "xqda.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            components, metric = saved["components"], saved["metric"]
+        eigvals, eigvecs = np.linalg.eigh(metric)
+        to_euclidean = (components @ (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None)))).astype(
+            np.float32
+        )
+        config = ClassicalConfig(
+            input_size=parse_size(run.input_size), retinex=run.extra.retinex, progress=False
+        )
+        # the study's LOMO cache: runs/<dataset>/cache/lomo beside runs/<dataset>/classical/<run>
+        lomo = LomoXqda(config, run_dir.parents[1] / "cache" / "lomo")
+        with thread_limit(threads):
+            return {
+                split: lomo.lomo(getattr(dataset, split), split) @ to_euclidean
+                for split in ("train", "query", "gallery")
+            }
+
     def batch_extractor(self, run: RunRef, threads: int) -> BatchExtractor:
         """Resize, LOMO and the XQDA projection (:meth:`LomoXqda.extract_batch`). The projection's
         cost depends only on its shape, so a random one of the row's shape stands in for the
@@ -112,6 +146,19 @@ class ClassicalPipeline(Pipeline):
         dim = run.embedding_dim or run.extra.xqda_dim or 0
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
+
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """The study run fitted again (its LOMO features are cached) with ``--rerank``
+        (:func:`compare.lomo_xqda.measure`), which upserts its plain and re-ranked rows."""
+        config = ClassicalConfig(
+            dataset=context.dataset,
+            data_root=context.data_root,
+            protocol="market",
+            runs_dir=str(context.layout.root),
+        )
+        measure(config, threads=context.threads, rerank=True)
+        context.done.append("LOMO+XQDA fitted again and re-ranked")
+        return []
 
 
 register(ClassicalPipeline())
