@@ -56,7 +56,7 @@ ENGINE_NAMES = {
     "numba": "numba",
 }
 #: Short initialisation names for labels (scratch, the default, gets none).
-INIT_TAGS = {"scratch": "", "pretrained": "pre", "n/a": ""}
+INIT_TAGS = {"scratch": "", "pretrained": "pre", "imagenet": "IN", "n/a": ""}
 FRONT_COLOR = "#ff7f0e"
 _MEAN_COLUMNS = (
     "rank1",
@@ -183,6 +183,8 @@ def _init_caption(best: pd.DataFrame) -> str:
     if len(inits) == 1:
         if inits == ["pretrained"]:
             return "CNNs fine-tuned from pretrained backbones"
+        if inits == ["imagenet"]:
+            return "CNNs fine-tuned from ImageNet weights"
         return "CNNs trained from scratch" if inits == ["scratch"] else f"CNN init: {inits[0]}"
     tags = ", ".join(f"{INIT_TAGS.get(i) or i} = {i}" for i in inits if INIT_TAGS.get(i, i))
     return f"CNN init: {' and '.join(inits)} ({tags})"

@@ -30,10 +30,15 @@ class Profile:
     reference_models: tuple[str, ...] = ()
     #: Per-model epochs overriding ``recipe["epochs"]`` (the teacher's and students' too).
     epochs: Mapping[str, int] = field(default_factory=dict)
+    #: Per-model initialisation overriding ``recipe["init"]`` (e.g. ImageNet where it exists).
+    inits: Mapping[str, str] = field(default_factory=dict)
 
     def recipe_for(self, model: str) -> dict:
-        """The recipe ``model`` trains with: the shared one and the model's own epochs."""
-        return {**self.recipe, "epochs": self.epochs.get(model, self.recipe["epochs"])}
+        """The recipe ``model`` trains with: the shared one, the model's own epochs and init."""
+        own = {"epochs": self.epochs.get(model, self.recipe["epochs"])}
+        if model in self.inits:
+            own["init"] = self.inits[model]
+        return {**self.recipe, **own}
 
 
 QUICK_RECIPE = dict(
