@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +22,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "bench_real_validation.
 def _bench():
     spec = importlib.util.spec_from_file_location("bench_real_validation", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
 
