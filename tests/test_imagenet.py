@@ -17,6 +17,8 @@ import torchvision
 
 import deep.imagenet_wheel as wheel_mod
 import deep.models as models_mod
+from compare.tradeoff import expected_deep_rows
+from deep import profiles
 from deep.checkpoint import file_sha256
 from deep.config import TrainConfig
 from deep.imagenet import load_imagenet, locate, map_by_position
@@ -172,3 +174,18 @@ def test_torchvision_cache_file_checked_against_its_name(tmp_path, monkeypatch):
     record = load_imagenet(model.backbone, "resnet18")
     assert record["tensors_loaded"] == len(model.backbone.state_dict())
     assert torch.equal(model.backbone.body[0].weight, net.conv1.weight)
+
+
+def test_a_profile_gives_one_model_its_imagenet_init_and_the_study_expects_it():
+    recipe = dict(profiles.QUICK_RECIPE, epochs=3)
+    profile = profiles.Profile(students=("mobilenet_v1_0.25",), seeds=(0,), teacher=MODEL,
+                               recipe=recipe, inits={MODEL: "imagenet"})  # fmt: skip
+    assert profile.recipe_for(MODEL)["init"] == "imagenet"
+    assert profile.recipe_for("mobilenet_v1_0.25")["init"] == "pretrained"
+    teacher, runs = profiles.study_configs(profile, "market1501", None, T=2.0, alpha=0.9)
+    assert teacher.init == "imagenet" and {r.init for r in runs} == {"pretrained"}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(profiles.PROFILES, "tiny-imagenet", profile)
+        rows = expected_deep_rows("market1501", "tiny-imagenet")
+    assert (MODEL, "baseline", 0, "64x32", "imagenet") in rows
+    assert ("mobilenet_v1_0.25", "distilled", 0, "64x32", "pretrained") in rows
