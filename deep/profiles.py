@@ -1,9 +1,10 @@
 """Study profiles: which students, seeds and teacher, and the recipe they train with.
 
 ``quick`` is the laptop study of ``make distill`` / ``make tradeoff-plot`` (64x32 inputs, every
-CNN fine-tuned from its shipped backbone); ``full`` is the paper-sized one (256x128, scratch
-unless you bring weights). :func:`study_configs` turns a profile into the teacher's and every
-student's :class:`~deep.config.TrainConfig`.
+CNN fine-tuned from its shipped backbone); ``cuhk03`` the study on real images (CUHK03 in the
+Market-1501 layout, settings chosen on its validation identities); ``full`` is the paper-sized
+one (256x128, scratch unless you bring weights). :func:`study_configs` turns a profile into the
+teacher's and every student's :class:`~deep.config.TrainConfig`.
 """
 
 from __future__ import annotations
@@ -77,6 +78,16 @@ FULL_RECIPE = dict(
     # weights (deep.train --init pretrained --weights PATH, e.g. ImageNet ones).
     init="scratch",
 )
+#: Real images (issue 21: CUHK03 labeled in the Market-1501 layout). Every setting was chosen on
+#: validation identities (20% of the training ids, seed 0) with bench/bench_real_validation.py;
+#: the numbers are in the README's CUHK03 section.
+CUHK03_RECIPE = dict(
+    QUICK_RECIPE,
+    input_size=(64, 32),
+    epochs=10,
+    batch_size=32,
+    lr=0.01,
+)
 PROFILES = {
     "quick": Profile(
         students=(
@@ -103,6 +114,18 @@ PROFILES = {
             "mobilenet_v2_1.0": 20,
             "resnet18": 20,
         },
+    ),
+    "cuhk03": Profile(
+        # the shipped synthetic backbones for the MobileNet v1 students (scratch does not learn
+        # in an affordable schedule on 594 ids)
+        students=("mobilenet_v1_0.25", "mobilenet_v1_0.5"),
+        seeds=(0, 1, 2),
+        # the only model with offline ImageNet weights (make imagenet-weights) teaches
+        teacher="mobilenet_v2_1.0",
+        recipe=CUHK03_RECIPE,
+        T=2.0,
+        alpha=0.9,
+        inits={"mobilenet_v2_1.0": "imagenet"},
     ),
     "full": Profile(
         students=(
