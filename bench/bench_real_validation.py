@@ -203,7 +203,7 @@ def write_report(out_dir: Path, results: list[OptionResult]) -> pd.DataFrame:
     path = out_dir / f"{REPORT}.csv"
     new = pd.DataFrame([asdict(r) for r in results])
     if path.is_file():
-        old = pd.read_csv(path)
+        old = pd.read_csv(path, dtype={"init": str}, keep_default_na=False, na_values=[""])
         old = old[~(old.option.isin(new.option) & old.split.isin(new.split))]
         new = pd.concat([old, new], ignore_index=True)
     table = new.sort_values(["pipeline", "model", "val_mAP"], ascending=[True, True, False])

@@ -59,8 +59,9 @@ def test_lomo_and_cnn_options_accumulate_in_one_report(root, tmp_path):
     stamp = (run / "model.pt").stat().st_mtime_ns
     bench.main(["cnn", *common, "--models", "mobilenet_v1_0.25", "--inits", "scratch",
                 "--sizes", "32x16", "--epochs", "1", "--batch-size", "8"])  # fmt: skip
-    again = pd.read_csv(tmp_path / "report" / "real_validation.csv")
+    again = pd.read_csv(tmp_path / "report" / "real_validation.csv", keep_default_na=False)
     assert len(again) == 3 and (run / "model.pt").stat().st_mtime_ns == stamp
+    assert list(again[again.pipeline == "lomo_xqda"].init) == ["n/a", "n/a"]  # kept, not NaN
     assert "| lomo_xqda |" in (tmp_path / "report" / "real_validation.md").read_text()
 
 
