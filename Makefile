@@ -87,6 +87,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
 	$(PY) bench/bench_finetune.py
+	$(PY) bench/bench_threads.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from pathlib import Path
@@ -10,11 +11,17 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 from data.protocols import evaluate
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        epilog="writes its table to runs/bench/evaluation.md (under REID_RUNS_DIR if set)",
+    )
+    parser.parse_args(argv)  # no options: --help or a stray argument never runs the benchmark
     rng = np.random.default_rng(0)
     n_q, n_g = 3368, 19732
     dist = rng.random((n_q, n_g), dtype=np.float32)
@@ -29,8 +36,7 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     out = RUNS_DIR / "bench" / "evaluation.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(table + "\n")
+    atomic_write_text(out, table + "\n")
 
 
 if __name__ == "__main__":

@@ -22,15 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import pandas as pd
 
 from compare.results import read_results, results_path
+from compare.scaling import GALLERY_SIZES, scaling_dims, scaling_markdown, scaling_table
 from compare.timing import available_threads, cpu_model
-from compare.tradeoff import (
-    CNN_DIMS,
-    GALLERY_SIZES,
-    LOMO_DIM,
-    scaling_dims,
-    scaling_markdown,
-    scaling_table,
-)
 from data.io import atomic_write_text
 from data.paths import RUNS_DIR
 
@@ -44,9 +37,8 @@ def dims_for(dataset: str) -> dict[int, str]:
             return scaling_dims(df[df.dataset.astype(str) == dataset], dataset)
         except ValueError as err:
             print(f"note: {err}; using the default dimensions", file=sys.stderr)
-    dims = {LOMO_DIM: f"{LOMO_DIM}-d (raw LOMO)"}
-    dims.update({d: f"{d}-d" for d in CNN_DIMS})
-    return dims
+    # no rows: every pipeline's reference dimensions (raw LOMO, 512/1024/2048-d)
+    return scaling_dims(pd.DataFrame(columns=["pipeline", "model", "embedding_dim", "extra"]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,7 @@ that metric, ``msrcr`` is the Retinex pre-processing of LOMO's colour branch;
 function is not re-exported here: the name belongs to the ``classical.lomo`` module.)
 """
 
+import data  # noqa: F401  (first: it sets the OpenMP wait policy before numba loads)
 from classical.lomo import LOMO
 from classical.retinex import msrcr
 from classical.xqda import XQDA, XQDAMatcher

@@ -61,6 +61,7 @@ from data.io import (
     remove_orphan_temporaries,
 )
 from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
+from data.ownership import check_run_folder, mark_run_folder
 from data.paths import run_dir_for
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
 
@@ -71,6 +72,8 @@ TRIAL_RANKS = (1, 5, 10, 20)
 SOLVERS = ("svd", "eig")
 #: The files of a run folder (all written atomically, the folder created by the first of them).
 RUN_FILES = ("xqda.npz", "trials.json", "summary.json")
+#: The marker kind of a classical run folder (:mod:`data.ownership`).
+RUN_KIND = "classical"
 
 
 @dataclass
@@ -269,6 +272,20 @@ class LomoXqda:
         )
         return feature @ self._components32
 
+    def extract_batch(self, images: np.ndarray) -> np.ndarray:
+        """Decoded RGB images (n, H, W, 3) -> projected features (n, dim): :meth:`extract` for
+        many images at once (bulk gallery indexing)."""
+        resized = np.stack([resize(image, self.config.size) for image in images])
+        return lomo(resized, retinex=self.config.retinex, dtype=np.float32) @ self._components32
+
+    @classmethod
+    def with_projection(cls, config: ClassicalConfig, components: np.ndarray) -> LomoXqda:
+        """An extractor only (no metric, no cache) through the projection ``components``
+        (features x dims): timing extraction, whose cost depends only on the shapes."""
+        pipeline = cls(config, cache_dir=Path())
+        pipeline._components32 = np.ascontiguousarray(components, dtype=np.float32)
+        return pipeline
+
     def matcher(self, projected_gallery: np.ndarray, k: int = 50) -> XQDAMatcher:
         """Ranks ``projected_gallery`` for a projected query (``.match``) or many
         (``.distance_matrix``) with the XQDA metric."""
@@ -311,6 +328,7 @@ def run(config: ClassicalConfig) -> FittedRun:
     # what a run of this name killed while writing (kill -9) left behind; no folder is created
     # before the first output, so a run that fails before producing anything leaves none
     remove_orphan_temporaries(out_dir, RUN_FILES)
+    check_run_folder(out_dir, RUN_KIND, legacy=_is_classical_run)
     if protocol == "market":
         fitted = _run_market(config, root, out_dir, name)
     else:
@@ -320,8 +338,15 @@ def run(config: ClassicalConfig) -> FittedRun:
     return fitted
 
 
+def _is_classical_run(folder: Path) -> bool:
+    """A run folder written before markers existed: XQDA weights and no CNN weights."""
+    cnn = (folder / "model.pt").exists() or (folder / "checkpoint.pt").exists()
+    return (folder / "xqda.npz").is_file() and not cnn
+
+
 def write_summary(fitted: FittedRun) -> None:
     """(Re)write the run's ``summary.json``, atomically."""
+    mark_run_folder(fitted.out_dir, RUN_KIND)
     summary = json.loads(json.dumps(fitted.summary, default=_json_default))
     atomic_write_text(fitted.out_dir / "summary.json", json.dumps(summary, indent=2))
 
@@ -369,6 +394,7 @@ def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -
     official = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="official")
     torchreid = evaluate(dist, q_ids, g_ids, q_cams, g_cams, ap="torchreid")
     seconds["evaluation"] = time.perf_counter() - t0
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     pipeline.save(out_dir / "xqda.npz")
     summary = {
         "dataset": config.dataset,
@@ -494,6 +520,7 @@ def _run_trials(
             flush=True,
         )
     first = results[0]
+    mark_run_folder(out_dir, RUN_KIND)  # before the first output: a killed run is still ours
     first.pipeline.save(out_dir / "xqda.npz")
     atomic_write_text(
         out_dir / "trials.json",

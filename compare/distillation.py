@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from compare.measure import measure_runs
+from compare.pipelines.cnn import CnnPipeline
 from compare.results import check_table, read_results, results_path
 from data.io import atomic_write_text
 from data.paths import run_dir_for
@@ -39,7 +40,7 @@ def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
     """Baseline vs distilled per student: mean and std over seeds, and the gain."""
 
     df = read_results(results_path(dataset))
-    df = df[df.pipeline == "deep"]
+    df = df[df.pipeline == CnnPipeline.name]
     rows = []
     for model in dict.fromkeys([teacher, *students]):
         sub = df[df.model == model]

@@ -40,12 +40,9 @@ from compare.results import (
     results_path,
     upsert_rows,
 )
-from compare.timing import TimingResult, machine_info, thread_limit, time_queries
+from compare.timing import TOP_K, TimingResult, machine_info, thread_limit, time_queries
 from data.cli import positive_int
 from data.images import load_image
-
-#: Gallery items each timed query ranks (top-k), as in every pipeline.
-TOP_K = 50
 
 
 def time_fitted(fitted: FittedRun, *, threads: int | None, num_timed_queries: int) -> TimingResult:

@@ -31,10 +31,10 @@ from compare.results import (
     results_path,
     upsert_rows,
 )
-from compare.timing import available_threads, machine_info, time_engine_queries
+from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
 from data.cli import positive_int
 from data.images import load_image
-from data.io import atomic_write_text
+from data.io import atomic_write_text, remove_orphan_temporaries
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
 from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
@@ -52,10 +52,7 @@ from deep.export import (
 )
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
-from deep.train import worker_pool
-
-#: Gallery items each timed query ranks (top-k), as in every pipeline.
-TOP_K = 50
+from deep.train import RUN_OUTPUTS, worker_pool
 
 
 def measure_run(
@@ -96,6 +93,7 @@ def measure_run(
     """
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir / "model.pt")
+    remove_orphan_temporaries(run_dir, RUN_OUTPUTS)  # what a killed export or write left
     cfg = state["config"]
     if dataset is None:
         dataset = load_dataset(cfg["dataset"], data_root or cfg["data_root"])

@@ -5,7 +5,8 @@ A CNN timed on several inference engines (the results table's ``engine`` column:
 ``torch``, ``onnxruntime``, ``openvino``) is drawn once, at its fastest engine
 (:func:`fastest_engines`); the subtitle names the engines and, when they differ between CNNs,
 each label carries its engine in brackets. The markdown table lists every engine. One marker per
-family (classical, ResNet, MobileNet v1, MobileNet v2), hollow for networks
+family (each pipeline's adapter, :mod:`compare.pipelines`, styles its families: classical,
+ResNet, MobileNet v1, MobileNet v2), hollow for networks
 trained alone and filled for distilled students, with an arrow from each student's baseline to
 its distilled version; the Pareto front (fastest way to reach a given accuracy) is a step line.
 An optional third panel shows matching time against gallery size for each feature dimension,
@@ -15,6 +16,7 @@ reference line, matching starts to dominate that pipeline's cost.
 
 from __future__ import annotations
 
+from itertools import product
 from pathlib import Path
 
 import matplotlib
@@ -29,18 +31,18 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from compare.pareto import pareto_front
+from compare.pipelines import (
+    derived_rows,
+    family_style,
+    family_styles,
+    pipeline,
+    rows_where,
+    variant_of,
+    variants,
+)
 from compare.results import fill_defaults
 from data.io import atomic_path
-from deep.models import list_models, model_spec
 
-FAMILIES = ("classical", "ResNet", "MobileNet v1", "MobileNet v2", "other")
-FAMILY_STYLE = {
-    "classical": dict(marker="s", color="#4d4d4d"),
-    "ResNet": dict(marker="o", color="#1f77b4"),
-    "MobileNet v1": dict(marker="^", color="#d62728"),
-    "MobileNet v2": dict(marker="D", color="#2ca02c"),
-    "other": dict(marker="P", color="#9467bd"),
-}
 #: Columns identifying one point of the plot (seeds are aggregated, the fastest engine is kept).
 GROUP = ["pipeline", "model", "variant", "input_size", "init"]
 #: Columns the plot and the table need from a results table (``engine`` and ``init`` are filled
@@ -71,23 +73,26 @@ _MEAN_COLUMNS = (
 )
 
 
-def family(model: str) -> str:
-    """Family of a model name (from the model registry's entry): classical, ResNet,
-    MobileNet v1, MobileNet v2, or other (a family the plot has no style for, e.g. OSNet)."""
-    if model.lower().startswith("lomo"):
-        return "classical"
-    if model in list_models():
-        name = model_spec(model).family
-        return name if name in FAMILIES else "other"
-    return "other"
+def family(pipeline_name: str, model: str) -> str:
+    """Family of a model of a pipeline, from the pipeline's adapter (:mod:`compare.pipelines`):
+    classical, ResNet, MobileNet v1, MobileNet v2, or other for the CNNs."""
+    return pipeline(pipeline_name).family(model)
 
 
-def short_name(model: str) -> str:
-    """Label for a model: ``lomo_xqda`` -> LOMO+XQDA, else the registry's short name
-    (``resnet50`` -> R50, ``mobilenet_v1_0.25`` -> MNv1 0.25); unknown names unchanged."""
-    if model == "lomo_xqda":
-        return "LOMO+XQDA"
-    return model_spec(model).short_name if model in list_models() else model
+def short_name(pipeline_name: str, model: str) -> str:
+    """Label for a model of a pipeline, from its adapter: ``lomo_xqda`` -> LOMO+XQDA, a CNN by
+    the model registry's short name (``resnet50`` -> R50); unknown names unchanged."""
+    return pipeline(pipeline_name).short_name(model)
+
+
+def _multi_engine(df: pd.DataFrame) -> pd.Series:
+    """Rows of pipelines timed on several engines (shown at their fastest, engines tagged)."""
+    return rows_where(df, lambda p: p.multi_engine)
+
+
+def _with_init(df: pd.DataFrame) -> pd.Series:
+    """Rows of pipelines whose ``init`` says how the model was initialised."""
+    return rows_where(df, lambda p: p.reports_init)
 
 
 def _check(df: pd.DataFrame) -> None:
@@ -122,15 +127,15 @@ def aggregate(df: pd.DataFrame) -> pd.DataFrame:
     spec["seeds"] = ("seed", "nunique")
     agg = df.groupby([*GROUP, "engine"], sort=False, dropna=False).agg(**spec).reset_index()
     agg = agg.fillna({f"{c}_std": 0.0 for c in means})
-    agg["family"] = [family(m) for m in agg.model]
+    agg["family"] = [family(p, m) for p, m in zip(agg.pipeline, agg.model, strict=True)]
     sizes_per_model = agg.groupby("model").input_size.nunique()
-    deep_inits = set(agg[agg.pipeline != "classical"].init)
+    deep_inits = set(agg[_with_init(agg)].init)
     labels = []
     for r in agg.itertuples():
-        text = short_name(r.model)
+        text = short_name(r.pipeline, r.model)
         if sizes_per_model[r.model] > 1:
             text += f" {r.input_size}"
-        text += " KD" if r.variant == "distilled" else ""
+        text += variant_of(r.pipeline, r.variant).suffix
         tag = INIT_TAGS.get(r.init, r.init)
         if len(deep_inits) > 1 and tag:  # say which CNNs started from pretrained weights
             text += f" {tag}"
@@ -162,7 +167,7 @@ def fastest_engines(agg: pd.DataFrame) -> pd.DataFrame:
 
 def _engine_caption(best: pd.DataFrame) -> tuple[str, bool]:
     """Subtitle words for the CNNs' engines, and whether labels must carry their engine."""
-    cnn = best[best.pipeline != "classical"]
+    cnn = best[_multi_engine(best)]
     engines = list(dict.fromkeys(cnn.engine.astype(str)))
     if not engines:
         return "", False
@@ -177,7 +182,7 @@ def _engine_caption(best: pd.DataFrame) -> tuple[str, bool]:
 
 
 def _init_caption(best: pd.DataFrame) -> str:
-    inits = sorted(set(best[best.pipeline != "classical"].init.astype(str)))
+    inits = sorted(set(best[_with_init(best)].init.astype(str)))
     if not inits:
         return ""
     if len(inits) == 1:
@@ -296,11 +301,16 @@ def _draw_pareto_front(ax, x: np.ndarray, y: np.ndarray, ok: np.ndarray) -> np.n
 
 
 def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[tuple, tuple]]:
-    """Arrow from each student's baseline to its distilled version; return (start, end) pairs."""
+    """Arrow from each point of a derived variant's origin to the derived point (a student's
+    baseline to its distilled version, :attr:`Variant.derived_from`); return (start, end)
+    pairs."""
     arrows = []
-    for _key, sub in agg.groupby(["model", "input_size", "init"], sort=False):
-        base = sub[sub.variant == "baseline"]
-        dist = sub[sub.variant == "distilled"]
+    derived = [v for v in variants() if v.derived_from]
+    for (_key, sub), v in product(
+        agg.groupby(["model", "input_size", "init"], sort=False), derived
+    ):
+        base = sub[sub.variant == v.derived_from]
+        dist = sub[sub.variant == v.name]
         if len(base) and len(dist):
             b, d = base.iloc[0], dist.iloc[0]
             arrows.append(((b.ms_query, b[metric]), (d.ms_query, d[metric])))
@@ -310,7 +320,7 @@ def _draw_distillation_arrows(ax, agg: pd.DataFrame, metric: str) -> list[tuple[
                 xytext=(b.ms_query, b[metric]),
                 arrowprops=dict(
                     arrowstyle="-|>",
-                    color=FAMILY_STYLE[b.family]["color"],
+                    color=family_style(b.family).color,
                     lw=1.3,
                     alpha=0.9,
                     shrinkA=5,
@@ -333,17 +343,17 @@ def _draw_points(
     for i, r in enumerate(agg.itertuples()):
         if not ok[i]:
             continue
-        style = FAMILY_STYLE[r.family]
-        hollow = r.variant == "baseline"
+        style = family_style(r.family)
+        hollow = variant_of(r.pipeline, r.variant).hollow
         ax.errorbar(
             r.ms_query,
             getattr(r, metric),
             xerr=r.ms_query_std if r.ms_query_std > 0 else None,
             yerr=getattr(r, f"{metric}_std") or None,
-            fmt=style["marker"],
-            color=style["color"],
-            markersize=8 if r.family != "classical" else 9,
-            markerfacecolor="white" if hollow else style["color"],
+            fmt=style.marker,
+            color=style.color,
+            markersize=style.markersize,
+            markerfacecolor="white" if hollow else style.color,
             markeredgewidth=1.6,
             elinewidth=1.0,
             capsize=2.5,
@@ -354,7 +364,7 @@ def _draw_points(
                 x=r.ms_query,
                 y=getattr(r, metric),
                 text=r.label,
-                color=style["color"],
+                color=style.color,
                 bold=i in front,
             )
         )
@@ -429,12 +439,13 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
         ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
     refs = []
     # extraction time per architecture (baseline and distilled share it): the reference lines
-    for r in agg[agg.variant != "distilled"].drop_duplicates(["model", "input_size"]).itertuples():
+    for r in agg[~derived_rows(agg)].drop_duplicates(["model", "input_size"]).itertuples():
         if np.isfinite(r.ms_extract) and r.ms_extract > 0:
-            color = FAMILY_STYLE[r.family]["color"]
+            color = family_style(r.family).color
             ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
             dim = "" if pd.isna(r.embedding_dim) else f", {int(r.embedding_dim)}-d"
-            refs.append((float(r.ms_extract), f"extract {short_name(r.model)}{dim}", color))
+            name = short_name(r.pipeline, r.model)
+            refs.append((float(r.ms_extract), f"extract {name}{dim}", color))
     ax.set_xscale("log")
     ax.set_yscale("log")
     _log_axis(ax, "x")
@@ -491,11 +502,10 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
 
 def _tag_engines(agg: pd.DataFrame) -> None:
     """Append each CNN's engine tag to its label, in place: ``R50 [ORT]``."""
+    tagged = _multi_engine(agg).to_numpy()
     agg["label"] = [
-        r.label
-        if r.pipeline == "classical"
-        else f"{r.label} [{ENGINE_TAGS.get(r.engine, r.engine)}]"
-        for r in agg.itertuples()
+        f"{r.label} [{ENGINE_TAGS.get(r.engine, r.engine)}]" if tag else r.label
+        for r, tag in zip(agg.itertuples(), tagged, strict=True)
     ]
 
 
@@ -526,37 +536,30 @@ def _figure_layout(with_scaling: bool) -> tuple[Figure, list[Axes], Axes | None]
 
 def _legend_handles(agg: pd.DataFrame) -> list[Line2D]:
     """Legend entries: the families present, hollow/filled variants, the arrow and the front."""
-    present = [f for f in FAMILIES if f in set(agg.family)]
+    present = [s for s in family_styles() if s.name in set(agg.family)]
     handles = [
-        Line2D(
-            [],
-            [],
-            ls="none",
-            marker=FAMILY_STYLE[f]["marker"],
-            color=FAMILY_STYLE[f]["color"],
-            markersize=8,
-            label=f,
-        )
-        for f in present
+        Line2D([], [], ls="none", marker=s.marker, color=s.color, markersize=8, label=s.name)
+        for s in present
     ]
-    variants = set(agg.variant)
+    shown = set(agg.variant)
     grey = dict(ls="none", marker="o", color="#555555", markersize=8)
-    if "baseline" in variants:
-        handles.append(Line2D([], [], markerfacecolor="white", label="trained alone", **grey))
-    if "distilled" in variants:
-        handles.append(Line2D([], [], label="distilled (KD)", **grey))
-    if {"baseline", "distilled"} <= variants:
-        handles.append(
-            Line2D(
-                [],
-                [],
-                color="#555555",
-                marker=r"$\rightarrow$",
-                ls="none",
-                markersize=14,
-                label="alone → distilled",
+    for v in variants():
+        if v.legend and v.name in shown:
+            face = dict(markerfacecolor="white") if v.hollow else {}
+            handles.append(Line2D([], [], label=v.legend, **face, **grey))
+    for v in variants():
+        if v.arrow_legend and {v.name, v.derived_from} <= shown:
+            handles.append(
+                Line2D(
+                    [],
+                    [],
+                    color="#555555",
+                    marker=r"$\rightarrow$",
+                    ls="none",
+                    markersize=14,
+                    label=v.arrow_legend,
+                )
             )
-        )
     handles.append(
         Line2D([], [], color=FRONT_COLOR, lw=2.2, alpha=0.6, label="Pareto front (bold labels)")
     )
@@ -677,6 +680,7 @@ def results_markdown(df: pd.DataFrame) -> str:
     """
     agg = aggregate(df).sort_values(["ms_query", "model"], kind="stable").reset_index(drop=True)
     best = fastest_engines(agg)
+    bold = _multi_engine(agg).to_numpy()
     plotted = set(best.index)
     ok = np.isfinite(best.ms_query.to_numpy(float)) & np.isfinite(best.mAP.to_numpy(float))
     front_pos = np.flatnonzero(ok)[pareto_front(best.ms_query[ok], best.mAP[ok])]
@@ -703,9 +707,9 @@ def results_markdown(df: pd.DataFrame) -> str:
             "| "
             + " | ".join(
                 [
-                    short_name(r.model),
+                    short_name(r.pipeline, r.model),
                     r.variant,
-                    f"**{engine}**" if i in plotted and r.pipeline != "classical" else engine,
+                    f"**{engine}**" if i in plotted and bold[i] else engine,
                     str(r.init),
                     str(r.input_size),
                     "-" if pd.isna(params) else f"{float(params) / 1e6:.2f}",
@@ -738,7 +742,7 @@ def engines_markdown(df: pd.DataFrame) -> str:
     engine.
     """
     agg = aggregate(df)
-    deep = agg[agg.pipeline != "classical"]
+    deep = agg[_multi_engine(agg)]
     if deep.empty or deep.groupby(GROUP, sort=False).engine.nunique().max() < 2:
         return ""
     engines = [e for e in ENGINE_TAGS if e in set(deep.engine)]
@@ -762,7 +766,7 @@ def engines_markdown(df: pd.DataFrame) -> str:
                 tag = ENGINE_TAGS.get(e, e)
                 changes.append(f"{tag} {r.rank1 - eager.rank1:+.1f} / {r.mAP - eager.mAP:+.1f}")
         lines.append(
-            f"| {short_name(b.model)} | {b.variant} | {b.init} | {b.input_size} | "
+            f"| {short_name(b.pipeline, b.model)} | {b.variant} | {b.init} | {b.input_size} | "
             + " | ".join(cells)
             + f" | {ENGINE_NAMES.get(b.engine, b.engine)} | {speedup} | "
             + ("; ".join(changes) or "-")
@@ -785,7 +789,7 @@ def distillation_markdown(df: pd.DataFrame) -> str:
             continue
         b, d = base.iloc[0], dist.iloc[0]
         lines.append(
-            f"| {short_name(model)} | {size} | {int(b.seeds)}/{int(d.seeds)} | "
+            f"| {short_name(b.pipeline, model)} | {size} | {int(b.seeds)}/{int(d.seeds)} | "
             f"{_pm(b.rank1, b.rank1_std)} | {_pm(d.rank1, d.rank1_std)} | "
             f"{d.rank1 - b.rank1:+.1f} | {_pm(b.mAP, b.mAP_std)} | {_pm(d.mAP, d.mAP_std)} | "
             f"{d.mAP - b.mAP:+.1f} |"

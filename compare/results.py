@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.io import OutputError, atomic_write_text, check_writable
+from data.io import OutputError, atomic_write_text, check_writable, remove_orphan_temporaries
 from data.paths import REPO_ROOT, run_dir_for
 
 KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
@@ -150,6 +150,8 @@ def check_table(path: Path | str) -> None:
     """Fail now, before any work, if the results table at ``path`` could not be updated later:
     it is a folder, unreadable, malformed, or its folder cannot be written."""
     path = Path(path)
+    # a rewrite killed by kill -9 left its temporary (a live writer's is kept: it holds a lock)
+    remove_orphan_temporaries(path.parent, [path.name])
     if path.exists():
         if not path.is_file():
             raise ResultsTableError(f"results table {path} is a folder, not a file")

@@ -39,6 +39,9 @@ from data.matching import DEFAULT_BUDGET, ShardedGalleryIndex
 if TYPE_CHECKING:  # pragma: no cover
     from deep.export import Engine
 
+#: Gallery items each timed query ranks (top-k), in every pipeline.
+TOP_K = 50
+
 
 @dataclass(frozen=True)
 class TimingResult:

@@ -4,9 +4,9 @@ Each is a set of persons seen by two cameras, camera A (the gallery view) and ca
 view), evaluated over several train/test splits ("trials"), as in Liao et al. (CVPR 2015):
 
 ``viper``
-    The original release: ``cam_a/*.bmp`` and ``cam_b/*.bmp``, 632 persons; the i-th image of
-    ``cam_a`` and the i-th of ``cam_b`` (sorted by name) are the same person. 10 random 316/316
-    splits.
+    The original release: ``cam_a/*.bmp`` and ``cam_b/*.bmp``, 632 persons; the images of
+    ``cam_a`` and ``cam_b`` with the same person number (the name before ``_``) are one person;
+    a number in one camera only is an error. 10 random 316/316 splits.
 ``cuhk01``
     The original ``campus/`` folder (or the folder itself) of ``PPPPNNN.png``: person ``PPPP``
     (971 persons), image ``NNN`` 001-002 from camera A and 003-004 from camera B. 10 random
@@ -334,16 +334,33 @@ def load_viper(
         raise FileNotFoundError(
             f"VIPeR root {root} lacks {missing}; expected the original release's cam_a/ and cam_b/"
         )
-    cam_a, cam_b = (list_images(f) for f in folders)
-    if len(cam_a) != len(cam_b):
+    cam_a, cam_b = (_viper_by_person(list_images(f), f) for f in folders)
+    if cam_a.keys() != cam_b.keys():
+        only_a, only_b = sorted(cam_a.keys() - cam_b.keys()), sorted(cam_b.keys() - cam_a.keys())
         raise ValueError(
-            f"VIPeR pairs the i-th image of cam_a with the i-th of cam_b, but {folders[0]} has "
-            f"{len(cam_a)} images and {folders[1]} has {len(cam_b)}"
+            "VIPeR pairs a cam_a and a cam_b image by their name's person number (before '_'), "
+            f"but {folders[0]} has {len(cam_a)} images and {folders[1]} has {len(cam_b)}; "
+            f"only in cam_a: {only_a[:SHOW_FIRST]}, only in cam_b: {only_b[:SHOW_FIRST]}"
         )
     persons = tuple(
-        Person(i + 1, (a,), (b,)) for i, (a, b) in enumerate(zip(cam_a, cam_b, strict=True))
+        Person(i + 1, (cam_a[key],), (cam_b[key],)) for i, key in enumerate(sorted(cam_a))
     )
     return _half_split_benchmark("viper", root, persons, VIPER_PERSONS, num_trials, seed)
+
+
+def _viper_by_person(images: list[Path], folder: Path) -> dict[str, Path]:
+    """``{person number: image}`` of one VIPeR camera (``000_45.bmp`` is person ``000``)."""
+    by_person: dict[str, Path] = {}
+    for path in images:
+        key = path.name.split("_", 1)[0]
+        if "_" not in path.name or not key.isdigit():
+            raise ValueError(f"VIPeR image {path} is not named <person number>_<angle>.<ext>")
+        if key in by_person:
+            raise ValueError(
+                f"{folder} has two images of person {key}: {by_person[key].name}, {path.name}"
+            )
+        by_person[key] = path
+    return by_person
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,6 +679,25 @@ def _strings(values: np.ndarray) -> list[str]:
     return out
 
 
+SPLIT_KEYS = ("train_idx", "query_idx", "gallery_idx")
+
+
+def _new_protocol_indices(values, key: str, count: int, config: Path) -> np.ndarray:
+    """A split's 1-based indices into filelist; fractions, out-of-range values refused."""
+    raw = np.asarray(values).ravel()
+    if raw.size == 0 or not np.issubdtype(raw.dtype, np.number) or np.iscomplexobj(raw):
+        raise ValueError(f"{config}: {key} must hold 1-based indices into filelist")
+    bad = raw[~np.isfinite(raw) | (raw != np.round(raw))] if raw.dtype.kind == "f" else raw[:0]
+    if bad.size:
+        raise ValueError(
+            f"{config}: {key} holds non-integer indices, e.g. {bad[:SHOW_FIRST].tolist()}"
+        )
+    idx = raw.astype(np.int64)
+    if idx.min() < 1 or idx.max() > count:
+        raise ValueError(f"{config}: {key} must hold 1-based indices into filelist (1..{count})")
+    return idx
+
+
 def load_cuhk03_new(root: Path | str, kind: str = "labeled") -> ReidDataset:
     """CUHK03 under the new protocol: 767 training / 700 test persons, Market-1501 evaluation."""
     import scipy.io
@@ -673,7 +709,7 @@ def load_cuhk03_new(root: Path | str, kind: str = "labeled") -> ReidDataset:
         raise FileNotFoundError(f"CUHK03 new protocol: {config} not found")
     try:
         mat = scipy.io.loadmat(config)
-    except (ValueError, OSError, NotImplementedError) as err:
+    except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise ValueError(f"{config} is not a readable MATLAB v5 file: {err}") from None
     missing = [k for k in NEW_PROTOCOL_KEYS if k not in mat]
     if missing:
@@ -701,14 +737,21 @@ def load_cuhk03_new(root: Path | str, kind: str = "labeled") -> ReidDataset:
         for f, pid, cam in zip(files, labels, cams, strict=True)
     ]
 
-    def split(key: str) -> list[Record]:
-        idx = np.asarray(mat[key]).ravel().astype(np.int64)
-        if idx.size == 0 or idx.min() < 1 or idx.max() > len(records):
-            raise ValueError(f"{config}: {key} must hold 1-based indices into filelist")
-        return [records[i - 1] for i in idx]
-
-    train, mapping = relabel(split("train_idx"))
-    query, gallery = split("query_idx"), split("gallery_idx")
+    idx = {key: _new_protocol_indices(mat[key], key, len(records), config) for key in SPLIT_KEYS}
+    for test_key in ("query_idx", "gallery_idx"):
+        shared = np.intersect1d(idx["train_idx"], idx[test_key])
+        if shared.size:
+            raise ValueError(
+                f"{config}: {shared.size} image(s) are in both train_idx and {test_key} (test "
+                f"images in the training set), e.g. filelist entries {shared[:SHOW_FIRST].tolist()}"
+            )
+    train, mapping = relabel([records[i - 1] for i in idx["train_idx"]])
+    if len(mapping) < 2:
+        raise ValueError(
+            f"{config}: the labels of train_idx's {len(train)} images name {len(mapping)} "
+            "identity; training needs at least 2"
+        )
+    query, gallery = ([records[i - 1] for i in idx[k]] for k in ("query_idx", "gallery_idx"))
     warn_unmatched_queries(query, gallery, config)
     return ReidDataset(name, root, train, query, gallery, mapping)
 
@@ -809,7 +852,12 @@ def main(argv: list[str] | None = None) -> int:
     extract = sub.add_parser("extract-cuhk03", help="write cuhk-03.mat's images as PNG files")
     extract.add_argument("mat", help="path of cuhk-03.mat")
     extract.add_argument("out", help="folder to create (e.g. ROOT/images_labeled)")
-    extract.add_argument("--kind", choices=CUHK03_KINDS, default="labeled")
+    extract.add_argument(
+        "--kind",
+        choices=CUHK03_KINDS,
+        default="labeled",
+        help="which boxes to write: the hand-labelled or the detected ones (default labeled)",
+    )
     args = parser.parse_args(argv)
     try:
         count = extract_cuhk03_images(args.mat, args.kind, args.out)

@@ -1,4 +1,16 @@
-"""Image loading: any file OpenCV decodes -> RGB uint8, optionally resized to (height, width)."""
+"""Image loading: any file OpenCV decodes -> RGB uint8, optionally resized to (height, width).
+
+Decoding rules (every image of every pipeline goes through :func:`load_image`):
+
+* **Orientation**: a JPEG's EXIF orientation tag is applied, as image viewers do (a phone photo
+  stored sideways with orientation 6 is read upright).
+* **Colour**: grayscale becomes RGB (three equal channels); alpha is dropped (re-ID crops are
+  opaque, and compositing would invent a background).
+* **Bit depth**: 8-bit images are taken as they are. A 16-bit image is scaled by its actual
+  range: if no value exceeds 255 it holds 8-bit values and is taken as is; otherwise it is
+  mapped from 0-65535 to 0-255 (value / 257, rounded: the exact inverse of the usual 8-to-16-bit
+  expansion). Any other pixel type (float TIFF, ...) is refused, naming the file.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +25,17 @@ class ImageLoadError(ValueError):
     """An image file is missing, empty or cannot be decoded."""
 
 
+#: OpenCV decodes to 3 channels (BGR), keeps 16 bits and applies the EXIF orientation (which
+#: it skips for IMREAD_UNCHANGED).
+_DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH
+
+
 def _to_rgb_uint8(image: np.ndarray, path: Path) -> np.ndarray:
     if image.dtype == np.uint16:
-        # 16-bit PNGs: keep the top 8 bits rather than clipping.
-        image = (image >> 8).astype(np.uint8)
+        if image.max(initial=0) <= 255:  # 8-bit values stored in 16 bits
+            image = image.astype(np.uint8)
+        else:
+            image = np.round(image / 257.0).astype(np.uint8)
     elif image.dtype != np.uint8:
         raise ImageLoadError(f"unsupported pixel type {image.dtype} in image {path}")
     if image.ndim == 2:
@@ -38,7 +57,8 @@ def load_image(path: Path | str, size: tuple[int, int] | None = None) -> np.ndar
     Parameters
     ----------
     path : path
-        Image file (JPEG, PNG, BMP, ...). Grayscale and RGBA images become RGB.
+        Image file (JPEG, PNG, BMP, ...), decoded by the module's rules (EXIF orientation
+        applied, grayscale and RGBA images become RGB, 16-bit scaled by its actual range).
     size : (height, width), optional
         Resize with bilinear interpolation (area interpolation when shrinking) to this size.
 
@@ -53,7 +73,7 @@ def load_image(path: Path | str, size: tuple[int, int] | None = None) -> np.ndar
     raw = np.fromfile(path, dtype=np.uint8)  # works with non-ASCII paths, unlike cv2.imread
     if raw.size == 0:
         raise ImageLoadError(f"image file is empty: {path}")
-    decoded = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED)
+    decoded = cv2.imdecode(raw, _DECODE_FLAGS)
     if decoded is None:
         raise ImageLoadError(f"image file is corrupt or not an image: {path}")
     image = _to_rgb_uint8(decoded, path)

@@ -5,9 +5,13 @@ weights, contact sheets) goes through :func:`atomic_path`: the content is writte
 file in the target's folder, which is renamed over the target only once complete. A failure
 (full disk, read-only folder, exception) leaves the previous file untouched and no temporary
 file behind; filesystem errors come out as :class:`OutputError` naming the target. Only a process
-killed outright (``kill -9``, power cut) while writing leaves its temporary file: the next run
-removes it with :func:`remove_orphan_temporaries`. :func:`check_writable` fails before any work
-when an output folder cannot be written.
+killed outright (``kill -9``, power cut) while writing leaves its temporary file: the writer holds
+an advisory lock (``flock``) on its temporary while writing, so a temporary nobody holds is an
+orphan, and :func:`remove_orphan_temporaries` removes it. Every :func:`atomic_path` does so for
+its own target before writing, and commands call it for their run folders when they start, so
+a later run, export, measurement or table rewrite removes what a killed one left, without ever
+touching a concurrent writer's temporary. :func:`check_writable` fails before any work when an
+output folder cannot be written.
 """
 
 from __future__ import annotations
@@ -15,9 +19,18 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: temporaries are judged by age instead of by their writer's lock
+    fcntl = None
+
+#: Without ``flock``, a temporary untouched this long (seconds) is taken for an orphan.
+ORPHAN_AGE_WITHOUT_LOCKS = 24 * 3600
 
 
 class OutputError(OSError):
@@ -74,9 +87,9 @@ def remove_orphan_temporaries(folder: Path | str, names: Iterable[str]) -> list[
 
     A process killed outright while writing ``<folder>/<name>`` leaves ``.<name>.XXXXXXXX``
     (``mkstemp``'s 8 random characters, then the writer's suffix, if any) behind. Only files
-    named exactly so are removed; every other file, and a missing folder, is left alone. Call it
-    where no other process can be writing these names (a run folder when its run starts).
-    Returns the files removed (one that cannot be removed stays, silently).
+    named exactly so, and that no live writer holds (its ``flock``), are removed; every other
+    file, and a missing folder, is left alone, so it is safe while other processes write the
+    same names. Returns the files removed (one that cannot be removed stays, silently).
     """
     folder = Path(folder)
     patterns = [
@@ -91,12 +104,30 @@ def remove_orphan_temporaries(folder: Path | str, names: Iterable[str]) -> list[
         if not any(p.fullmatch(entry.name) for p in patterns):
             continue
         try:
-            if entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
+            if entry.is_file(follow_symlinks=False) and _remove_if_orphan(Path(entry.path)):
                 removed.append(folder / entry.name)
         except OSError:
             pass
     return removed
+
+
+def _remove_if_orphan(path: Path) -> bool:
+    """Unlink ``path`` unless a live writer holds its lock; True if it was removed."""
+    if fcntl is None:
+        if time.time() - path.stat().st_mtime < ORPHAN_AGE_WITHOUT_LOCKS:
+            return False
+        path.unlink()
+        return True
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # its writer is alive and writing
+            return False
+        path.unlink()
+        return True
+    finally:
+        os.close(fd)
 
 
 @contextmanager
@@ -109,13 +140,15 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     """
     path = Path(path)
     ensure_dir(path.parent)
+    remove_orphan_temporaries(path.parent, [path.name])  # what a killed writer of it left
     try:
         fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as err:
         raise OutputError(f"cannot write {path}: {err.strerror or err}") from err
-    os.close(fd)
     tmp = Path(name)
     try:
+        if fcntl is not None:  # held until the rename: marks the temporary as being written
+            fcntl.flock(fd, fcntl.LOCK_EX)
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
@@ -127,6 +160,8 @@ def atomic_path(path: Path | str, suffix: str = "") -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
 
 
 def atomic_write_bytes(path: Path | str, data: bytes) -> None:

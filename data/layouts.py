@@ -178,12 +178,25 @@ def list_images(folder: Path) -> list[Path]:
     """Image files directly in ``folder``, sorted by name; clear errors for missing/empty ones."""
     if not folder.is_dir():
         raise FileNotFoundError(f"split folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.is_file())
-    images = [p for p in files if p.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped = len(files) - len(images)
-    if skipped:
-        # Market-1501 ships Thumbs.db in some folders: skip non-images, but say how many.
-        log.info("%s: skipped %d non-image file(s)", folder, skipped)
+    entries = sorted(folder.iterdir())
+    named = [p for p in entries if p.suffix.lower() in IMAGE_EXTENSIONS]
+    images = [p for p in named if p.is_file()]
+    # Market-1501 ships Thumbs.db in some folders: skip non-images, but say how many; an entry
+    # named like an image that is no file (a dangling link, a folder) would silently drop one.
+    unreadable = [p.name for p in named if not p.is_file()]
+    if unreadable:
+        log.warning(
+            "%s: skipped %d entr%s named like an image that %s not a readable file (a dangling "
+            "link or a folder), e.g. %s",
+            folder,
+            len(unreadable),
+            "y" if len(unreadable) == 1 else "ies",
+            "is" if len(unreadable) == 1 else "are",
+            unreadable[:3],
+        )
+    others = sum(1 for p in entries if p.is_file() and p not in named)
+    if others:
+        log.warning("%s: skipped %d non-image file(s)", folder, others)
     if not images:
         raise DatasetError(
             f"split folder {folder} contains no images (extensions {sorted(IMAGE_EXTENSIONS)})"
@@ -384,8 +397,10 @@ def _identities(train: ReidDataset | Sequence[Record], what: str | None) -> _Ide
     if isinstance(train, ReidDataset):
         records: Sequence[Record] = train.train
         original = {new: old for old, new in train.train_pid_map.items()}
-        if what is None:
-            what = f"{train.name} ({train.root / SPLIT_DIRS['train']})"
+        if what is None:  # a layout without bounding_box_train/ is named by its images' folder
+            folder = train.root / SPLIT_DIRS["train"]
+            shown = folder if folder.is_dir() or not records else _describe_records(records)
+            what = f"{train.name} ({shown})"
     else:
         records = list(train)
         original = {}

@@ -67,7 +67,7 @@ class TrainConfig:
     checkpoint_every: int = 50  # steps; 0 = only at the end of each epoch
     stop_after_steps: int | None = None  # debugging / tests: simulate an interruption
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = 1  # None: torch's default (every core); see the field's help
     # Distillation (used when a teacher is given): Hinton soft targets, optional embedding term.
     kd_T: float = 4.0
     kd_alpha: float = 0.9
@@ -245,7 +245,8 @@ FIELD_HELP = {
     "checkpoint_every": "steps between checkpoints (0 = at the end of each epoch only)",
     "stop_after_steps": "stop after this many steps, as if interrupted (debugging, tests)",
     "device": "auto, cpu or cuda",
-    "threads": "torch CPU threads (default: torch's)",
+    "threads": "torch CPU threads (default 1: a shared machine slows it down gracefully and "
+    "the weights do not depend on the core count; more threads only on a dedicated machine)",
     "kd_T": "distillation temperature",
     "kd_alpha": "weight of the soft-target term (1 - alpha for the labels)",
     "kd_feature_weight": "weight of the embedding distillation term (0 = Hinton KD only)",

@@ -48,7 +48,8 @@ from torch import Tensor, nn
 
 from data.cli import positive_float
 from data.images import resize
-from data.io import atomic_path, atomic_write_text
+from data.io import atomic_path, atomic_write_text, remove_orphan_temporaries
+from data.ownership import NotOurFolderError, check_output_file
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
 from deep.loader import normalise
 from deep.models import ReIDNet
@@ -477,12 +478,17 @@ def export_run(
     An existing export is reused when its sidecar (``<file>.json``) records the same weights
     hash, input size and opset and the file's own hash still matches (so a truncated or
     overwritten file is exported again). ``state`` is the already loaded ``model.pt``.
+    An ``out`` file that exists without this exporter's sidecar is refused unless ``force``
+    (never the run's own ``model.pt``); a killed export's temporaries are removed first.
     """
     run_dir = Path(run_dir)
-    if state is None:
-        state = load_checkpoint(run_dir / "model.pt")
     path = Path(out) if out is not None else run_dir / ONNX_NAME
     sidecar = path.with_name(path.name + ".json")
+    if out is not None:
+        _check_out(run_dir, path, force)
+    if state is None:
+        state = load_checkpoint(run_dir / "model.pt")
+    remove_orphan_temporaries(path.parent, (path.name, sidecar.name))
     size = tuple(int(v) for v in state["config"]["input_size"])
     wanted = {
         "weights_sha256": weights_hash(state["model"]),
@@ -514,6 +520,27 @@ def export_run(
     return ExportResult(path, False, record)
 
 
+def _check_out(run_dir: Path, path: Path, force: bool) -> None:
+    """``--out`` replaces only an export of ours (a file with its sidecar), or any with force."""
+    inputs = {run_dir / "model.pt", run_dir / "checkpoint.pt"}
+    if any(path.exists() and p.exists() and path.samefile(p) for p in inputs):
+        raise NotOurFolderError(f"refusing to write the export over its own input {path}")
+    sidecar = path.with_name(path.name + ".json")
+    check_output_file(sidecar, lambda p: _export_record(p) is not None, force)
+    check_output_file(
+        path, lambda p: (_export_record(sidecar) or {}).get("onnx_sha256") == file_hash(p), force
+    )
+
+
+def _export_record(sidecar: Path) -> dict | None:
+    """This exporter's record in ``sidecar`` (a JSON object with ``onnx_sha256``), else None."""
+    try:
+        record = json.loads(sidecar.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and "onnx_sha256" in record else None
+
+
 def _opset(text: str) -> int:
     """argparse type of ``--opset``: an opset this torch exports and the check accepts."""
     try:
@@ -531,7 +558,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding model.pt")
     parser.add_argument("--format", choices=["onnx"], default="onnx", help="export format")
     parser.add_argument(
-        "--out", type=Path, default=None, help="output file (one run; default RUN_DIR/model.onnx)"
+        "--out",
+        type=Path,
+        default=None,
+        help="output file (one run; default RUN_DIR/model.onnx); an existing file is replaced "
+        "only if it is an earlier export (its .json record matches) or with --force",
     )
     parser.add_argument(
         "--opset",
@@ -545,7 +576,11 @@ def main(argv: list[str] | None = None) -> int:
         default=EXPORT_ATOL,
         help=f"largest |ONNX Runtime - PyTorch| accepted (default {EXPORT_ATOL:g})",
     )
-    parser.add_argument("--force", action="store_true", help="export even if a valid one exists")
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="export even if a valid one exists; let --out replace a file it did not write",
+    )
     args = parser.parse_args(argv)
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one run folder")

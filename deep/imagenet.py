@@ -10,7 +10,8 @@ Where the weights come from, in order (nothing is ever downloaded here):
 2. torchvision's own ImageNet file in the torch hub cache (``ModelSpec.imagenet_file``, mapped by
    ``ModelSpec.map_imagenet``), checked against the sha256 prefix torchvision puts in its name.
 
-Every tensor of the backbone must be loaded; the record says how many were.
+Every tensor of the backbone must be loaded (``deep.models.load_every_backbone_tensor``: BatchNorm's
+``num_batches_tracked`` counters are not weights and do not count); the record says how many were.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from deep.imagenet_wheel import (
     WheelSource,
     installed_path,
 )
-from deep.models import model_spec
+from deep.models import load_every_backbone_tensor, model_spec
+from deep.safe_load import load_tensors
 
 
 def map_by_position(state: dict[str, Tensor], target: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -98,10 +100,7 @@ def locate(name: str, imagenet_dir: Path | str | None = None) -> Path:
 
 
 def _read(path: Path) -> dict[str, Tensor]:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt files
-        raise ImagenetWeightsError(f"ImageNet weights {path} cannot be read: {err}") from err
+    state = load_tensors(path, ImagenetWeightsError, what="ImageNet weights")
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ImagenetWeightsError(f"{path} does not hold a state dict")
     return state
@@ -121,13 +120,12 @@ def load_imagenet(backbone: nn.Module, name: str, imagenet_dir: Path | str | Non
     else:
         mapped = model_spec(name).map_imagenet(state)
     try:
-        backbone.load_state_dict(mapped, strict=True)
-    except RuntimeError as err:
-        first = str(err).splitlines()[0]
-        raise ImagenetWeightsError(f"ImageNet weights {path} do not fit {name}: {first}") from err
+        loaded = load_every_backbone_tensor(backbone, mapped, path, name)
+    except ValueError as err:
+        raise ImagenetWeightsError(str(err)) from err
     return {
         "init": "imagenet",
         "weights": str(path),
         "sha256": file_sha256(path),
-        "tensors_loaded": len(mapped),
+        "tensors_loaded": loaded,
     }

@@ -15,6 +15,7 @@ cache if they are already there, ``weights=PATH`` from a local file; otherwise a
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from torch import Tensor, nn
 
 from deep.mobilenet_v1 import MobileNetV1
 from deep.osnet import OSNet
+from deep.safe_load import load_tensors
+
+log = logging.getLogger("deep.models")
 
 
 @dataclass(frozen=True)
@@ -304,13 +308,35 @@ def _load_imagenet(model: ReIDNet, spec: ModelSpec, weights: str | Path | None) 
         path = Path(weights)
         if not path.is_file():
             raise FileNotFoundError(f"weights file not found: {path}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = load_tensors(path, what="weights file")
+    if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
+        raise ValueError(f"weights file {path} is not a state dict of tensors")
     mapped = (spec.map_imagenet or _features_imagenet)(state)
-    missing, unexpected = model.backbone.load_state_dict(mapped, strict=False)
-    if unexpected or len(missing) == len(model.backbone.state_dict()):
+    loaded = load_every_backbone_tensor(model.backbone, mapped, path, spec.name)
+    log.info("loaded all %d backbone tensors of %s from %s", loaded, spec.name, path)
+
+
+def load_every_backbone_tensor(
+    backbone: nn.Module, mapped: dict[str, Tensor], path: Path, name: str
+) -> int:
+    """Load ``mapped`` into ``backbone``, requiring every tensor; returns how many were loaded.
+
+    BatchNorm's ``num_batches_tracked`` counters are not weights (and torch fills them in
+    silently), so they neither count nor are required; any other tensor missing, left over
+    or of another shape is a ValueError that says how many of the backbone's tensors fit.
+    """
+    own = {k: v for k, v in backbone.state_dict().items() if not k.endswith("num_batches_tracked")}
+    given = {k: v for k, v in mapped.items() if not k.endswith("num_batches_tracked")}
+    fitting = [k for k in own if k in given and given[k].shape == own[k].shape]
+    if len(fitting) < len(own) or len(given) > len(fitting):
+        wrong = [k for k in own if k not in fitting] + [k for k in given if k not in own]
         raise ValueError(
-            f"weights in {path} do not fit {spec.name}: unexpected keys {unexpected[:5]}"
+            f"weights in {path} do not fit {name}: {len(fitting)} of its {len(own)} backbone "
+            f"tensors are in the file with the right shape, {len(given) - len(fitting)} of the "
+            f"file's are not its (first mismatches: {', '.join(wrong[:3])})"
         )
+    backbone.load_state_dict(mapped, strict=False)
+    return len(fitting)
 
 
 def count_parameters(model: nn.Module, *, include_classifier: bool = False) -> int:

@@ -33,6 +33,7 @@ from torch import Tensor, nn
 
 from deep.checkpoint import file_sha256
 from deep.imagenet import load_imagenet
+from deep.safe_load import load_tensors
 
 log = logging.getLogger("deep.pretrained")
 
@@ -101,10 +102,7 @@ def verified_path(model: str, weights_dir: Path | str | None = None) -> tuple[Pa
 
 
 def _read_state(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises several types for corrupt files
-        raise PretrainedWeightsError(f"weights file {path} cannot be read: {err}") from err
+    state = load_tensors(path, PretrainedWeightsError, what="weights file")
     if not isinstance(state, dict):
         raise PretrainedWeightsError(f"{path} does not hold a state dict")
     return state

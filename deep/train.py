@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
+from data.ownership import MARKER_NAME, check_run_folder, mark_run_folder
 from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
@@ -60,6 +61,20 @@ TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 
 #: Settings that change how a run executes but not what it computes: a run may be resumed
 #: with other values.
+#: The marker kind of a CNN run folder (:mod:`data.ownership`).
+RUN_KIND = "deep"
+#: Files a CNN run folder receives (training, distillation, measurement, export): the names
+#: whose atomic-write temporaries a killed writer may leave there.
+RUN_OUTPUTS = (
+    "checkpoint.pt",
+    "model.pt",
+    "config.json",
+    "summary.json",
+    "model.onnx",
+    "model.onnx.json",
+    "teacher.json",
+    MARKER_NAME,
+)
 RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
 
 
@@ -425,6 +440,7 @@ def train(
     written before the data, the settings and any checkpoint to resume have been checked.
     """
     config.validate()
+    check_deep_run_folder(config.run_dir())
     device = resolve_device(config.device)
     if config.threads:
         torch.set_num_threads(config.threads)
@@ -437,9 +453,9 @@ def train(
     session = _open_session(config, dataset, images, labels, teacher_dim, device)
     if session.rank == 0:
         # Temporary files of atomic writes that a killed earlier session (kill -9) left behind.
-        outputs = ("checkpoint.pt", "model.pt", "config.json", "summary.json", "model.onnx")
-        remove_orphan_temporaries(session.run_dir, (*outputs, "model.onnx.json"))
+        remove_orphan_temporaries(session.run_dir, RUN_OUTPUTS)
         ensure_dir(session.run_dir)
+        mark_run_folder(session.run_dir, RUN_KIND)
         _add_file_log(session.run_dir / "train.log")
         atomic_write_text(session.run_dir / "config.json", json.dumps(config.as_dict(), indent=2))
     session.net = session.model
@@ -457,6 +473,15 @@ def train(
 
         dist.barrier()
     return session.run_dir
+
+
+def check_deep_run_folder(run_dir: Path) -> Path:
+    """Refuse a run folder that holds files training did not write (or another kind's run)."""
+    return check_run_folder(
+        run_dir,
+        RUN_KIND,
+        legacy=lambda d: (d / "model.pt").is_file() or (d / "checkpoint.pt").is_file(),
+    )
 
 
 def finished_model(config: TrainConfig) -> Path | None:
@@ -550,6 +575,7 @@ def _add_file_log(path: Path) -> None:
 def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
     """What ``python -m deep.train`` may do with the run folder, checked before any work:
     the finished ``model.pt`` if the run is already done, else None (train or resume)."""
+    check_deep_run_folder(config.run_dir())
     finished = finished_model(config)
     if finished is not None:
         return finished

@@ -28,8 +28,11 @@ from pathlib import Path
 import pytest
 
 from classical.pipeline import main as classical_main
-from compare import distillation, lomo_xqda, measure, tradeoff
+from compare import distillation, lomo_xqda, measure, report, scaling, throughput, tradeoff
 from compare import results as compare_results
+from compare import study as runner
+from compare.pipelines import classical as classical_adapter
+from compare.pipelines import cnn
 from compare.results import upsert_rows
 from data import synthetic
 from data.images import load_image
@@ -195,13 +198,13 @@ def test_distillation_on_a_read_only_runs_folder(tiny_market, tmp_path, deny, mo
 @pytest.fixture
 def report_runs(tmp_path: Path, monkeypatch) -> Path:
     """compare.tradeoff's outputs under tmp_path, tiny scaling galleries, no subprocesses."""
-    for module in (tradeoff, compare_results):
+    for module in (report, throughput, classical_adapter, compare_results):
         monkeypatch.setattr(module, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(tradeoff, "RUNS_DIR", tmp_path)
-    monkeypatch.setattr(tradeoff, "GALLERY_SIZES", (100, 1000))
-    monkeypatch.setattr(tradeoff, "CNN_DIMS", (32,))
-    monkeypatch.setattr(tradeoff, "LOMO_DIM", 64)
-    monkeypatch.setattr(tradeoff, "_run", _never("a pipeline"))
+    monkeypatch.setattr(scaling, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(scaling, "GALLERY_SIZES", (100, 1000))
+    monkeypatch.setattr(cnn, "CNN_DIMS", (32,))
+    monkeypatch.setattr(classical_adapter, "LOMO_DIM", 64)
+    monkeypatch.setattr(runner, "run_module", _never("a pipeline"))
     return tmp_path
 
 
@@ -435,6 +438,7 @@ def test_training_start_and_resume_remove_orphan_temporaries(tiny_synthetic, tmp
         bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch", out=str(run),
     )  # fmt: skip
     orphans, kept = _plant_orphans(run)  # a run folder that a killed start left
+    (run / ".reid-run.json").write_text('{"kind": "deep"}')  # its first file (data.ownership)
     deep_train.train(config)
     names = {p.name for p in run.iterdir()}
     assert not names & set(orphans) and set(kept) <= names and "model.pt" in names
@@ -452,9 +456,10 @@ def test_classical_run_removes_orphan_temporaries(market_root, tmp_path, capsys)
     orphans = [".xqda.npz.abcd1234", ".summary.json.x_y_z_12", ".trials.json.00000000"]
     for name in [*orphans, "notes.txt", ".xqda.npz.keep"]:
         (run / name).write_bytes(b"half-written")
+    (run / ".reid-run.json").write_text('{"kind": "classical"}')  # written before any output
     assert classical_main(_classical_args(market_root, runs)) == 0
     names = sorted(p.name for p in run.iterdir())
-    assert names == [".xqda.npz.keep", "notes.txt", "summary.json", "xqda.npz"]
+    assert names == [".reid-run.json", ".xqda.npz.keep", "notes.txt", "summary.json", "xqda.npz"]
 
 
 def _dead_pid() -> int:

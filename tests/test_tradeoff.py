@@ -9,8 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from compare import report, scaling, throughput, tradeoff
 from compare import results as compare_results
-from compare import tradeoff
+from compare import study as runner
+from compare.pipelines import classical as classical_adapter
+from compare.pipelines import cnn
 from compare.results import upsert_rows
 from tests.test_plot import _table
 from tests.test_results import row
@@ -21,12 +24,12 @@ PNG = b"\x89PNG\r\n\x1a\n"
 @pytest.fixture
 def runs(tmp_path: Path, monkeypatch) -> Path:
     """Results under tmp_path, tiny scaling galleries, no real subprocesses."""
-    monkeypatch.setattr(tradeoff, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(tradeoff, "RUNS_DIR", tmp_path)
-    monkeypatch.setattr(tradeoff, "GALLERY_SIZES", (100, 1000))
-    monkeypatch.setattr(tradeoff, "CNN_DIMS", (32,))
-    monkeypatch.setattr(tradeoff, "LOMO_DIM", 64)
+    for module in (report, throughput, classical_adapter, compare_results):
+        monkeypatch.setattr(module, "run_dir_for", lambda name: tmp_path / name)
+    monkeypatch.setattr(scaling, "RUNS_DIR", tmp_path)
+    monkeypatch.setattr(scaling, "GALLERY_SIZES", (100, 1000))
+    monkeypatch.setattr(cnn, "CNN_DIMS", (32,))
+    monkeypatch.setattr(classical_adapter, "LOMO_DIM", 64)
     return tmp_path
 
 
@@ -68,38 +71,38 @@ def test_report_from_existing_table(runs: Path, monkeypatch):
         "compare.timing.time_gallery_matching",
         lambda *a, **k: (_ for _ in ()).throw(AssertionError("measured again")),
     )
-    cached = tradeoff.scaling_table(tradeoff.scaling_dims(df), threads=1)
+    cached = scaling.scaling_table(scaling.scaling_dims(df), threads=1)
     assert len(cached) == 6 * 2 and (cached.ms_match > 0).all()
 
 
 def test_missing_runs_and_what_gets_called(runs: Path, monkeypatch):
     calls = []
-    monkeypatch.setattr(tradeoff, "_run", lambda args: calls.append(args[0]))
+    monkeypatch.setattr(runner, "run_module", lambda args: calls.append(args[0]))
     expected = {
         ("mobilenet_v1_0.25", v, s, "64x32", "scratch")
         for v in ("baseline", "distilled")
         for s in (0, 1)
     }
-    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: expected)
-    assert tradeoff.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
+    monkeypatch.setattr(cnn, "expected_deep_rows", lambda dataset, profile: expected)
+    assert runner.ensure_runs("d", None, "quick", None) == ["classical", "deep"]
     assert calls == ["compare.lomo_xqda", "compare.distillation"]
     df = _study_table()
-    assert tradeoff.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
-    assert tradeoff.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
-    assert tradeoff.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
-    assert tradeoff.missing_runs(df, "other", "quick") == ["classical", "deep"]
+    assert runner.missing_runs(df, "d", "quick") == []  # all four MNv1 0.25 rows exist
+    assert runner.missing_runs(df[df.seed == 0], "d", "quick") == ["deep"]
+    assert runner.missing_runs(df[df.pipeline == "deep"], "d", "quick") == ["classical"]
+    assert runner.missing_runs(df, "other", "quick") == ["classical", "deep"]
     # Scratch rows do not stand in for the runs of a profile that fine-tunes.
-    assert tradeoff.missing_runs(df.assign(init="pretrained"), "d", "quick") == ["deep"]
+    assert runner.missing_runs(df.assign(init="pretrained"), "d", "quick") == ["deep"]
     _write(runs, df)
     calls.clear()
-    assert tradeoff.ensure_runs("d", None, "quick", None) == [] and calls == []
+    assert runner.ensure_runs("d", None, "quick", None) == [] and calls == []
 
 
 def test_missing_runs_without_a_known_profile(monkeypatch):
-    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
+    monkeypatch.setattr(cnn, "expected_deep_rows", lambda dataset, profile: None)
     df = _study_table()
-    assert tradeoff.missing_runs(df, "d", "quick") == []
-    assert tradeoff.missing_runs(df[df.variant != "distilled"], "d", "quick") == ["deep"]
+    assert runner.missing_runs(df, "d", "quick") == []
+    assert runner.missing_runs(df[df.variant != "distilled"], "d", "quick") == ["deep"]
 
 
 def test_only_the_study_configuration_of_lomo_xqda_is_plotted():
@@ -111,19 +114,19 @@ def test_only_the_study_configuration_of_lomo_xqda_is_plotted():
     )
     old = study[study.pipeline == "classical"].assign(model="lomo_xqda", rank1=98.0)
     df = pd.concat([study, retinex, old], ignore_index=True)
-    rows, notes = tradeoff.plotted_rows(df, "d")
+    rows, notes = report.plotted_rows(df, "d")
     classical = rows[rows.pipeline == "classical"]
     assert len(classical) == 1 and classical.model.iloc[0] == "lomo_xqda"  # labelled LOMO+XQDA
     assert classical.rank1.iloc[0] == study[study.pipeline == "classical"].rank1.iloc[0]
     assert any("2 LOMO+XQDA row(s) with other settings" in n for n in notes)
     # a table with only other configurations still lacks the study's classical run
     others = pd.concat([study[study.pipeline == "deep"], retinex, old], ignore_index=True)
-    assert "classical" in tradeoff.missing_runs(others, "d", "quick")
+    assert "classical" in runner.missing_runs(others, "d", "quick")
 
 
 def test_failed_pipeline_is_a_clear_error(runs: Path, monkeypatch, capsys):
-    monkeypatch.setattr(tradeoff, "expected_deep_rows", lambda dataset, profile: None)
-    monkeypatch.setattr(tradeoff.sys, "executable", "false")  # every subprocess fails
+    monkeypatch.setattr(cnn, "expected_deep_rows", lambda dataset, profile: None)
+    monkeypatch.setattr(runner.sys, "executable", "false")  # every subprocess fails
     assert tradeoff.main(["--dataset", "d"]) == 2
     assert "compare.lomo_xqda" in capsys.readouterr().err
 
@@ -132,15 +135,15 @@ def test_crossover_interpolates_in_log_space():
     table = pd.DataFrame(
         dict(dim=[8, 8, 8], gallery_size=[1000, 10000, 100000], ms_match=[0.1, 1.0, 10.0])
     )
-    assert tradeoff.crossover(table, 8, 3.1622776) == pytest.approx(31622.776, rel=1e-4)
-    assert tradeoff.crossover(table, 8, 0.05) == 0.0
-    assert tradeoff.crossover(table, 8, 50.0) is None
-    assert tradeoff.crossover(table, 16, 1.0) is None
+    assert scaling.crossover(table, 8, 3.1622776) == pytest.approx(31622.776, rel=1e-4)
+    assert scaling.crossover(table, 8, 0.05) == 0.0
+    assert scaling.crossover(table, 8, 50.0) is None
+    assert scaling.crossover(table, 16, 1.0) is None
 
 
 def test_scaling_dims_from_rows():
     df = _table().assign(extra='{"feature_dim": 26960, "xqda_dim": 205}')
-    dims = tradeoff.scaling_dims(df)
+    dims = scaling.scaling_dims(df)
     assert dims[26960] == "26960-d (raw LOMO)" and dims[205] == "205-d (XQDA)"
     assert dims[2048] == "2048-d (R50)" and dims[1280] == "1280-d (MNv2 1.0)"
     assert dims[512] == "512-d"
@@ -169,22 +172,22 @@ def test_throughput_table_caches_and_reports_failures(runs: Path, monkeypatch):
             raise FileNotFoundError("no checkpoint")
         return 100.0
 
-    monkeypatch.setattr(tradeoff, "_throughput_one", fake_one)
-    monkeypatch.setattr(tradeoff, "_throughput_images", lambda d, r: np.zeros((2, 8, 4, 3)))
-    table = tradeoff.throughput_table(_table(), "d", None, threads=1)
+    monkeypatch.setattr(throughput, "_throughput_one", fake_one)
+    monkeypatch.setattr(throughput, "_throughput_images", lambda d, r: np.zeros((2, 8, 4, 3)))
+    table = throughput.throughput_table(_table(), "d", None, threads=1)
     assert sorted(calls) == sorted(set(_table().model))  # one measurement per architecture
     r50 = table[table.model == "resnet50"].iloc[0]
     assert np.isnan(r50.images_per_s) and "no checkpoint" in r50.note
     assert (table[table.model != "resnet50"].images_per_s == 100.0).all()
-    text = tradeoff.throughput_markdown(table)
+    text = throughput.throughput_markdown(table)
     assert "| R50 | 64x32 | torch | - (not measured: no checkpoint) |" in text
     calls.clear()
-    tradeoff.throughput_table(_table(), "d", None, threads=1)
+    throughput.throughput_table(_table(), "d", None, threads=1)
     assert calls == []  # cached
 
 
 def test_teachers_are_read_from_the_distilled_runs(tmp_path: Path):
-    from compare.tradeoff import teachers_used
+    from compare.report import teachers_used
 
     assert teachers_used(tmp_path) == []
     for student, teacher in [("mobilenet_v1_0.25", "resnet18"), ("resnet18", "resnet18")]:
@@ -201,12 +204,12 @@ def test_missing_engines_per_run_folder():
     df = _table().assign(run_dir=lambda d: "runs/d/deep/" + d.model + "/s" + d.seed.astype(str))
     df.loc[df.pipeline == "classical", "run_dir"] = "runs/d/classical"
     ort = df[df.model == "resnet50"].assign(engine="onnxruntime")
-    todo = tradeoff.missing_engines(pd.concat([df, ort]), "d", ["torch", "onnxruntime"])
+    todo = runner.missing_engines(pd.concat([df, ort]), "d", ["torch", "onnxruntime"])
     assert "runs/d/classical" not in todo  # LOMO+XQDA stays on numba
     assert "runs/d/deep/resnet50/s0" not in todo
     assert todo["runs/d/deep/mobilenet_v1_0.25/s1"] == ["onnxruntime"]
-    assert tradeoff.missing_engines(None, "d", ["torch"]) == {}
-    assert tradeoff.missing_engines(df, "other", ["onnxruntime"]) == {}
+    assert runner.missing_engines(None, "d", ["torch"]) == {}
+    assert runner.missing_engines(df, "other", ["onnxruntime"]) == {}
 
 
 def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
@@ -223,20 +226,20 @@ def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
     gone = make_run(runs / "gone", root)
     upsert_rows(results, [replace(r, seed=5) for r in rows_from_summary(summary, gone)])
     (gone / "model.pt").unlink()
-    assert tradeoff.ensure_engine_rows("market1501", str(root)) == [str(run)]
+    assert runner.ensure_engine_rows("market1501", str(root)) == [str(run)]
     assert f"{gone}: no model.pt" in capsys.readouterr().out
     df = read_results(results)
     mine = df[df.run_dir == str(run)]
     assert sorted(mine.engine) == ["onnxruntime", "openvino", "torch"]
     assert mine.threads.tolist() == [1, 1, 1] and mine.rank1.nunique() == 1
-    assert tradeoff.ensure_engine_rows("market1501", str(root)) == []  # nothing missing
+    assert runner.ensure_engine_rows("market1501", str(root)) == []  # nothing missing
     # a lost row comes back from summary.json without measuring anything
     df[df.engine != "openvino"].to_csv(results, index=False)
 
     def no_measuring(*args, **kwargs):
         raise AssertionError("measured again")
 
-    monkeypatch.setattr(tradeoff, "measure_run", no_measuring)
-    assert tradeoff.ensure_engine_rows("market1501", str(root)) == [str(run)]
+    monkeypatch.setattr(cnn, "measure_run", no_measuring)
+    assert runner.ensure_engine_rows("market1501", str(root)) == [str(run)]
     assert "restored ['openvino'] from summary.json" in capsys.readouterr().out
     assert len(read_results(results)) == len(df)

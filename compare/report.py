@@ -1,0 +1,226 @@
+"""The study's report: ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``
+from the results table, the gallery-size scaling (:mod:`compare.scaling`) and the bulk
+throughput (:mod:`compare.throughput`); every pipeline's rows through its adapter
+(:mod:`compare.pipelines`).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from compare.pipelines import pipeline, pipelines, row_extra, rows_where
+from compare.pipelines.cnn import short_name as cnn_short_name
+from compare.plot import (
+    ENGINE_NAMES,
+    aggregate,
+    distillation_markdown,
+    engines_markdown,
+    fastest_engines,
+    plot_tradeoff,
+    results_markdown,
+)
+from compare.results import fill_defaults, read_results
+from compare.scaling import crossover_markdown, scaling_dims, scaling_markdown, scaling_table
+from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput_table
+from compare.timing import machine_info
+from data.io import atomic_write_text
+from data.paths import run_dir_for
+
+
+def _machine_markdown(info: dict) -> str:
+    keys = (
+        "cpu",
+        "physical_cores",
+        "logical_cores",
+        "available_cores",
+        "threads",
+        "device",
+        "python",
+        "numpy",
+        "torch",
+        "numba",
+        "onnxruntime",
+        "openvino",
+        "onnx",
+        "blas_threads_controlled",
+        "platform",
+    )
+    return "\n".join(f"- {k}: {info[k]}" for k in keys if k in info)
+
+
+def engine_settings(df: pd.DataFrame) -> dict[str, list[dict]]:
+    """The distinct engine settings recorded in the rows' ``extra`` (``engine_options``)."""
+    out: dict[str, list[dict]] = {}
+    for _, row in df.iterrows():
+        options = row_extra(row).get("engine_options")
+        if not isinstance(options, dict):
+            continue
+        seen = out.setdefault(str(row.engine), [])
+        if options not in seen:
+            seen.append(options)
+    return out
+
+
+def _engine_settings_markdown(settings: dict[str, list[dict]]) -> str:
+    lines = []
+    for engine in sorted(
+        settings, key=lambda e: list(ENGINE_NAMES).index(e) if e in ENGINE_NAMES else 99
+    ):
+        for options in settings[engine]:
+            text = ", ".join(f"{k}={v}" for k, v in sorted(options.items()))
+            lines.append(f"- engine {engine}: {text}")
+    return "\n".join(lines)
+
+
+def plotted_rows(df: pd.DataFrame, dataset: str) -> tuple[pd.DataFrame, list[str]]:
+    """Rows of ``dataset`` the study plots, and notes on what was left out: rows of pipelines
+    that are not registered or of variants their pipeline does not plot, and rows outside a
+    pipeline's study (:meth:`~compare.pipelines.Pipeline.study_rows`)."""
+    notes = []
+    mine = df[df.dataset.astype(str) == dataset]
+    if mine.empty:
+        raise ValueError(
+            f"the results table has no rows for dataset {dataset!r} "
+            f"(it has {sorted(df.dataset.astype(str).unique())})"
+        )
+    known = rows_where(mine, lambda p: True)
+    if not known.all():
+        names = sorted(set(mine[~known].pipeline.astype(str)))
+        notes.append(
+            f"{int((~known).sum())} row(s) of pipelines without an adapter in compare.pipelines "
+            f"({', '.join(names)}) are in results.csv but not plotted."
+        )
+        mine = mine[known]
+    plotted = pd.Series(False, index=mine.index)
+    for adapter in pipelines():
+        plotted |= (mine.pipeline.astype(str) == adapter.name) & mine.variant.isin(
+            adapter.variant_names
+        )
+    keep = mine[plotted]
+    if len(keep) < len(mine):
+        other = sorted(set(mine[~plotted].variant.astype(str)))
+        notes.append(
+            f"{len(mine) - len(keep)} row(s) with other variants ({', '.join(other)}) "
+            "are in results.csv but not plotted."
+        )
+    study = pd.Series(True, index=keep.index)
+    for adapter in pipelines():
+        rows = keep[keep.pipeline.astype(str) == adapter.name]
+        outside = ~adapter.study_rows(rows)
+        if outside.any():
+            notes.append(adapter.unplotted_note(int(outside.sum())))
+            study[rows.index[outside.to_numpy()]] = False
+    keep = keep[study]
+    if keep.empty:
+        raise ValueError(f"no rows with plotted variants for dataset {dataset!r}")
+    keep = keep.assign(
+        model=[pipeline(p).plotted_model(m) for p, m in zip(keep.pipeline, keep.model, strict=True)]
+    )
+    keep = fill_defaults(keep)
+    if keep[rows_where(keep, lambda p: p.multi_engine)].engine.nunique() > 1:
+        notes.append(
+            "Each CNN is plotted at its fastest engine (bold in the results table); its rows on "
+            "the other engines are in the results table, the engine table and results.csv."
+        )
+    threads = sorted({int(t) for t in keep.threads.dropna()})
+    if len(threads) > 1:
+        notes.append(
+            f"rows were timed with different thread counts {threads}: compare ms/query "
+            "only between rows with the same count."
+        )
+    return keep, notes
+
+
+def build_report(
+    dataset: str,
+    data_root: str | None = None,
+    *,
+    threads: int | None = None,
+    refresh_scaling: bool = False,
+    throughput: bool = True,
+) -> Path:
+    """Scaling, throughput, plot and markdown from ``runs/<dataset>/results.csv``."""
+    out_dir = run_dir_for(dataset)
+    df, notes = plotted_rows(read_results(out_dir / "results.csv"), dataset)
+    row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
+    threads = row_threads if threads is None else threads
+    print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
+    scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
+    agg = fastest_engines(aggregate(df))
+    title = f"Speed/accuracy trade-off on {dataset}"
+    plot_tradeoff(
+        df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
+    )
+    sections = [
+        f"# {title}",
+        "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
+        "feature from its decoded image at batch size 1 (LOMO + XQDA projection, or CNN "
+        "preprocessing + forward) + matching it against the precomputed gallery (distances + "
+        "top-50 ranking); median over 100 queries after warm-up, on the CPU with the thread "
+        "count shown. Accuracy: single-query Market-1501 protocol, in %; mAP is the official "
+        "(trapezoid) one, torchreid-style mAP alongside. `*` = on the mAP Pareto front (nothing "
+        "else is both faster and more accurate). CNNs are timed on every installed inference "
+        "engine (`engine`: eager PyTorch `torch`, `onnxruntime`, `openvino`; LOMO+XQDA runs on "
+        "`numba`); the plot shows each at its fastest engine, in bold below. `init`: how the "
+        "CNN was initialised before training. Plot: `tradeoff.png` / `tradeoff.svg`.",
+        "![trade-off](tradeoff.png)",
+        "## Results",
+        results_markdown(df),
+    ]
+    engines = engines_markdown(df)
+    if engines:
+        sections += [
+            "## Inference engines",
+            "ms/query of each CNN on each engine (same thread count, batch size 1), the speed-up "
+            "of the fastest over eager PyTorch, and the accuracy change of the exported model "
+            "(each engine ranks the test split with its own embeddings; 0.0 = same accuracy as "
+            "PyTorch).",
+            engines,
+        ]
+    distill = distillation_markdown(df)
+    if distill:
+        teachers = teachers_used(out_dir)
+        taught_by = ", ".join(cnn_short_name(t) for t in teachers) if teachers else "their teacher"
+        sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
+    sections += [
+        "## Where matching starts to dominate",
+        "Gallery size at which matching one query (at the pipeline's feature dimension) costs as "
+        "much as extracting its feature; beyond it, a larger gallery makes matching the "
+        "bottleneck (from the scaling measurement below, interpolated).",
+        crossover_markdown(agg, scaling),
+        "## Matching time (ms/query) against gallery size",
+        f"Random float32 features; one query = a GEMV against the gallery + top-50 selection, "
+        f"{threads} thread(s); galleries above 256 MB are matched block by block.",
+        scaling_markdown(scaling),
+    ]
+    if throughput:
+        table = throughput_table(df, dataset, data_root, threads=threads)
+        sections += [
+            "## Bulk extraction throughput (gallery indexing)",
+            f"Images per second at batch {THROUGHPUT_BATCH}, {threads} thread(s), same input size "
+            "as the accuracy.",
+            throughput_markdown(table),
+        ]
+    machine = _machine_markdown(machine_info(threads))
+    settings = _engine_settings_markdown(engine_settings(df))
+    sections += ["## Machine", machine + ("\n" + settings if settings else "")]
+    if notes:
+        sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
+    atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
+    return out_dir
+
+
+def teachers_used(out_dir: Path) -> list[str]:
+    """Teacher architectures of the distilled runs under ``out_dir`` (from their configs)."""
+    names = set()
+    for config in Path(out_dir).glob("deep/*/distilled_seed*/config.json"):
+        try:
+            teacher = json.loads(config.read_text()).get("teacher")
+        except (OSError, ValueError):
+            continue
+        if teacher:
+            names.add(Path(teacher).parent.name)
+    return sorted(names)
