@@ -5,13 +5,16 @@ held-out ids are written to ``split.json`` beside the report): every pipeline tr
 and is scored on the held-out ones (Market-1501 evaluation: one query per held-out identity and
 camera, the rest in the gallery). Each invocation tries the cartesian product of its options and
 adds one row per option to the report (rows with the same option are replaced, so interrupted or
-repeated invocations accumulate; finished CNN runs are reused, interrupted ones resume)::
+repeated invocations accumulate; finished CNN runs are reused, interrupted ones resume).
+``--teacher`` trains the options distilled from a teacher this script trained on the same split::
 
     python bench/bench_real_validation.py lomo --data-root /data/cuhk03_labeled \\
         --sizes 128x48 64x32 --regs 0.001 0.01
     python bench/bench_real_validation.py cnn --data-root /data/cuhk03_labeled \\
         --models mobilenet_v2_1.0 --inits imagenet pretrained scratch --sizes 64x32 \\
         --epochs 10 --lrs 0.01 --erasing 0 0.5
+    python bench/bench_real_validation.py cnn --data-root /data/cuhk03_labeled \
+        --models mobilenet_v1_0.25 --teacher <runs-dir>/real_validation/mobilenet_v2_1.0/<option>
 
 Writes ``<out>/real_validation.csv`` and ``.md`` (default ``runs/<dataset>/bench``); CNN runs go
 to ``<runs-dir>/real_validation/<model>/<option>``. One thread per process unless ``--threads``.
@@ -144,6 +147,8 @@ def cnn_option(c: TrainConfig) -> str:
         parts.append(f"{c.sampler}{c.instances}")
     if c.colour_jitter > 0:
         parts.append(f"cj{c.colour_jitter:g}")
+    if c.teacher:
+        parts.append(f"kd-{Path(c.teacher).name}-T{c.kd_T:g}-a{c.kd_alpha:g}")
     return "_".join(parts)
 
 
@@ -159,6 +164,8 @@ def cnn_configs(args: argparse.Namespace, runs_root: Path) -> list[TrainConfig]:
             last_stride=stride or None, init=init, batch_size=args.batch_size,
             warmup_epochs=min(2, epochs - 1), label_smoothing=0.1, pad=args.pad,
             bn_neck=args.bn_neck, colour_jitter=args.colour_jitter, threads=args.threads,
+            teacher=args.teacher, kd_T=args.kd_T, kd_alpha=args.kd_alpha,
+            variant="distilled" if args.teacher else "baseline",
         )  # fmt: skip
         config = dataclasses.replace(config, out=str(runs_root / model / cnn_option(config)))
         config.validate()
@@ -171,7 +178,7 @@ def cnn_results(args, full: ReidDataset, val: ReidDataset, label: str) -> list[O
     results = []
     for config in cnn_configs(args, runs_root):
         start = time.perf_counter()
-        scores = train_on_split(config, val)
+        scores = train_on_split(config, val, config.teacher)
         h, w = config.input_size
         results.append(
             OptionResult(
@@ -248,6 +255,11 @@ def parser() -> argparse.ArgumentParser:
     cnn.add_argument("--colour-jitter", type=float, default=0.0)
     cnn.add_argument("--bn-neck", action=argparse.BooleanOptionalAction, default=False)
     cnn.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
+    cnn.add_argument("--teacher", default=None,
+                     help="run folder of a teacher trained by this script on the same split: "
+                     "the options are trained distilled from it")  # fmt: skip
+    cnn.add_argument("--kd-T", type=float, default=2.0, help="temperature (default 2)")
+    cnn.add_argument("--kd-alpha", type=fraction, default=0.9, help="soft-target weight (0.9)")
     return p
 
 
@@ -257,6 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     args.command = shlex.join(["python", "bench/bench_real_validation.py", *argv])
     if not args.data_root.is_dir():
         parser().error(f"--data-root {args.data_root} is not a folder")
+    if getattr(args, "teacher", None) and not (Path(args.teacher) / "model.pt").is_file():
+        parser().error(f"--teacher {args.teacher} holds no finished run (model.pt)")
     args.runs_dir = args.runs_dir or str(run_dir_for(args.dataset))
     args.out = args.out or str(Path(args.runs_dir) / "bench")
     torch.set_num_threads(args.threads)

@@ -63,6 +63,15 @@ def test_lomo_and_cnn_options_accumulate_in_one_report(root, tmp_path):
     assert len(again) == 3 and (run / "model.pt").stat().st_mtime_ns == stamp
     assert list(again[again.pipeline == "lomo_xqda"].init) == ["n/a", "n/a"]  # kept, not NaN
     assert "| lomo_xqda |" in (tmp_path / "report" / "real_validation.md").read_text()
+    # a student distilled from that run (a teacher trained on the same split)
+    bench.main(["cnn", *common, "--models", "mobilenet_v1_0.5", "--inits", "scratch",
+                "--sizes", "32x16", "--epochs", "1", "--batch-size", "8",
+                "--teacher", str(run)])  # fmt: skip
+    table = pd.read_csv(tmp_path / "report" / "real_validation.csv", keep_default_na=False)
+    distilled = table[table.model == "mobilenet_v1_0.5"].option.iloc[0]
+    assert distilled.endswith(f"_kd-{run.name}-T2-a0.9")
+    with pytest.raises(SystemExit):
+        bench.main(["cnn", *common, "--teacher", str(tmp_path / "no-run")])
 
 
 def test_a_missing_data_root_is_a_one_line_error(tmp_path, capsys):
