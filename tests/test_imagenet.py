@@ -182,11 +182,14 @@ def test_torchvision_cache_file_checked_against_its_name(tmp_path, monkeypatch):
 def test_a_profile_gives_one_model_its_imagenet_init_and_the_study_expects_it():
     recipe = dict(profiles.QUICK_RECIPE, epochs=3)
     profile = profiles.Profile(students=("mobilenet_v1_0.25",), seeds=(0,), teacher=MODEL,
-                               recipe=recipe, inits={MODEL: "imagenet"})  # fmt: skip
+                               recipe=recipe,
+                               overrides={MODEL: {"init": "imagenet", "lr": 0.05}})  # fmt: skip
     assert profile.recipe_for(MODEL)["init"] == "imagenet"
+    assert profile.recipe_for(MODEL)["lr"] == 0.05 and profile.recipe_for(MODEL)["epochs"] == 3
     assert profile.recipe_for("mobilenet_v1_0.25")["init"] == "pretrained"
     teacher, runs = profiles.study_configs(profile, "market1501", None, T=2.0, alpha=0.9)
     assert teacher.init == "imagenet" and {r.init for r in runs} == {"pretrained"}
+    assert teacher.lr == 0.05 and {r.lr for r in runs} == {recipe["lr"]}
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(profiles.PROFILES, "tiny-imagenet", profile)
         rows = expected_deep_rows("market1501", "tiny-imagenet")
