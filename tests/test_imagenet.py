@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -195,3 +197,19 @@ def test_a_profile_gives_one_model_its_imagenet_init_and_the_study_expects_it():
         rows = expected_deep_rows("market1501", "tiny-imagenet")
     assert (MODEL, "baseline", 0, "64x32", "imagenet") in rows
     assert ("mobilenet_v1_0.25", "distilled", 0, "64x32", "pretrained") in rows
+
+
+def test_the_install_step_runs_as_a_file_on_the_standard_library_alone():
+    script = Path(wheel_mod.__file__)
+    probe = (
+        "import runpy, sys\n"
+        "sys.argv = ['imagenet_wheel.py', '--help']\n"
+        "try:\n"
+        f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print(sorted(m for m in ('torch', 'numpy', 'cv2', 'deep', 'data') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=script.parent, check=True)  # fmt: skip
+    assert "--wheel" in done.stdout and done.stdout.strip().endswith("[]")
