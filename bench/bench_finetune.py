@@ -28,7 +28,7 @@ from compare.timing import cpu_model
 from data.cli import non_negative_int, positive_int
 from data.images import parse_size
 from data.layouts import load_dataset, validation_split
-from data.paths import RUNS_DIR, run_dir_for
+from data.runs import RunsLayout
 from deep.config import TrainConfig
 from deep.distill import train_on_split
 from deep.profiles import PROFILES
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     args.models = args.models or [*profile.students, *profile.reference_models]
     full = load_dataset(args.dataset, args.data_root)
     val = validation_split(full, val_fraction=0.2, seed=args.seed)
-    out_dir = run_dir_for(args.dataset) / "finetune_bench"
+    out_dir = RunsLayout.from_env().report(args.dataset, "finetune_bench")
     runs = configs(args, out_dir)
     with worker_pool(args.jobs) as pool:
         futures = [pool.submit(train_on_split, c, val) for c in runs]
@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> None:
     table = pd.DataFrame(rows)
     metrics = ["val_rank1", "val_mAP", "train_min", "train_acc"]
     table[metrics] = table[metrics].round(2)
-    out = RUNS_DIR / "bench" / "finetune.md"
+    out = RunsLayout.from_env().bench_report("finetune.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out.with_suffix(".csv"), index=False)
     head = (

@@ -31,7 +31,7 @@ from compare.timing import cpu_model, machine_info, thread_limit
 from data.cli import positive_int
 from data.images import parse_size
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 from deep.export import available_engines, export_onnx, load_engine
 from deep.models import build_model, list_models
 
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out",
         type=Path,
-        default=RUNS_DIR / "bench" / "inference.md",
+        default=RunsLayout.from_env().bench_report("inference.md"),
         help="report file (default runs/bench/inference.md)",
     )
     args = parser.parse_args(argv)

@@ -5,7 +5,7 @@ gradient areas; Retinex off unless stated, as the reference comparison is withou
 
 * numba ``classical.lomo.lomo`` on a batch (best of 3 repeats), 1 thread and all threads, and at
   batch size 1 (the per-query case);
-* ``tests/numpy_lomo.py``: the plain NumPy implementation (whole-array per-pixel maps, one
+* ``classical/lomo_reference.py``: the plain NumPy implementation (whole-array per-pixel maps, one
   ``np.bincount`` per window; the tests' oracle) and a batch-vectorised NumPy version (all
   windows of a batch in one ``bincount`` per scale), both single-threaded by nature;
 * the Retinex (MSRCR, OpenCV blur) cost on top, 1 thread.
@@ -30,10 +30,10 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from classical.lomo import lomo
+from classical.lomo_reference import lomo_numpy, lomo_numpy_batched
 from compare.timing import available_threads, machine_info, thread_limit
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
-from tests.numpy_lomo import lomo_numpy, lomo_numpy_batched
+from data.runs import RunsLayout
 
 SIZES = ((128, 48), (128, 64))
 TARGET_SPEEDUP = 20.0
@@ -181,9 +181,10 @@ def main(argv: list[str] | None = None) -> int:
     text = table(rows, info)
     print(text)
     name = "lomo_quick" if args.quick else "lomo"
-    atomic_write_text(RUNS_DIR / "bench" / f"{name}.md", text + "\n")
+    atomic_write_text(RunsLayout.from_env().bench_report(f"{name}.md"), text + "\n")
     atomic_write_text(
-        RUNS_DIR / "bench" / f"{name}.json", json.dumps({"rows": rows, "machine": info}, indent=2)
+        RunsLayout.from_env().bench_report(f"{name}.json"),
+        json.dumps({"rows": rows, "machine": info}, indent=2),
     )
     return 0
 

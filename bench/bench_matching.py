@@ -21,20 +21,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
 
-from compare.results import read_results, results_path
+from compare.results import read_results
 from compare.scaling import GALLERY_SIZES, scaling_dims, scaling_markdown, scaling_table
 from compare.timing import available_threads, cpu_model
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 
 
 def dims_for(dataset: str) -> dict[int, str]:
     """Dimensions of the pipelines in ``runs/<dataset>/results.csv``, or the defaults."""
-    path = results_path(dataset)
+    path = RunsLayout.from_env().results_table(dataset)
     if path.is_file():
         try:
             df = read_results(path)
-            return scaling_dims(df[df.dataset.astype(str) == dataset], dataset)
+            return scaling_dims(
+                df[df.dataset.astype(str) == dataset], dataset, RunsLayout.from_env()
+            )
         except ValueError as err:
             print(f"note: {err}; using the default dimensions", file=sys.stderr)
     # no rows: every pipeline's reference dimensions (raw LOMO, 512/1024/2048-d)
@@ -72,10 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     for n in threads:
         print(f"{n} thread(s):", flush=True)
-        table = scaling_table(dims, threads=n, sizes=args.sizes, refresh=not args.cached)
+        table = scaling_table(
+            dims,
+            threads=n,
+            sizes=args.sizes,
+            refresh=not args.cached,
+            layout=RunsLayout.from_env(),
+        )
         sections += [f"## {n} thread(s)", scaling_markdown(table)]
     text = "\n\n".join(sections) + "\n"
-    out = RUNS_DIR / "bench" / "matching.md"
+    out = RunsLayout.from_env().bench_report("matching.md")
     atomic_write_text(out, text)
     print(text)
     print(f"wrote {out} ({time.perf_counter() - start:.0f} s)")

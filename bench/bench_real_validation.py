@@ -16,8 +16,9 @@ repeated invocations accumulate; finished CNN runs are reused, interrupted ones 
     python bench/bench_real_validation.py cnn --data-root /data/cuhk03_labeled \
         --models mobilenet_v1_0.25 --teacher <runs-dir>/real_validation/mobilenet_v2_1.0/<option>
 
-Writes ``<out>/real_validation.csv`` and ``.md`` (default ``runs/<dataset>/bench``); CNN runs go
-to ``<runs-dir>/real_validation/<model>/<option>``. One thread per process unless ``--threads``.
+Writes ``<out>/real_validation.csv`` and ``.md`` (default ``<runs-dir>/<dataset>/real_validation``);
+CNN runs go to ``<runs-dir>/<dataset>/real_validation/<model>/<option>``, LOMO features to the
+dataset's LOMO cache. One thread per process unless ``--threads``.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ from compare.timing import cpu_model, thread_limit
 from data.cli import fraction, image_size, non_negative_int, positive_int
 from data.io import atomic_write_text
 from data.layouts import ReidDataset, load_dataset, record_arrays, validation_split
-from data.paths import run_dir_for
 from data.protocols import evaluate
+from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from deep.config import TrainConfig
 from deep.distill import train_on_split
 from deep.models import list_models
@@ -96,10 +97,10 @@ def record_split(out_dir: Path, args: argparse.Namespace, val: ReidDataset) -> N
 def lomo_results(args, full: ReidDataset, val: ReidDataset, label: str) -> list[OptionResult]:
     results = []
     row_of = {r.path: i for i, r in enumerate(full.train)}
-    cache = Path(args.runs_dir) / "cache" / "lomo"
+    cache = args.layout.lomo_cache(args.dataset)  # shared with make lomo-xqda's test-split run
     for size in args.sizes:
         start = time.perf_counter()
-        base = ClassicalConfig(dataset=args.dataset, data_root=args.data_root, size=size)
+        base = ClassicalConfig(dataset=args.dataset, data_root=args.data_root, input_size=size)
         features = LomoXqda(base, cache).lomo(full.train, f"LOMO train {size[0]}x{size[1]}")
         feature_min = (time.perf_counter() - start) / 60
         part = {s: features[[row_of[r.path] for r in getattr(val, s)]]
@@ -174,7 +175,7 @@ def cnn_configs(args: argparse.Namespace, runs_root: Path) -> list[TrainConfig]:
 
 
 def cnn_results(args, full: ReidDataset, val: ReidDataset, label: str) -> list[OptionResult]:
-    runs_root = Path(args.runs_dir) / REPORT
+    runs_root = args.layout.report(args.dataset, REPORT)
     results = []
     for config in cnn_configs(args, runs_root):
         start = time.perf_counter()
@@ -232,28 +233,65 @@ def parser() -> argparse.ArgumentParser:
                         help="training ids held out for validation (default 0.2)")  # fmt: skip
     common.add_argument("--split-seed", type=non_negative_int, default=0,
                         help="which ids are held out (default 0)")  # fmt: skip
-    common.add_argument("--runs-dir", default=None, help="default runs/<dataset>")
-    common.add_argument("--out", default=None, help="report folder (default <runs-dir>/bench)")
+    add_runs_dir_argument(common)
+    common.add_argument(
+        "--out", default=None, help="report folder (default <runs-dir>/<dataset>/real_validation)"
+    )
     common.add_argument("--threads", type=positive_int, default=1, help="threads (default 1)")
     sub = p.add_subparsers(dest="pipeline", required=True)
     lomo = sub.add_parser("lomo", parents=[common], help="LOMO+XQDA: input size x regulariser")
-    lomo.add_argument("--sizes", nargs="+", type=image_size, default=[(128, 48)])
+    lomo.add_argument("--sizes", nargs="+", type=image_size, default=[(128, 48)],
+                      help="LOMO input HxW (default 128x48)")  # fmt: skip
     lomo.add_argument("--regs", nargs="+", type=float, default=[1e-3], help="XQDA lambda")
     cnn = sub.add_parser("cnn", parents=[common], help="CNNs: the product of the options below")
-    cnn.add_argument("--models", nargs="+", choices=list_models(), default=["mobilenet_v2_1.0"])
-    cnn.add_argument("--inits", nargs="+", choices=INITS, default=["pretrained"])
-    cnn.add_argument("--sizes", nargs="+", type=image_size, default=[(64, 32)])
-    cnn.add_argument("--epochs", nargs="+", type=positive_int, default=[10])
-    cnn.add_argument("--lrs", nargs="+", type=float, default=[0.01])
-    cnn.add_argument("--erasing", nargs="+", type=fraction, default=[0.0])
-    cnn.add_argument("--flip", nargs="+", choices=("on", "off"), default=["on"])
+    cnn.add_argument(
+        "--models",
+        nargs="+",
+        choices=list_models(),
+        default=["mobilenet_v2_1.0"],
+        metavar="MODEL",
+        help="registry names (default mobilenet_v2_1.0)",
+    )
+    cnn.add_argument(
+        "--inits",
+        nargs="+",
+        choices=INITS,
+        default=["pretrained"],
+        help="initialisations (default pretrained: the shipped backbone)",
+    )
+    cnn.add_argument(
+        "--sizes", nargs="+", type=image_size, default=[(64, 32)], help="input HxW (default 64x32)"
+    )
+    cnn.add_argument("--epochs", nargs="+", type=positive_int, default=[10], help="default 10")
+    cnn.add_argument("--lrs", nargs="+", type=float, default=[0.01], help="peak lr (0.01)")
+    cnn.add_argument(
+        "--erasing",
+        nargs="+",
+        type=fraction,
+        default=[0.0],
+        help="random-erasing probabilities (default 0)",
+    )
+    cnn.add_argument(
+        "--flip",
+        nargs="+",
+        choices=("on", "off"),
+        default=["on"],
+        help="random horizontal flips (default on)",
+    )
     cnn.add_argument("--triplet", nargs="+", type=float, default=[0.0], help="triplet weight")
     cnn.add_argument("--last-stride", nargs="+", type=int, choices=(0, 1, 2), default=[0],
                      help="0 = the model's default")  # fmt: skip
-    cnn.add_argument("--batch-size", type=positive_int, default=32)
-    cnn.add_argument("--pad", type=non_negative_int, default=4)
-    cnn.add_argument("--colour-jitter", type=float, default=0.0)
-    cnn.add_argument("--bn-neck", action=argparse.BooleanOptionalAction, default=False)
+    cnn.add_argument("--batch-size", type=positive_int, default=32, help="default 32")
+    cnn.add_argument(
+        "--pad", type=non_negative_int, default=4, help="random-crop padding in pixels (default 4)"
+    )
+    cnn.add_argument("--colour-jitter", type=float, default=0.0, help="strength (default 0)")
+    cnn.add_argument(
+        "--bn-neck",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="BatchNorm neck before the classifier (default off)",
+    )
     cnn.add_argument("--seed", type=non_negative_int, default=0, help="training seed")
     cnn.add_argument("--teacher", default=None,
                      help="run folder of a teacher trained by this script on the same split: "
@@ -271,8 +309,8 @@ def main(argv: list[str] | None = None) -> None:
         parser().error(f"--data-root {args.data_root} is not a folder")
     if getattr(args, "teacher", None) and not (Path(args.teacher) / "model.pt").is_file():
         parser().error(f"--teacher {args.teacher} holds no finished run (model.pt)")
-    args.runs_dir = args.runs_dir or str(run_dir_for(args.dataset))
-    args.out = args.out or str(Path(args.runs_dir) / "bench")
+    args.layout: RunsLayout = layout_from_args(args)
+    args.out = args.out or str(args.layout.report(args.dataset, REPORT))
     torch.set_num_threads(args.threads)
     try:
         full = load_dataset(args.dataset, str(args.data_root))

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.timing import cpu_model
 from data.cli import positive_int
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 
 REPO = Path(__file__).resolve().parents[1]
 #: One measurement: prints "<median images/s> <steps>" (the first step, a warm-up, excluded).
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for spinner in spinners:
             spinner.terminate()
-    atomic_write_text(RUNS_DIR / "bench" / "threads.md", "\n".join(lines) + "\n")
+    atomic_write_text(RunsLayout.from_env().bench_report("threads.md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

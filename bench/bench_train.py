@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from compare.timing import cpu_model
 from data.cli import positive_int
 from data.images import parse_size
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 from deep.models import build_model, list_models
 
 
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
         rates = [throughput(name, size, args.batch_size, args.steps) for size in sizes]
         lines.append(f"| {name} | " + " | ".join(f"{r:.0f}" for r in rates) + " |")
         print(lines[-1], flush=True)
-    out = RUNS_DIR / "bench" / "train.md"
+    out = RunsLayout.from_env().bench_report("train.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from classical.xqda import XQDA
 from compare.timing import machine_info, thread_limit
 from data.io import atomic_write_text
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 
 FULL = {"train": 12936, "dim": 26960, "ids": 751, "cams": 6, "query": 3368, "gallery": 19732}
 QUICK = {"train": 1500, "dim": 3200, "ids": 100, "cams": 6, "query": 400, "gallery": 2400}
@@ -164,9 +164,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(result, threads, info["cpu"])
     print(text)
     name = "xqda_quick" if args.quick else "xqda" if args.scale is None else f"xqda_{args.scale:g}"
-    atomic_write_text(RUNS_DIR / "bench" / f"{name}.md", text + "\n")
+    atomic_write_text(RunsLayout.from_env().bench_report(f"{name}.md"), text + "\n")
     atomic_write_text(
-        RUNS_DIR / "bench" / f"{name}.json",
+        RunsLayout.from_env().bench_report(f"{name}.json"),
         json.dumps({**result, "threads": threads, "machine": info}, indent=2),
     )
     return 0

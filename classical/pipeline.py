@@ -52,18 +52,17 @@ from classical.features import extract_split
 from classical.lomo import lomo
 from classical.xqda import XQDA, XQDAMatcher
 from data import benchmarks
-from data.cli import image_size, non_negative_int, positive_int
-from data.images import ImageLoadError, resize
+from data.cli import entry_point, image_size, non_negative_int, positive_int
+from data.images import resize
 from data.io import (
-    OutputError,
     atomic_write_bytes,
     atomic_write_text,
     remove_orphan_temporaries,
 )
 from data.layouts import Record, ReidDataset, check_training_set, load_dataset, record_arrays
 from data.ownership import check_run_folder, mark_run_folder
-from data.paths import run_dir_for
 from data.protocols import evaluate, mean_cmc, set_distances, two_view_cmc
+from data.runs import RunsLayout, add_runs_dir_argument
 
 #: ``market``: the Market-1501 evaluation; the two others: Liao's two-view trials.
 PROTOCOLS = ("market", *benchmarks.SHOTS)
@@ -84,7 +83,7 @@ class ClassicalConfig:
     ----------
     dataset, data_root : str
         Layout name and folder (``None``: the layout's default, for the synthetic data).
-    size : (height, width)
+    input_size : (height, width)
         LOMO input size; 128x48 as in the paper (images are resized).
     retinex : bool
         MSRCR on the colour branch (the paper's setting; off by default because our
@@ -100,12 +99,13 @@ class ClassicalConfig:
     split_seed : int
         Trial ``t`` of a benchmark is seeded with ``split_seed + t`` (random splits and
         single-shot picks); ``--protocol market`` on a benchmark uses trial 0.
-    run_root : str or None
-        Folder for this dataset's outputs (default ``runs/<dataset>``): the run goes to
-        ``<run_root>/classical/<run name>``, the cache to ``<run_root>/cache/lomo`` and the
-        results row (``compare.lomo_xqda``) to ``<run_root>/results.csv``.
+    runs_dir : str or None
+        Root of the runs tree (:class:`data.runs.RunsLayout`; None: ``$REID_RUNS_DIR``, else
+        ``runs/``): the run goes to ``<runs_dir>/<dataset>/classical/<run name>``, the cache to
+        ``<runs_dir>/<dataset>/cache/lomo`` and the results row (``compare.lomo_xqda``) to
+        ``<runs_dir>/<dataset>/results.csv``.
     out : str or None
-        The run folder, as ``deep.train --out`` (default ``<run_root>/classical/<run name>``). A
+        The run folder, as ``deep.train --out`` (default: the layout's classical run). A
         run elsewhere is an experiment: it never enters the results table.
     progress : bool
         tqdm bars during extraction.
@@ -113,7 +113,7 @@ class ClassicalConfig:
 
     dataset: str = "synthetic"
     data_root: str | None = None
-    size: tuple[int, int] = (128, 48)
+    input_size: tuple[int, int] = (128, 48)
     retinex: bool = False
     reg: float = 1e-3
     n_components: int | None = None
@@ -121,7 +121,7 @@ class ClassicalConfig:
     protocol: str | None = None
     num_trials: int | None = None
     split_seed: int = 0
-    run_root: str | None = None
+    runs_dir: str | None = None
     out: str | None = None
     progress: bool = True
 
@@ -136,8 +136,8 @@ class ClassicalConfig:
             raise ValueError(f"--n-components must be >= 1, got {self.n_components}")
         if self.solver not in SOLVERS:
             raise ValueError(f"--solver must be one of {SOLVERS}, got {self.solver!r}")
-        if min(self.size) < 8:
-            raise ValueError(f"--size must be at least 8x8, got {self.size}")
+        if min(self.input_size) < 8:
+            raise ValueError(f"--input-size (--size) must be at least 8x8, got {self.input_size}")
         protocol = resolve_protocol(self.dataset, self.protocol)
         if self.num_trials is not None:
             if protocol == "market":
@@ -152,18 +152,19 @@ class ClassicalConfig:
             raise ValueError(f"--split-seed must be >= 0, got {self.split_seed}")
         return protocol
 
-    def out_root(self) -> Path:
-        return Path(self.run_root) if self.run_root else run_dir_for(self.dataset)
+    def layout(self) -> RunsLayout:
+        return RunsLayout.at(self.runs_dir)
 
     def run_dir(self, protocol: str | None = None) -> Path:
-        """The run folder: ``out``, or ``<run_root>/classical/<run name>``."""
+        """The run folder: ``out``, or the layout's classical run of this name."""
         if self.out:
             return Path(self.out)
-        return self.out_root() / "classical" / run_name(self, protocol)
+        return self.layout().classical_run(self.dataset, run_name(self, protocol))
 
     def in_study_tree(self) -> bool:
         """Whether the run folder is one of the dataset's own (its row enters the table)."""
-        return self.run_dir().resolve().is_relative_to((self.out_root() / "classical").resolve())
+        layout = self.layout()
+        return layout.holds(self.run_dir(), layout.classical_dir(self.dataset))
 
 
 def resolve_protocol(dataset: str, protocol: str | None = None) -> str:
@@ -197,7 +198,7 @@ def run_name(config: ClassicalConfig, protocol: str | None = None) -> str:
     parts = [
         "lomo_xqda",
         tag,
-        f"{config.size[0]}x{config.size[1]}",
+        f"{config.input_size[0]}x{config.input_size[1]}",
         f"retinex-{'on' if config.retinex else 'off'}",
         f"reg{config.reg:g}",
         config.solver,
@@ -234,7 +235,7 @@ class LomoXqda:
         return extract_split(
             records,
             self.cache_dir,
-            size=self.config.size,
+            size=self.config.input_size,
             params={"retinex": self.config.retinex},
             desc=desc,
             progress=self.config.progress,
@@ -268,14 +269,14 @@ class LomoXqda:
     def extract(self, image: np.ndarray) -> np.ndarray:
         """One decoded RGB image -> projected feature: resize, LOMO, XQDA projection."""
         feature = lomo(
-            resize(image, self.config.size), retinex=self.config.retinex, dtype=np.float32
+            resize(image, self.config.input_size), retinex=self.config.retinex, dtype=np.float32
         )
         return feature @ self._components32
 
     def extract_batch(self, images: np.ndarray) -> np.ndarray:
         """Decoded RGB images (n, H, W, 3) -> projected features (n, dim): :meth:`extract` for
         many images at once (bulk gallery indexing)."""
-        resized = np.stack([resize(image, self.config.size) for image in images])
+        resized = np.stack([resize(image, self.config.input_size) for image in images])
         return lomo(resized, retinex=self.config.retinex, dtype=np.float32) @ self._components32
 
     @classmethod
@@ -299,7 +300,7 @@ class LomoXqda:
             components=self.model.components_,
             metric=self.model.metric_,
             spectrum=self.model.spectrum_,
-            size=np.array(self.config.size),
+            size=np.array(self.config.input_size),
             retinex=np.array(self.config.retinex),
             reg=np.array(self.config.reg),
         )
@@ -322,7 +323,7 @@ def run(config: ClassicalConfig) -> FittedRun:
     """Fit and score the classical pipeline; writes ``summary.json`` and ``xqda.npz``."""
     start = time.perf_counter()
     protocol = config.validate()
-    root = config.out_root()
+    cache_dir = config.layout().lomo_cache(config.dataset)
     name = run_name(config, protocol)
     out_dir = config.run_dir(protocol)
     # what a run of this name killed while writing (kill -9) left behind; no folder is created
@@ -330,9 +331,9 @@ def run(config: ClassicalConfig) -> FittedRun:
     remove_orphan_temporaries(out_dir, RUN_FILES)
     check_run_folder(out_dir, RUN_KIND, legacy=_is_classical_run)
     if protocol == "market":
-        fitted = _run_market(config, root, out_dir, name)
+        fitted = _run_market(config, cache_dir, out_dir, name)
     else:
-        fitted = _run_trials(config, protocol, root, out_dir, name)
+        fitted = _run_trials(config, protocol, cache_dir, out_dir, name)
     fitted.summary["seconds"]["total"] = time.perf_counter() - start
     write_summary(fitted)
     return fitted
@@ -374,9 +375,9 @@ def _load_market(config: ClassicalConfig) -> ReidDataset:
     return dataset
 
 
-def _run_market(config: ClassicalConfig, root: Path, out_dir: Path, name: str) -> FittedRun:
+def _run_market(config: ClassicalConfig, cache_dir: Path, out_dir: Path, name: str) -> FittedRun:
     dataset = _load_market(config)
-    pipeline = LomoXqda(config, root / "cache" / "lomo")
+    pipeline = LomoXqda(config, cache_dir)
     seconds = {}
     t0 = time.perf_counter()
     feats = {
@@ -494,7 +495,7 @@ def _run_trial(config, protocol, bench, trial, rows, cache_dir) -> _TrialResult:
 
 
 def _run_trials(
-    config: ClassicalConfig, protocol: str, root: Path, out_dir: Path, name: str
+    config: ClassicalConfig, protocol: str, cache_dir: Path, out_dir: Path, name: str
 ) -> FittedRun:
     bench = benchmarks.load_benchmark(
         config.dataset, config.data_root, num_trials=config.num_trials, seed=config.split_seed
@@ -503,7 +504,6 @@ def _run_trials(
         f"{bench.name} at {bench.root}: {len(bench.persons)} persons, {bench.num_images} images; "
         f"{bench.split}; {protocol}"
     )
-    cache_dir = root / "cache" / "lomo"
     t0 = time.perf_counter()
     rows = _BenchmarkFeatures(LomoXqda(config, cache_dir), bench)
     seconds = {"features": time.perf_counter() - t0, "fit": 0.0, "distances": 0.0}
@@ -659,10 +659,12 @@ def config_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--dataset", default=d.dataset, help=f"layout name (default {d.dataset})")
     parser.add_argument("--data-root", default=None, help="dataset folder")
     parser.add_argument(
+        "--input-size",
         "--size",
+        dest="input_size",
         type=image_size,
-        default=d.size,
-        help=f"LOMO input HxW (default {d.size[0]}x{d.size[1]})",
+        default=d.input_size,
+        help=f"LOMO input HxW, as deep.train's (default {d.input_size[0]}x{d.input_size[1]})",
     )
     parser.add_argument(
         "--retinex",
@@ -696,12 +698,7 @@ def config_parser(description: str) -> argparse.ArgumentParser:
         default=d.split_seed,
         help="benchmarks: trial t is seeded with this + t (default 0)",
     )
-    parser.add_argument(
-        "--runs-dir",
-        default=None,
-        help="root of this dataset's outputs: run folders, LOMO cache, results table "
-        "(default runs/<dataset>)",
-    )
+    add_runs_dir_argument(parser)
     parser.add_argument(
         "--out",
         default=None,
@@ -716,7 +713,7 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
     return ClassicalConfig(
         dataset=args.dataset,
         data_root=args.data_root,
-        size=args.size,
+        input_size=args.input_size,
         retinex=args.retinex,
         reg=args.reg,
         n_components=args.n_components,
@@ -724,26 +721,18 @@ def config_from_args(args: argparse.Namespace) -> ClassicalConfig:
         protocol=args.protocol,
         num_trials=args.trials,
         split_seed=args.split_seed,
-        run_root=args.runs_dir,
+        runs_dir=str(RunsLayout.at(args.runs_dir).root),
         out=args.out,
         progress=not args.no_progress,
     )
 
 
-#: Errors a run reports as one clear line (bad dataset, image, argument or output folder, a
-#: full disk: every OSError).
-USER_ERRORS = (FileNotFoundError, ValueError, ImageLoadError, OutputError, OSError)
-
-
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("LOMO + XQDA: fit and score (make lomo-xqda also times it)")
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        fitted = run(config)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    fitted = run(config)
     print(accuracy_text(fitted.summary))
     print(f"  wrote {fitted.out_dir / 'summary.json'}")
     return 0

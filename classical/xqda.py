@@ -71,14 +71,30 @@ _NOT_FITTED = "This %(name)s instance is not fitted yet; call 'fit' or 'fit_view
 # validation helpers
 # ---------------------------------------------------------------------------------------------
 def _check_features(name: str, X: np.ndarray, *, min_rows: int = 1) -> np.ndarray:
+    # Our own checks rather than sklearn's check_array, which would copy a memmap whole; the
+    # messages carry the phrases scikit-learn's estimator checks look for.
+    if scipy.sparse.issparse(X):
+        raise ValueError(f"{name} is a sparse matrix: sparse input is not supported (densify it)")
     if not hasattr(X, "shape") or not hasattr(X, "dtype"):
         X = np.asarray(X)
+    if X.dtype == object:  # numbers held as Python objects; anything else raises TypeError
+        X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}")
+        raise ValueError(
+            f"{name} must be a 2-D array (n_samples, n_features), got shape {X.shape}. "
+            "Reshape your data: X.reshape(1, -1) for a single sample"
+        )
     if X.shape[0] < min_rows:
-        raise ValueError(f"{name} needs at least {min_rows} rows, got {X.shape[0]}")
+        raise ValueError(
+            f"{name} has {X.shape[0]} sample(s) (shape={X.shape}) while a minimum of "
+            f"{min_rows} is required"
+        )
     if X.shape[1] < 1:
-        raise ValueError(f"{name} has no features (shape {X.shape})")
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required."
+        )
+    if np.iscomplexobj(X):
+        raise ValueError(f"{name}: Complex data not supported")
     if not (np.issubdtype(X.dtype, np.floating) or np.issubdtype(X.dtype, np.integer)):
         raise ValueError(f"{name} must hold numbers, got dtype {X.dtype}")
     for start in range(0, X.shape[0], ROW_BLOCK):  # blockwise: no full-size boolean temporary
@@ -456,6 +472,8 @@ class XQDA(TransformerMixin, BaseEstimator):
         """
         self._check_params()
         X = _check_features("X", X, min_rows=2)
+        if y is None:
+            raise ValueError("XQDA requires y to be passed, but the target y is None")
         y = _check_labels("y", y, X.shape[0])
         if np.unique(y).size < 2:
             raise ValueError("XQDA needs at least two identities in y")
@@ -657,7 +675,8 @@ class XQDA(TransformerMixin, BaseEstimator):
         X = _check_features(name, X)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"{name} has {X.shape[1]} features but XQDA was fitted on {self.n_features_in_}"
+                f"{name} has {X.shape[1]} features, but XQDA is expecting "
+                f"{self.n_features_in_} features as input (the number it was fitted on)"
             )
         return X
 

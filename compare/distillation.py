@@ -3,9 +3,9 @@
 1. :func:`deep.distill.run_study` trains the profile's teacher and every student alone and
    distilled (reusing finished runs);
 2. :func:`compare.measure.measure_runs` measures each run on every installed engine (or
-   restores its rows from a summary of the same weights) into ``runs/<dataset>/results.csv``;
+   restores its rows from a summary of the same weights) into ``<runs-dir>/<dataset>/results.csv``;
 3. the table of baseline vs distilled (mean ± std over seeds, and the gain) is printed and
-   written to ``runs/<dataset>/distill.md``.
+   written to ``<runs-dir>/<dataset>/distill.md``.
 
     python -m compare.distillation --dataset synthetic --profile quick [--jobs 2]
 """
@@ -15,16 +15,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from compare.measure import measure_runs
 from compare.pipelines.cnn import CnnPipeline
-from compare.results import check_table, read_results, results_path
+from compare.results import check_table, read_results
+from data.cli import entry_point
 from data.io import atomic_write_text
-from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError
+from data.runs import RunsLayout
 from deep.distill import (
     add_common_arguments,
     add_subset_arguments,
@@ -32,14 +33,14 @@ from deep.distill import (
     run_study,
     study_options,
 )
-from deep.pretrained import PretrainedWeightsError
 from deep.profiles import PROFILES, get_profile
 
 
-def summarise(dataset: str, students, teacher: str) -> pd.DataFrame:
-    """Baseline vs distilled per student: mean and std over seeds, and the gain."""
+def summarise(dataset: str, students, teacher: str, table: Path) -> pd.DataFrame:
+    """Baseline vs distilled per student (rows of the results ``table``): mean and std over
+    seeds, and the gain."""
 
-    df = read_results(results_path(dataset))
+    df = read_results(table)
     df = df[df.pipeline == CnnPipeline.name]
     rows = []
     for model in dict.fromkeys([teacher, *students]):
@@ -93,21 +94,25 @@ def run(
     profile: str,
     *,
     jobs: int = 2,
+    layout: RunsLayout | None = None,
     **options,
 ) -> pd.DataFrame:
     """Train (what is missing), measure (what is missing), and return the gain table."""
-    check_table(results_path(dataset))  # a broken results table stops us before training
-    configs = run_study(profile, dataset, data_root, jobs=jobs, **options)
-    measure_runs([c.run_dir() for c in configs], data_root=data_root, jobs=jobs)
+    layout = layout or RunsLayout.from_env()
+    results = layout.results_table(dataset)
+    check_table(results)  # a broken results table stops us before training
+    configs = run_study(profile, dataset, data_root, jobs=jobs, layout=layout, **options)
+    measure_runs([c.run_dir() for c in configs], layout, data_root=data_root, jobs=jobs)
     teacher = get_profile(profile, options.get("teacher_model")).teacher
     students = options.get("students") or PROFILES[profile].students
-    table = summarise(dataset, students, teacher)
+    table = summarise(dataset, students, teacher, results)
     text = gain_markdown(table)
-    atomic_write_text(run_dir_for(dataset) / "distill.md", text + "\n")
+    atomic_write_text(layout.report(dataset, "distill.md"), text + "\n")
     print(text)
     return table
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_common_arguments(parser)
@@ -115,11 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     add_teacher_model_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        run(args.dataset, args.data_root, args.profile, **study_options(args))
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    run(args.dataset, args.data_root, args.profile, **study_options(args))
     return 0
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from classical.pipeline import (
-    USER_ERRORS,
     ClassicalConfig,
     FittedRun,
     accuracy_text,
@@ -37,12 +36,11 @@ from compare.results import (
     check_table,
     extra_json,
     repo_relative,
-    results_path,
     upsert_rows,
 )
 from compare.timing import TOP_K, TimingResult, machine_info, thread_limit, time_queries
-from data.cli import positive_int
-from data.images import load_image
+from data.cli import entry_point, positive_int
+from data.images import load_image, size_text
 
 
 def time_fitted(fitted: FittedRun, *, threads: int | None, num_timed_queries: int) -> TimingResult:
@@ -81,7 +79,7 @@ def result_row(fitted: FittedRun, timing: TimingResult) -> ResultRow:
         model=s["run_name"],
         variant="classical",
         seed=0,
-        input_size=f"{config.size[0]}x{config.size[1]}",
+        input_size=size_text(config.input_size),
         params=int(model.components_.size + model.metric_.size),
         gflops=float("nan"),
         embedding_dim=xqda_dim,
@@ -127,7 +125,7 @@ def measure(
 ) -> FittedRun:
     """Fit and score (:func:`classical.pipeline.run`), time, and upsert the results row."""
     config.validate()
-    table = results_path(config.dataset, config.run_root)
+    table = config.layout().results_table(config.dataset)
     if config.in_study_tree():
         check_table(table)  # a broken results table stops us before the work, not after
     fitted = run(config)
@@ -143,6 +141,7 @@ def measure(
     return fitted
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("LOMO + XQDA: fit, score, time, and add a results row (make lomo-xqda)")
     parser.add_argument(
@@ -158,14 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         help="single queries timed (cycled when the query set is smaller; at least 100)",
     )
     args = parser.parse_args(argv)
-    try:
-        config = config_from_args(args)
-        fitted = measure(config, threads=args.threads, num_timed_queries=args.num_timed_queries)
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    config = config_from_args(args)
+    fitted = measure(config, threads=args.threads, num_timed_queries=args.num_timed_queries)
     print(accuracy_text(fitted.summary))
-    table = results_path(config.dataset, config.run_root) if config.in_study_tree() else None
+    table = config.layout().results_table(config.dataset) if config.in_study_tree() else None
     print(timing_text(fitted.summary, fitted.out_dir, table))
     return 0
 

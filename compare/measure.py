@@ -10,34 +10,40 @@ rank-1/mAP difference, queries whose ranking changed). ``summary.json`` keeps Py
 at the top level and every engine's under ``engines``; the results table gets one row per
 engine.
 
+A measurement belongs to the test data it was made on (:meth:`data.layouts.ReidDataset.
+test_fingerprint`, recorded as ``test_data`` in ``summary.json``). A run's own data is the data
+it was first measured on (else the data it was trained on); ``--data-root`` pointing at a moved
+copy of it measures the run as usual, but a *different* dataset of the same layout is measured
+into ``RUN_DIR/other_data/<fingerprint>/`` (its own ``summary.json`` and ``results.csv``), never
+into the run's summary or the study's table.
+
     python -m compare.measure runs/synthetic/deep/resnet18/baseline_seed0 [--data-root DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from compare.cnn_summary import CnnSummary
 from compare.results import (
     ResultRow,
     check_table,
     extra_json,
     repo_relative,
-    results_path,
     upsert_rows,
 )
 from compare.timing import TOP_K, available_threads, machine_info, time_engine_queries
-from data.cli import positive_int
-from data.images import load_image
-from data.io import atomic_write_text, remove_orphan_temporaries
+from data.cli import entry_point, non_negative_int, positive_int
+from data.images import load_image, size_text
+from data.io import remove_orphan_temporaries
 from data.layouts import ReidDataset, load_dataset
 from data.matching import GalleryIndex, topk_chunked
-from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
+from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
+from deep.checkpoint import model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
     ENGINES,
@@ -48,16 +54,17 @@ from deep.export import (
     engine_embeddings,
     export_run,
     load_engine,
-    weights_hash,
 )
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
+from deep.run_folder import RunFolder
 from deep.train import RUN_OUTPUTS, worker_pool
 
 
 def measure_run(
     run_dir: Path | str,
     *,
+    layout: RunsLayout,
     dataset: ReidDataset | None = None,
     data_root: str | None = None,
     num_timed_queries: int = 100,
@@ -71,6 +78,8 @@ def measure_run(
     ----------
     run_dir : path
         A finished run folder (``model.pt``).
+    layout : RunsLayout
+        The runs tree whose results table the rows go to (see ``table``).
     dataset : ReidDataset, optional
         The run's dataset, already loaded (default: loaded from the run's config, from
         ``data_root`` when given: a dataset moved since training).
@@ -81,26 +90,32 @@ def measure_run(
     threads : int or None
         Threads every engine computes with (None = all cores).
     table : bool or None
-        ``None`` adds the rows to the shared ``runs/<dataset>/results.csv`` only for run folders
-        under ``runs/<dataset>/deep`` (where ``make train`` and ``make distill`` put them): a run
-        trained elsewhere with ``--out`` is an experiment and must not replace the study's rows
-        for the same model, variant and seed. ``True`` / ``False`` force it.
+        ``None`` adds the rows to the dataset's shared results table of ``layout`` only for
+        run folders under its ``deep`` folder (where ``make train`` and ``make distill`` put
+        them): a run trained elsewhere with ``--out`` is an experiment and must not replace
+        the study's rows for the same model, variant and seed. ``True`` / ``False`` force it.
     engines : sequence of str, optional
         Engines to time and write rows for (default: every installed one, an export failure then
         only skipping that engine with a warning). PyTorch's accuracy is always measured (the
         reference); when ``torch`` is not asked for, its earlier timing is kept from the
         summary of the same weights, or it is timed too if there is none.
     """
-    run_dir = Path(run_dir)
-    state = load_checkpoint(run_dir / "model.pt")
+    folder = RunFolder(run_dir)
+    run_dir = folder.path
+    state = folder.model_state()
     remove_orphan_temporaries(run_dir, RUN_OUTPUTS)  # what a killed export or write left
     cfg = state["config"]
     if dataset is None:
         dataset = load_dataset(cfg["dataset"], data_root or cfg["data_root"])
     size = tuple(int(v) for v in cfg["input_size"])
     threads = available_threads() if threads is None else int(threads)
-    weights = weights_hash(state["model"])
-    previous = _previous_summary(run_dir, weights)
+    test_data = dataset.test_fingerprint()
+    place = _MeasurementPlace.of(folder, layout, test_data, data_root)
+    if place.other_data:
+        print(f"{data_root} is not the data {run_dir} was measured on: measured into {place.dir}")
+        table = True
+    weights = folder.weights_sha256()
+    previous = _previous_summary(place.folder, weights, test_data)
     strict = engines is not None
     wanted = check_engines(engines) if strict else available_engines()
     if "torch" not in wanted and previous is None:
@@ -111,14 +126,14 @@ def measure_run(
         run_dir, state, model, split, wanted, previous, threads, strict
     )
     summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
-    if failed:
-        summary["engines_failed"] = failed
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    rows = [row_from_summary(summary, run_dir, e) for e in results]
-    _record_rows(run_dir, cfg["dataset"], rows, table)
+    summary.update(test_data=test_data, engines_failed=failed)
+    record = CnnSummary.from_json(summary, run_dir / "summary.json")
+    place.folder.write_summary(record.to_json())
+    rows = [row_from_summary(record, run_dir, e) for e in results]
+    _record_rows(run_dir, place.table, rows, table, place.study_tree)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
-    return summary
+    return record.to_json()
 
 
 def _measure_engines(
@@ -174,26 +189,62 @@ def _measure_engines(
     return results, failed
 
 
-def _in_study_tree(run_dir: Path, table_path: Path) -> bool:
-    """Whether ``run_dir`` is under the study's tree of ``table_path`` (``runs/<dataset>/deep``),
-    where a run's rows go to that shared table by default."""
-    return run_dir.resolve().is_relative_to((table_path.parent / "deep").resolve())
+class _MeasurementPlace:
+    """Where a measurement goes: the run folder and its dataset's results table, or, for test
+    data other than the run's own, ``RUN_DIR/other_data/<fingerprint>/`` and a table there."""
+
+    def __init__(self, folder: RunFolder, table: Path, study_tree: bool, other: bool) -> None:
+        self.folder, self.table, self.study_tree, self.other_data = folder, table, study_tree, other
+        self.dir = folder.path
+
+    @classmethod
+    def of(
+        cls, folder: RunFolder, layout: RunsLayout, test_data: str, data_root: str | None
+    ) -> _MeasurementPlace:
+        if _own_test_data(folder, test_data, data_root) == test_data:
+            dataset = folder.model_state()["config"]["dataset"]
+            in_tree = layout.holds(folder.path, layout.deep_dir(dataset))
+            return cls(folder, layout.results_table(dataset), in_tree, False)
+        other = folder.path / "other_data" / test_data
+        return cls(RunFolder(other), other / "results.csv", False, True)
 
 
-def check_tables(run_dirs: list[Path]) -> None:
+def _own_test_data(folder: RunFolder, test_data: str, data_root: str | None) -> str:
+    """The fingerprint of the run's own test data: the one its summary records (the data it was
+    first measured on); else that of the data it was trained on when ``data_root`` names
+    another folder and that one is still there; else ``test_data`` (no other data given, or
+    the run's dataset moved)."""
+    recorded = (folder.summary() or {}).get("test_data")
+    if recorded:
+        return str(recorded)
+    cfg = folder.model_state()["config"]
+    own_root = cfg.get("data_root")
+    if data_root is None or not own_root or not Path(own_root).is_dir():
+        return test_data
+    if Path(own_root).resolve() == Path(data_root).resolve():
+        return test_data
+    try:
+        return load_dataset(cfg["dataset"], own_root).test_fingerprint()
+    except (ValueError, OSError):
+        return test_data
+
+
+def check_tables(run_dirs: list[Path], layout: RunsLayout) -> None:
     """Fail now, before measuring anything, if a shared results table that the rows of
     ``run_dirs`` would go to is broken (a folder, garbage, cut off) or cannot be written."""
     for run_dir in run_dirs:
-        table_path = results_path(load_checkpoint(run_dir / "model.pt")["config"]["dataset"])
-        if _in_study_tree(run_dir, table_path):
-            check_table(table_path)
+        dataset = RunFolder(run_dir).model_state()["config"]["dataset"]
+        if layout.holds(run_dir, layout.deep_dir(dataset)):
+            check_table(layout.results_table(dataset))
 
 
-def _record_rows(run_dir: Path, dataset: str, rows: list[ResultRow], table: bool | None) -> None:
-    """Upsert the run's rows into the shared table, if the run belongs to the study's tree."""
-    table_path = results_path(dataset)
+def _record_rows(
+    run_dir: Path, table_path: Path, rows: list[ResultRow], table: bool | None, in_tree: bool
+) -> None:
+    """Upsert the run's rows into ``table_path`` if ``table`` says so, or (``table`` None) if
+    the run belongs to the study's tree (``in_tree``)."""
     if table is None:
-        table = _in_study_tree(run_dir, table_path)
+        table = in_tree
         if not table:
             print(f"{run_dir} is outside {table_path.parent / 'deep'}: not added to {table_path}")
     if table:
@@ -245,18 +296,16 @@ def _versus(reference: tuple, q: np.ndarray, g: np.ndarray, entry: dict) -> dict
     }
 
 
-def _previous_summary(run_dir: Path, weights: str) -> dict | None:
-    """The run's earlier summary if it holds per-engine results of these same weights."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-    except (OSError, ValueError):
+def _previous_summary(folder: RunFolder, weights: str, test_data: str) -> dict | None:
+    """The earlier summary at ``folder`` if it holds per-engine results of the weights of the
+    run now, measured on the same test data (summaries before ``test_data`` was recorded were
+    measured on the run's own)."""
+    summary = folder.summary()
+    if summary is None or summary.get("weights_sha256") != weights:
         return None
-    ok = (
-        isinstance(summary, dict)
-        and summary.get("weights_sha256") == weights
-        and "timing" in summary.get("engines", {}).get("torch", {})
-    )
-    return summary if ok else None
+    same_data = summary.get("test_data", test_data) == test_data
+    timed = "timing" in summary.get("engines", {}).get("torch", {})
+    return summary if same_data and timed else None
 
 
 def _summary(
@@ -306,92 +355,98 @@ def _summary(
     }
 
 
-def summary_engines(summary: dict) -> list[str]:
+def summary_engines(summary: dict | CnnSummary) -> list[str]:
     """Engines a summary holds results for (``["torch"]`` for summaries before engines)."""
-    return list(summary.get("engines", {})) or ["torch"]
+    return list(_record(summary).engines)
 
 
-def row_from_summary(summary: dict, run_dir: Path | str, engine: str = "torch") -> ResultRow:
-    """The results-table row of a finished run on ``engine``, rebuilt from its ``summary.json``.
+def _record(summary: dict | CnnSummary, run_dir: Path | str = "") -> CnnSummary:
+    if isinstance(summary, CnnSummary):
+        return summary
+    return CnnSummary.from_json(summary, Path(run_dir) / "summary.json")
+
+
+def row_from_summary(
+    summary: dict | CnnSummary, run_dir: Path | str, engine: str = "torch"
+) -> ResultRow:
+    """The results-table row of a finished run on ``engine``, rebuilt from its summary (the
+    typed :class:`compare.cnn_summary.CnnSummary`, or its JSON).
 
     Used after evaluation and whenever a finished run is reused, so that a lost or deleted row
     reappears without retraining.
     """
     run_dir = Path(run_dir)
-    cfg = summary["config"]
-    entry = summary.get("engines", {}).get(engine)
+    record = _record(summary, run_dir)
+    cfg = record.config
+    entry = record.engines.get(engine)
     if entry is None:
-        if engine != "torch":
-            raise KeyError(f"{run_dir}/summary.json has no results for engine {engine!r}")
-        entry = summary  # written before engines were recorded: PyTorch's numbers
+        raise KeyError(f"{run_dir}/summary.json has no results for engine {engine!r}")
     extra = {k: cfg[k] for k in ("epochs", "lr", "batch_size")}
-    training = summary.get("training", {})
+    training = record.training
     if "accuracy" in training:
         extra.update(
             train_acc=round(100 * training["accuracy"], 1),
             train_min=round(training["seconds"] / 60, 2),
         )
-    if cfg["variant"] == "distilled":
+    if record.variant == "distilled":
         extra.update(T=cfg["kd_T"], alpha=cfg["kd_alpha"], feature_weight=cfg["kd_feature_weight"])
-    timing = entry["timing"]
+    timing = entry.timing
     if timing.get("engine_options"):
         extra["engine_options"] = timing["engine_options"]
-    if "vs_torch" in entry:
-        extra["vs_torch"] = entry["vs_torch"]
-    size = summary["input_size"]
+    if entry.vs_torch is not None:
+        extra["vs_torch"] = entry.vs_torch
     return ResultRow(
-        dataset=cfg["dataset"],
+        dataset=record.dataset,
         pipeline="deep",
-        model=cfg["model"],
-        variant=cfg["variant"],
-        seed=int(cfg["seed"]),
-        input_size=f"{size[0]}x{size[1]}",
-        params=int(summary["params"]),
-        gflops=float(summary["gflops"]),
-        embedding_dim=int(summary["embedding_dim"]),
-        rank1=100 * entry["rank1"],
-        rank5=100 * entry["rank5"],
-        rank10=100 * entry["rank10"],
-        mAP=100 * entry["mAP"],
-        mAP_torchreid=100 * entry["mAP_torchreid"],
+        model=record.model,
+        variant=record.variant,
+        seed=record.seed,
+        input_size=size_text(record.input_size),
+        params=record.params,
+        gflops=record.gflops,
+        embedding_dim=record.embedding_dim,
+        rank1=100 * entry.rank1,
+        rank5=100 * entry.rank5,
+        rank10=100 * entry.rank10,
+        mAP=100 * entry.mAP,
+        mAP_torchreid=100 * entry.mAP_torchreid,
         ms_extract=timing["ms_extract"],
         ms_match=timing["ms_match"],
         ms_query=timing["ms_query"],
         ms_query_p90=timing["ms_query_p90"],
         threads=timing["threads"],
-        device=summary.get("device", "cpu"),
+        device=record.device,
         engine=engine,
-        init=str(cfg.get("init", "scratch")),
+        init=record.init,
         run_dir=repo_relative(run_dir),
         extra=extra_json(**extra),
     )
 
 
-def rows_from_summary(summary: dict, run_dir: Path | str) -> list[ResultRow]:
+def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
     """One row per engine the summary holds results for."""
-    return [row_from_summary(summary, run_dir, e) for e in summary_engines(summary)]
+    record = _record(summary, run_dir)
+    return [row_from_summary(record, run_dir, e) for e in record.engines]
 
 
 def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
     """Rows of ``engines`` rebuilt from the run's ``summary.json`` when it holds them for the
     weights in ``model.pt`` now (a retrained run's old summary does not count)."""
-    try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        weights = weights_hash(load_checkpoint(run_dir / "model.pt")["model"])
-    except (OSError, ValueError, CheckpointError):
-        return []
-    if summary.get("weights_sha256") != weights:
+    summary = RunFolder(run_dir).current_summary()
+    if summary is None:
         return []
     held = summary.get("engines", {})
     return [row_from_summary(summary, run_dir, e) for e in engines if "timing" in held.get(e, {})]
 
 
-def _measure_job(run_dir: str, data_root: str | None) -> str:
-    measure_run(run_dir, data_root=data_root)
+def _measure_job(run_dir: str, layout: RunsLayout, data_root: str | None) -> str:
+    measure_run(run_dir, layout=layout, data_root=data_root)
     return f"measured {run_dir}"
 
 
-def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: int = 1) -> None:
+def measure_runs(
+    run_dirs: list[Path], layout: RunsLayout, *, data_root: str | None = None, jobs: int = 1
+) -> None:
     """Rows for every run: restored from its summary when that holds every installed engine
     for the current weights, else measured (``jobs`` runs at a time, in worker processes)."""
     engines = available_engines()
@@ -399,25 +454,28 @@ def measure_runs(run_dirs: list[Path], *, data_root: str | None = None, jobs: in
     for run_dir in run_dirs:
         rows = current_rows(run_dir, engines)
         if len(rows) == len(engines):
-            _record_rows(run_dir, rows[0].dataset, rows, None)
+            dataset = rows[0].dataset
+            in_tree = layout.holds(run_dir, layout.deep_dir(dataset))
+            _record_rows(run_dir, layout.results_table(dataset), rows, None, in_tree)
         else:
             todo.append(str(run_dir))
     if not todo:
         return
     with worker_pool(jobs) as pool:
-        for future in [pool.submit(_measure_job, r, data_root) for r in todo]:
+        for future in [pool.submit(_measure_job, r, layout, data_root) for r in todo]:
             print(future.result(), flush=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
-
-    Useful to re-time every model on a quiet machine after a study whose runs were timed while
-    other jobs shared the CPU; accuracy is deterministic and comes out unchanged. Every
-    installed engine is timed unless ``--engines`` names some.
-    """
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
-    parser.add_argument("run_dirs", nargs="+", type=Path, help="run folders holding model.pt")
+    parser.add_argument("run_dirs", nargs="*", type=Path, help="run folders holding model.pt")
+    run = parser.add_argument_group(
+        "or name the run as deep.train does (its folder in the runs tree, as make train)"
+    )
+    run.add_argument("--model", default=None, help="architecture of the run")
+    run.add_argument("--dataset", default="synthetic", help="dataset layout (default synthetic)")
+    run.add_argument("--variant", default="baseline", help="run label (default baseline)")
+    run.add_argument("--seed", type=non_negative_int, default=0, help="seed (default 0)")
     parser.add_argument(
         "--threads", type=positive_int, default=1, help="threads every engine computes with"
     )
@@ -427,7 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data-root",
         default=None,
-        help="where the runs' dataset is now (default: where it was when they were trained)",
+        help="where the runs' dataset is now (default: where it was when they were trained); "
+        "another dataset is measured into RUN_DIR/other_data/",
     )
     parser.add_argument(
         "--engines",
@@ -436,25 +495,38 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="inference engines to time (default: every installed one)",
     )
+    add_runs_dir_argument(parser)
+    return parser
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    """``python -m compare.measure RUN_DIR...``: (re-)measure and re-time finished CNN runs.
+
+    Useful to re-time every model on a quiet machine after a study whose runs were timed while
+    other jobs shared the CPU; accuracy is deterministic and comes out unchanged. Every
+    installed engine is timed unless ``--engines`` names some.
+    """
+    parser = _parser()
     args = parser.parse_args(argv)
-    missing = [str(d) for d in args.run_dirs if not (d / "model.pt").is_file()]
+    layout = layout_from_args(args)
+    if bool(args.run_dirs) == bool(args.model):
+        parser.error("give run folders, or --model (with --dataset, --variant, --seed)")
+    run_dirs = args.run_dirs or [layout.cnn_run(args.dataset, args.model, args.variant, args.seed)]
+    missing = [str(d) for d in run_dirs if not (d / "model.pt").is_file()]
     if missing:
-        print(f"error: no model.pt in {', '.join(missing)} (not a finished run)", file=sys.stderr)
-        return 2
+        raise FileNotFoundError(f"no model.pt in {', '.join(missing)} (not a finished run)")
     torch.set_num_threads(args.threads)
-    try:
-        check_tables(args.run_dirs)  # a broken results table stops us before the work
-        for run_dir in args.run_dirs:
-            measure_run(
-                run_dir,
-                data_root=args.data_root,
-                threads=args.threads,
-                num_timed_queries=args.num_timed_queries,
-                engines=args.engines,
-            )
-    except (EngineNotInstalled, ExportError, CheckpointError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    check_tables(run_dirs, layout)  # a broken results table stops us before the work
+    for run_dir in run_dirs:
+        measure_run(
+            run_dir,
+            layout=layout,
+            data_root=args.data_root,
+            threads=args.threads,
+            num_timed_queries=args.num_timed_queries,
+            engines=args.engines,
+        )
     return 0
 
 

@@ -27,7 +27,7 @@ from compare.scaling import crossover_markdown, scaling_dims, scaling_markdown, 
 from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput_table
 from compare.timing import machine_info
 from data.io import atomic_write_text
-from data.paths import run_dir_for
+from data.runs import RunsLayout
 
 
 def _machine_markdown(info: dict) -> str:
@@ -55,8 +55,8 @@ def engine_settings(df: pd.DataFrame) -> dict[str, list[dict]]:
     """The distinct engine settings recorded in the rows' ``extra`` (``engine_options``)."""
     out: dict[str, list[dict]] = {}
     for _, row in df.iterrows():
-        options = row_extra(row).get("engine_options")
-        if not isinstance(options, dict):
+        options = row_extra(row).engine_options
+        if options is None:
             continue
         seen = out.setdefault(str(row.engine), [])
         if options not in seen:
@@ -141,19 +141,20 @@ def build_report(
     threads: int | None = None,
     refresh_scaling: bool = False,
     throughput: bool = True,
+    layout: RunsLayout,
 ) -> Path:
-    """Scaling, throughput, plot and markdown from ``runs/<dataset>/results.csv``."""
-    out_dir = run_dir_for(dataset)
-    df, notes = plotted_rows(read_results(out_dir / "results.csv"), dataset)
+    """Scaling, throughput, plot and markdown from the dataset's results table in ``layout``."""
+    out_dir = layout.dataset_dir(dataset)
+    df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
     row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
     threads = row_threads if threads is None else threads
-    print(f"matching vs gallery size ({threads} thread(s); cached in runs/bench):", flush=True)
-    scaling = scaling_table(scaling_dims(df, dataset), threads=threads, refresh=refresh_scaling)
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
+    dims = scaling_dims(df, dataset, layout)
+    scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
     agg = fastest_engines(aggregate(df))
     title = f"Speed/accuracy trade-off on {dataset}"
-    plot_tradeoff(
-        df, out_dir / "tradeoff.png", out_dir / "tradeoff.svg", title=title, scaling=scaling
-    )
+    png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
+    plot_tradeoff(df, png, svg, title=title, scaling=scaling)
     sections = [
         f"# {title}",
         "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
@@ -182,7 +183,7 @@ def build_report(
         ]
     distill = distillation_markdown(df)
     if distill:
-        teachers = teachers_used(out_dir)
+        teachers = teachers_used(layout.deep_dir(dataset))
         taught_by = ", ".join(cnn_short_name(t) for t in teachers) if teachers else "their teacher"
         sections += [f"## Distillation: students alone vs taught by {taught_by}", distill]
     sections += [
@@ -197,7 +198,7 @@ def build_report(
         scaling_markdown(scaling),
     ]
     if throughput:
-        table = throughput_table(df, dataset, data_root, threads=threads)
+        table = throughput_table(df, dataset, data_root, threads=threads, layout=layout)
         sections += [
             "## Bulk extraction throughput (gallery indexing)",
             f"Images per second at batch {THROUGHPUT_BATCH}, {threads} thread(s), same input size "
@@ -209,14 +210,15 @@ def build_report(
     sections += ["## Machine", machine + ("\n" + settings if settings else "")]
     if notes:
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
-    atomic_write_text(out_dir / "tradeoff.md", "\n\n".join(sections) + "\n")
+    atomic_write_text(layout.report(dataset, "tradeoff.md"), "\n\n".join(sections) + "\n")
     return out_dir
 
 
-def teachers_used(out_dir: Path) -> list[str]:
-    """Teacher architectures of the distilled runs under ``out_dir`` (from their configs)."""
+def teachers_used(deep_dir: Path) -> list[str]:
+    """Teacher architectures of the distilled runs under ``deep_dir`` (a dataset's CNN runs,
+    :meth:`data.runs.RunsLayout.deep_dir`; from their configs)."""
     names = set()
-    for config in Path(out_dir).glob("deep/*/distilled_seed*/config.json"):
+    for config in Path(deep_dir).glob("*/distilled_seed*/config.json"):
         try:
             teacher = json.loads(config.read_text()).get("teacher")
         except (OSError, ValueError):

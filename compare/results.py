@@ -1,4 +1,4 @@
-"""The results table: one tidy CSV per dataset, ``runs/<dataset>/results.csv``.
+"""The results table: one tidy CSV per dataset (:meth:`data.runs.RunsLayout.results_table`).
 
 One row per evaluated (pipeline, model, variant, seed, input size, engine, initialisation): a CNN
 run timed on three inference engines has three rows (``engine`` = ``torch``, ``onnxruntime``,
@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from data.io import OutputError, atomic_write_text, check_writable, remove_orphan_temporaries
-from data.paths import REPO_ROOT, run_dir_for
+from data.paths import REPO_ROOT
 
 KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
 #: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
@@ -110,16 +110,39 @@ def extra_json(**values) -> str:
     return json.dumps(values, sort_keys=True)
 
 
+@dataclass(frozen=True)
+class RowExtra:
+    """The typed view of a row's ``extra`` JSON: the fields ``compare`` reads back (the other
+    keys are for people reading the table)."""
+
+    feature_dim: int | None = None  # classical: the raw LOMO dimension before XQDA
+    xqda_dim: int | None = None  # classical: the XQDA subspace dimension
+    retinex: bool = False  # classical: MSRCR preprocessing
+    engine_options: dict | None = None  # CNN: the inference engine's settings
+
+    @classmethod
+    def parse(cls, text: object) -> RowExtra:
+        """The fields of ``extra`` (a JSON object; anything else, or NaN, gives the defaults)."""
+        try:
+            values = json.loads(str(text))
+        except ValueError:
+            return cls()
+        if not isinstance(values, dict):
+            return cls()
+        dim = lambda key: None if values.get(key) is None else int(values[key])  # noqa: E731
+        options = values.get("engine_options")
+        return cls(
+            feature_dim=dim("feature_dim"),
+            xqda_dim=dim("xqda_dim"),
+            retinex=bool(values.get("retinex", False)),
+            engine_options=options if isinstance(options, dict) else None,
+        )
+
+
 def repo_relative(path: Path | str) -> str:
     """``path`` relative to the repository when inside it (the ``run_dir`` column), else as is."""
     resolved = Path(path).resolve()
     return str(resolved.relative_to(REPO_ROOT)) if resolved.is_relative_to(REPO_ROOT) else str(path)
-
-
-def results_path(dataset: str, run_root: Path | str | None = None) -> Path:
-    """The shared results table of ``dataset``: ``<run_root>/results.csv``, where ``run_root``
-    defaults to ``runs/<dataset>``."""
-    return Path(run_root or run_dir_for(dataset)) / "results.csv"
 
 
 class ResultsTableError(ValueError):

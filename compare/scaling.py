@@ -5,7 +5,7 @@ Each registered pipeline names the dimensions its rows match at
 (:meth:`~compare.pipelines.Pipeline.scaling_dims`: raw LOMO and the XQDA subspace, every CNN
 embedding size and 512/1024/2048-d for reference); matching one query (GEMV + top-50) is timed
 against galleries of 1k to 100k random features of each dimension, memory-bounded, cached in
-``runs/bench/matching_scaling.json`` (:func:`compare.timing.gallery_scaling`).
+``<runs-dir>/bench/matching_scaling.json`` (:func:`compare.timing.gallery_scaling`).
 """
 
 from __future__ import annotations
@@ -18,17 +18,20 @@ import pandas as pd
 
 from compare.pipelines import derived_rows, pipeline, pipelines
 from compare.timing import gallery_scaling
-from data.paths import RUNS_DIR
+from data.runs import RunsLayout
 
 GALLERY_SIZES = (1_000, 3_000, 10_000, 30_000, 100_000)
 
 
-def scaling_dims(df: pd.DataFrame, dataset: str | None = None) -> dict[int, str]:
-    """Feature dimensions to measure, with a label saying whose they are."""
+def scaling_dims(
+    df: pd.DataFrame, dataset: str | None = None, layout: RunsLayout | None = None
+) -> dict[int, str]:
+    """Feature dimensions to measure, with a label saying whose they are (``layout``: where
+    the study's runs are, for pipelines without rows yet)."""
     labels: dict[int, list[str]] = {}
     for adapter in pipelines():
         rows = df[df.pipeline.astype(str) == adapter.name]
-        for dim, name in adapter.scaling_dims(rows, dataset):
+        for dim, name in adapter.scaling_dims(rows, dataset, layout):
             labels.setdefault(int(dim), [])
             if name and name not in labels[int(dim)]:
                 labels[int(dim)].append(name)
@@ -46,8 +49,10 @@ def scaling_table(
     threads: int,
     sizes: Sequence[int] | None = None,
     refresh: bool = False,
+    layout: RunsLayout,
 ) -> pd.DataFrame:
-    """ms/query of matching for every (dim, gallery size), from the cache where possible.
+    """ms/query of matching for every (dim, gallery size), from ``layout.scaling_cache()``
+    where possible.
 
     ``sizes`` defaults to :data:`GALLERY_SIZES` (1k to 100k items).
     """
@@ -56,7 +61,7 @@ def scaling_table(
         GALLERY_SIZES if sizes is None else sizes,
         threads=threads,
         refresh=refresh,
-        cache_path=RUNS_DIR / "bench" / "matching_scaling.json",
+        cache_path=layout.scaling_cache(),
     )
     table = pd.DataFrame([asdict(p) for p in points])
     table["label"] = [dims[d] for d in table.dim]

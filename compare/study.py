@@ -18,9 +18,11 @@ from collections.abc import Sequence
 import pandas as pd
 
 from compare.pipelines import EngineContext, pipeline, pipelines, rows_where
-from compare.results import check_table, read_results, results_path, upsert_rows
+from compare.results import check_table, read_results, upsert_rows
+from data.cli import CommandFailed
 from data.layouts import load_dataset
 from data.paths import REPO_ROOT
+from data.runs import RunsLayout
 
 
 def existing_table(results) -> pd.DataFrame | None:
@@ -41,28 +43,30 @@ def missing_runs(df: pd.DataFrame | None, dataset: str, profile: str) -> list[st
 
 
 def run_module(args: list[str]) -> None:
-    """``python -m ARGS`` from the repository root; a RuntimeError when it fails."""
+    """``python -m ARGS`` from the repository root; ``CommandFailed`` when it fails."""
     command = [sys.executable, "-m", *args]
     print("+ python -m " + " ".join(args), flush=True)
     result = subprocess.run(command, cwd=REPO_ROOT, check=False)
     if result.returncode != 0:
-        raise RuntimeError(
+        raise CommandFailed(
             f"`python -m {' '.join(args)}` failed with exit code "
             f"{result.returncode}; see its output above"
         )
 
 
-def ensure_runs(dataset: str, data_root: str | None, profile: str, jobs: int | None) -> list[str]:
+def ensure_runs(
+    dataset: str, data_root: str | None, profile: str, jobs: int | None, *, layout: RunsLayout
+) -> list[str]:
     """Run the pipelines whose rows are missing; returns the ones that ran.
 
     A results table that the pipelines could not update (a folder, garbage, a row cut off, a
     folder that cannot be written) stops everything before any of them runs.
     """
-    results = results_path(dataset)
+    results = layout.results_table(dataset)
     check_table(results)
     todo = missing_runs(existing_table(results), dataset, profile)
     for name in todo:
-        run_module(pipeline(name).run_args(dataset, data_root, profile, jobs))
+        run_module(pipeline(name).run_args(dataset, data_root, profile, jobs, layout))
     if not todo:
         print(f"all rows present in {results}; nothing to run")
     return todo
@@ -88,7 +92,11 @@ def missing_engines(
 
 
 def ensure_engine_rows(
-    dataset: str, data_root: str | None, *, engines: Sequence[str] | None = None
+    dataset: str,
+    data_root: str | None,
+    *,
+    layout: RunsLayout,
+    engines: Sequence[str] | None = None,
 ) -> list[str]:
     """Time every multi-engine run of the table on the installed engines it has no row for.
 
@@ -97,7 +105,7 @@ def ensure_engine_rows(
     existing rows. Runs whose ``model.pt`` is gone are skipped with a message. Returns the run
     folders that got rows.
     """
-    results = results_path(dataset)
+    results = layout.results_table(dataset)
     df = existing_table(results)
     todo = missing_engines(df, dataset, engines)
     if not todo:
@@ -114,7 +122,8 @@ def ensure_engine_rows(
     for run_dir, missing in todo.items():
         rows_of_run = df[df.run_dir.astype(str) == run_dir]
         threads = rows_of_run.threads.dropna()
-        context = EngineContext(load=load, threads=int(threads.iloc[0]) if len(threads) else 1)
+        n = int(threads.iloc[0]) if len(threads) else 1
+        context = EngineContext(load=load, threads=n, layout=layout)
         rows = pipeline(str(rows_of_run.pipeline.iloc[0])).engine_rows(run_dir, missing, context)
         if rows:
             upsert_rows(results, rows)

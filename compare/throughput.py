@@ -1,7 +1,7 @@
 """Bulk extraction throughput (gallery indexing): images/s at batch 64 of every model, input
 size and engine in the results table, through each row's pipeline adapter
 (:meth:`~compare.pipelines.Pipeline.batch_extractor`), cached per run and machine in
-``runs/<dataset>/cache/throughput.json``.
+``<runs-dir>/<dataset>/cache/throughput.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from compare.timing import batch_throughput, cpu_model
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import load_dataset
-from data.paths import REPO_ROOT, run_dir_for
+from data.paths import REPO_ROOT
+from data.runs import RunsLayout
 
 THROUGHPUT_BATCH = 64
 
@@ -32,7 +33,7 @@ def _throughput_one(row: pd.Series, images: np.ndarray, threads: int) -> float:
 
 
 def throughput_table(
-    df: pd.DataFrame, dataset: str, data_root: str | None, *, threads: int
+    df: pd.DataFrame, dataset: str, data_root: str | None, *, threads: int, layout: RunsLayout
 ) -> pd.DataFrame:
     """images/s at batch 64 for each (model, input size, engine) in ``df``; cached per run and
     machine.
@@ -42,7 +43,7 @@ def throughput_table(
     a note instead of failing the report.
     """
     df = fill_defaults(df)
-    cache_path = run_dir_for(dataset) / "cache" / "throughput.json"
+    cache_path = layout.throughput_cache(dataset)
     try:
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     except (OSError, ValueError):

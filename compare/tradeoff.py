@@ -35,10 +35,12 @@ import time
 from compare.report import build_report
 from compare.study import ensure_engine_rows, ensure_runs
 from compare.timing import available_threads
-from data.cli import positive_int
+from data.cli import entry_point, positive_int
+from data.runs import add_runs_dir_argument, layout_from_args
 from deep.profiles import PROFILES
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description="Run what is missing, then plot accuracy against ms per query "
@@ -72,24 +74,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
+    add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
+    layout = layout_from_args(args)
     if args.threads is not None and not 1 <= args.threads <= max(available_threads(), 1):
         parser.error(f"--threads must be in 1..{available_threads()}, got {args.threads}")
     start = time.perf_counter()
-    try:
-        if not args.skip_runs:
-            ensure_runs(args.dataset, args.data_root, args.profile, args.jobs)
-            ensure_engine_rows(args.dataset, args.data_root)
-        out_dir = build_report(
-            args.dataset,
-            args.data_root,
-            threads=args.threads,
-            refresh_scaling=args.refresh_scaling,
-            throughput=not args.no_throughput,
-        )
-    except (OSError, ValueError, RuntimeError) as err:  # OSError: an output that cannot be written
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if not args.skip_runs:
+        ensure_runs(args.dataset, args.data_root, args.profile, args.jobs, layout=layout)
+        ensure_engine_rows(args.dataset, args.data_root, layout=layout)
+    out_dir = build_report(
+        args.dataset,
+        args.data_root,
+        threads=args.threads,
+        refresh_scaling=args.refresh_scaling,
+        throughput=not args.no_throughput,
+        layout=layout,
+    )
     print(
         f"\nwrote {out_dir / 'tradeoff.png'}\n      {out_dir / 'tradeoff.svg'}\n      "
         f"{out_dir / 'tradeoff.md'}\n({time.perf_counter() - start:.1f} s)"

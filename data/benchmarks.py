@@ -65,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 from data import paths
+from data.cli import entry_point
 from data.layouts import (
     SHOW_FIRST,
     Record,
@@ -593,7 +594,7 @@ def cuhk03_image_dir(root: Path | str, kind: str) -> Path:
             f"CUHK03: neither {given} nor cuhk-03.mat (in {root} or {root / 'cuhk03_release'}) "
             "found"
         ) from None
-    out = paths.DATASETS_DIR / "cuhk03-extracted" / _mat_key(mat) / f"images_{kind}"
+    out = paths.datasets_dir() / "cuhk03-extracted" / _mat_key(mat) / f"images_{kind}"
     if not out.is_dir():
         log.warning("extracting the %s images of %s into %s (once)", kind, mat, out)
         with contextlib.suppress(FileExistsError):  # another process finished it first
@@ -846,6 +847,7 @@ register_layout("cuhk03-new")(lambda root: load_cuhk03_new(root, "labeled"))
 register_layout("cuhk03-detected-new")(lambda root: load_cuhk03_new(root, "detected"))
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Benchmark data tools")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -859,11 +861,7 @@ def main(argv: list[str] | None = None) -> int:
         help="which boxes to write: the hand-labelled or the detected ones (default labeled)",
     )
     args = parser.parse_args(argv)
-    try:
-        count = extract_cuhk03_images(args.mat, args.kind, args.out)
-    except (FileNotFoundError, FileExistsError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    count = extract_cuhk03_images(args.mat, args.kind, args.out)
     print(f"wrote {count} {args.kind} images to {args.out}")
     return 0
 

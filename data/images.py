@@ -121,3 +121,10 @@ def parse_size(text: str) -> tuple[int, int]:
     if height < 1 or width < 1:
         raise ValueError(f"size must be positive, got {text!r}")
     return height, width
+
+
+def size_text(size: tuple[int, int] | list[int]) -> str:
+    """``(height, width)`` as ``"HxW"``, the inverse of :func:`parse_size` (the results table's
+    ``input_size`` column; configs hold the tuple, JSON the list)."""
+    height, width = (int(v) for v in size)
+    return f"{height}x{width}"

@@ -37,6 +37,7 @@ camera for methods that learn from cross-camera pairs).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Callable, Sequence
@@ -105,6 +106,19 @@ class ReidDataset:
     @property
     def num_train_cams(self) -> int:
         return len({r.camid for r in self.train})
+
+    def test_fingerprint(self) -> str:
+        """What identifies the test split independently of where it lies: a hash of every query
+        and gallery image's name (relative to the root), identity, camera and byte size. A
+        dataset moved or copied keeps it; another dataset of the same layout does not."""
+        digest = hashlib.sha256()
+        for split in ("query", "gallery"):
+            for r in getattr(self, split):
+                path = Path(r.path)
+                name = path.relative_to(self.root) if path.is_relative_to(self.root) else path.name
+                size = path.stat().st_size if path.is_file() else -1
+                digest.update(f"{split}|{name}|{r.pid}|{r.camid}|{size}\n".encode())
+        return digest.hexdigest()[:16]
 
     def summary(self) -> str:
         """A small table of ids / images / cameras per split."""
@@ -463,7 +477,12 @@ def _assemble(
 @dataclass(frozen=True)
 class _Layout:
     loader: Callable[[Path], ReidDataset]
-    default_root: Path | None
+    default_root: Path | Callable[[], Path] | None
+
+    def root(self) -> Path | None:
+        """The default root; a callable one is resolved now (it reads the environment when a
+        dataset is loaded, never at import)."""
+        return self.default_root() if callable(self.default_root) else self.default_root
 
 
 _LAYOUTS: dict[str, _Layout] = {}
@@ -487,9 +506,10 @@ def _rerun_as_main(known: Callable, loader: Callable) -> bool:
 
 
 def register_layout(
-    name: str, *, default_root: Path | str | None = None
+    name: str, *, default_root: Path | str | Callable[[], Path] | None = None
 ) -> Callable[[Callable[[Path], ReidDataset]], Callable[[Path], ReidDataset]]:
-    """Decorator registering ``loader(root) -> ReidDataset`` under ``name``."""
+    """Decorator registering ``loader(root) -> ReidDataset`` under ``name``; ``default_root``
+    may be a function, called when a dataset of this layout is loaded without a root."""
 
     def decorator(loader: Callable[[Path], ReidDataset]) -> Callable[[Path], ReidDataset]:
         known = _LAYOUTS.get(_normalise(name))
@@ -497,7 +517,8 @@ def register_layout(
             return loader  # keep the package's own loader
         if known is not None:
             raise ValueError(f"dataset layout {name!r} is already registered")
-        _LAYOUTS[_normalise(name)] = _Layout(loader, Path(default_root) if default_root else None)
+        default = default_root if callable(default_root) or not default_root else Path(default_root)
+        _LAYOUTS[_normalise(name)] = _Layout(loader, default)
         return loader
 
     return decorator
@@ -524,9 +545,9 @@ def load_dataset(name: str, root: Path | str | None = None) -> ReidDataset:
         raise ValueError(f"unknown dataset layout {name!r}; known layouts: {list_layouts()}")
     layout = _LAYOUTS[key]
     if root is None or str(root) == "":
-        if layout.default_root is None:
+        root = layout.root()
+        if root is None:
             raise ValueError(f"dataset {name!r} needs a root folder (--data-root / DATA_ROOT)")
-        root = layout.default_root
     return layout.loader(Path(root))
 
 

@@ -57,7 +57,7 @@ from data._synth_draw import (
     junk_image,
     person_image,
 )
-from data.cli import non_negative_int
+from data.cli import entry_point, non_negative_int
 from data.io import OutputError, atomic_path
 from data.layouts import (
     SPLIT_DIRS,
@@ -677,7 +677,7 @@ def ensure_synthetic(
         by this generator (a Market-1501 folder, say); nothing is written next to it.
     """
     if root is None:
-        root = paths.DATASETS_DIR / "synthetic"
+        root = paths.datasets_dir() / "synthetic"
     root = Path(root)
     if seed is not None:
         _check_seed(seed)
@@ -799,6 +799,7 @@ def _naming_flags(message: str) -> str:
     return f"{', '.join(flags)}: {message}" if flags else message
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m data.synthetic``: write (or check) the dataset, count it, or draw a sheet."""
     parser = argparse.ArgumentParser(
@@ -839,15 +840,11 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(count_images(config, args.seed), indent=2))
         return 0
     if args.contact_sheet:
-        try:
-            sheet = contact_sheet(args.contact_sheet, seed=args.seed, config=config)
-        except OutputError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        sheet = contact_sheet(args.contact_sheet, seed=args.seed, config=config)
         print(f"contact sheet written to {sheet}")
         return 0
     if args.out is None:
-        args.out = paths.DATASETS_DIR / "synthetic"
+        args.out = paths.datasets_dir() / "synthetic"
     start = time.perf_counter()
     try:
         if args.force:
@@ -856,9 +853,6 @@ def main(argv: list[str] | None = None) -> int:
             ensure_synthetic(args.out, seed=args.seed, config=config)
     except FileExistsError as err:
         parser.error(str(err))
-    except OutputError as err:  # a read-only folder, a full disk
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     counts = read_manifest(args.out)["counts"]
     print(f"synthetic dataset ready at {args.out} ({time.perf_counter() - start:.1f} s): {counts}")
     return 0
@@ -867,13 +861,15 @@ def main(argv: list[str] | None = None) -> int:
 # ---------------------------------------------------------------------------------------------
 # The synthetic layouts: generated on first use, then read by the Market-1501 code path
 # ---------------------------------------------------------------------------------------------
-@register_layout("synthetic", default_root=paths.DATASETS_DIR / "synthetic")
+@register_layout("synthetic", default_root=lambda: paths.datasets_dir() / "synthetic")
 def _load_synthetic(root: Path) -> ReidDataset:
     ensure_synthetic(root)
     return read_three_folders("synthetic", root, parse_market_name)
 
 
-@register_layout("synthetic_pretrain", default_root=paths.DATASETS_DIR / "synthetic_pretrain")
+@register_layout(
+    "synthetic_pretrain", default_root=lambda: paths.datasets_dir() / "synthetic_pretrain"
+)
 def _load_synthetic_pretrain(root: Path) -> ReidDataset:
     # The CNNs' pretraining set (``make pretrain``): the "pretrain" preset, generated on first use,
     # with identities drawn from their own random stream (disjoint from every study dataset).

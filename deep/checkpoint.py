@@ -14,6 +14,7 @@ import pickle
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from data.io import atomic_path
 from deep.models import ReIDNet, build_model
@@ -87,3 +88,13 @@ def load_trained(run_dir: Path | str, *, expected_model: str | None = None) -> t
     """(model in eval mode, config dict) of a finished run folder."""
     state = load_checkpoint(Path(run_dir) / "model.pt", expected_model=expected_model)
     return model_from_state(state), state["config"]
+
+
+def weights_hash(state_dict: dict[str, Tensor]) -> str:
+    """SHA-256 (16 hex digits) of a state dict's names, dtypes, shapes and values."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous()
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()[:16]

@@ -14,10 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from data.cli import image_size
-from data.paths import run_dir_for
+from data.runs import RunsLayout
 from deep.models import list_models
 from deep.pretrained import INITS
 
+#: Where the run lives, not what it is: never saved (config.json, checkpoints), so a runs tree
+#: can be moved or copied and its runs stay reusable.
+LOCATION_FIELDS = ("runs_dir",)
 #: Fields that older runs saved but that no longer change what is trained (``evaluate``: runs
 #: are measured by ``compare`` now; ``extra``: never used). Ignored when comparing recipes, so
 #: that finished runs stay reusable.
@@ -31,7 +34,7 @@ class TrainConfig:
     model: str = "resnet50"
     dataset: str = "synthetic"
     data_root: str | None = None
-    out: str | None = None  # run folder; default runs/<dataset>/deep/<model>/<variant>_seed<k>
+    out: str | None = None  # run folder; default: the layout's cnn_run (data.runs)
     variant: str = "baseline"
     seed: int = 0
     input_size: tuple[int, int] = (64, 32)
@@ -74,19 +77,25 @@ class TrainConfig:
     kd_feature_weight: float = 0.0
     kd_feature_kind: str = "cosine"
     teacher: str | None = None
+    runs_dir: str | None = None  # root of the runs tree (None: $REID_RUNS_DIR, else runs/)
+
+    def layout(self) -> RunsLayout:
+        return RunsLayout.at(self.runs_dir)
 
     def run_dir(self) -> Path:
         if self.out:
             return Path(self.out)
-        return run_dir_for(self.dataset) / "deep" / self.model / f"{self.variant}_seed{self.seed}"
+        return self.layout().cnn_run(self.dataset, self.model, self.variant, self.seed)
 
     def as_dict(self) -> dict:
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """The recipe as saved (``config.json``, checkpoints): every field but the location."""
+        saved = json.loads(json.dumps(dataclasses.asdict(self)))
+        return {k: v for k, v in saved.items() if k not in LOCATION_FIELDS}
 
     @classmethod
     def from_dict(cls, saved: dict) -> TrainConfig:
         """The config of a saved ``as_dict`` (retired fields dropped, lists back to tuples)."""
-        values = {k: v for k, v in saved.items() if k not in RETIRED_FIELDS}
+        values = {k: v for k, v in saved.items() if k not in (*RETIRED_FIELDS, *LOCATION_FIELDS)}
         for name in ("input_size", "milestones"):
             if name in values and values[name] is not None:
                 values[name] = tuple(values[name])
@@ -212,7 +221,7 @@ FIELD_HELP = {
     "model": f"architecture from the registry: {', '.join(list_models())}",
     "dataset": "dataset layout (synthetic, market1501, dukemtmc, generic, ...)",
     "data_root": "dataset folder (default: the layout's; the synthetic set is generated there)",
-    "out": "run folder (default: runs/<dataset>/deep/<model>/<variant>_seed<seed>)",
+    "out": "run folder (default: <runs-dir>/<dataset>/deep/<model>/<variant>_seed<seed>)",
     "variant": "run label: baseline or distilled (part of the default run folder)",
     "seed": "random seed: weights, batch order and augmentation are a function of it",
     "input_size": "input HxW the images are resized to, e.g. 64x32",
@@ -252,6 +261,8 @@ FIELD_HELP = {
     "kd_feature_weight": "weight of the embedding distillation term (0 = Hinton KD only)",
     "kd_feature_kind": "embedding distillation distance: cosine or mse",
     "teacher": "run folder of a trained teacher: train this model distilled from it",
+    "runs_dir": "root of the runs tree: run folders, results tables, caches "
+    "(default: $REID_RUNS_DIR, else runs/)",
 }
 
 
@@ -288,4 +299,7 @@ def config_from_args(args: argparse.Namespace, base: TrainConfig | None = None) 
         value = getattr(args, f.name, None)
         if value is not None:
             updates[f.name] = tuple(value) if f.name == "milestones" else value
+    if updates.get("runs_dir") is None and base.runs_dir is None:
+        # the environment is read here, once, when the command line is parsed
+        updates["runs_dir"] = str(RunsLayout.from_env().root)
     return dataclasses.replace(base, **updates)

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import sys
 import time
@@ -38,17 +37,24 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from data.cli import (
+    entry_point,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 from data.io import atomic_write_text, check_writable
 from data.layouts import ReidDataset, load_dataset, validation_split
-from data.paths import run_dir_for
-from deep.checkpoint import CheckpointError, load_checkpoint, model_from_state
+from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
+from deep.checkpoint import model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.models import list_models
-from deep.pretrained import PretrainedWeightsError, read_metadata
 from deep.profiles import PROFILES, Profile, get_profile, study_configs
+from deep.run_folder import RunFolder, shipped_backbone
 from deep.teacher import (
     TeacherSignal,
     open_teacher,
@@ -75,53 +81,20 @@ log = logging.getLogger("deep.distill")
 # ---------------------------------------------------------------------------------------------
 # One run (in a worker process)
 # ---------------------------------------------------------------------------------------------
-def _teacher_record(config: TrainConfig) -> Path:
-    return config.run_dir() / "teacher.json"
-
-
-def _started_from_current_backbone(config: TrainConfig, init_record: dict) -> bool:
-    """Whether a run fine-tuned from a shipped backbone started from the one shipped now (a
-    regenerated backbone invalidates the run, as a retrained teacher does)."""
-    if config.init != "pretrained" or config.weights or config.pretrained:
-        return True
-    try:
-        current = read_metadata(config.model)["sha256"]
-    except PretrainedWeightsError:
-        return True  # training it again would stop with the clear error; nothing to compare
-    return init_record.get("sha256") == current
-
-
 def finished(config: TrainConfig, teacher_fingerprint: str | None = None) -> bool:
-    """True when the run's ``model.pt`` holds this exact recipe, started from the backbone
-    shipped now (for fine-tuned runs) and, if distilled, from the teacher whose weights have
-    this :func:`deep.teacher.weights_fingerprint`."""
-    path = config.run_dir() / "model.pt"
-    if not path.is_file():
-        return False
-    try:
-        state = load_checkpoint(path, expected_model=config.model)
-        # the teacher is identified by its weights' fingerprint below, not by its path: a moved
-        # or copied runs folder stays reusable
-        if not config.same_recipe(state["config"], ignore=("teacher",)):
-            return False
-        if not _started_from_current_backbone(config, state.get("init", {})):
-            return False
-        if teacher_fingerprint is None:
-            return True
-        recorded = json.loads(_teacher_record(config).read_text())["fingerprint"]
-        return recorded == teacher_fingerprint
-    except (OSError, ValueError, KeyError, CheckpointError):
-        return False
+    """Whether the run is finished and current (:meth:`deep.run_folder.RunFolder.is_current`):
+    this recipe, started from the backbone shipped now (for fine-tuned runs) and, if distilled,
+    from the teacher whose weights have this :func:`deep.teacher.weights_fingerprint`."""
+    return RunFolder(config.run_dir()).is_current(
+        config, teacher=teacher_fingerprint, backbone=shipped_backbone(config)
+    )
 
 
 def _other_teacher(config: TrainConfig, fingerprint: str) -> bool:
     """Whether the run folder holds work done with another teacher than ``fingerprint``'s (a
     retrained teacher invalidates the student's run although its own config is unchanged)."""
-    try:
-        recorded = json.loads(_teacher_record(config).read_text()).get("fingerprint")
-    except (OSError, ValueError):
-        return False
-    return recorded != fingerprint
+    recorded = RunFolder(config.run_dir()).teacher_fingerprint()
+    return recorded is not None and recorded != fingerprint
 
 
 def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
@@ -143,10 +116,9 @@ def run_one(config: TrainConfig, teacher_dir: str | None = None) -> str:
         signal = open_teacher(teacher_dir, config, cache_path=cache if cache.exists() else None)
     dim = signal.embedding_dim if signal else None
     train(config, teacher=signal, teacher_dim=dim, replace=True)
-    if teacher_dir is not None and (config.run_dir() / "model.pt").exists():
-        # recorded once the run is complete: an interrupted one is never taken for finished
-        record = {"teacher": str(teacher_dir), "fingerprint": fingerprint}
-        atomic_write_text(_teacher_record(config), json.dumps(record))
+    folder = RunFolder(config.run_dir())
+    if teacher_dir is not None and folder.has_model():
+        folder.record_teacher(teacher_dir, fingerprint)  # once complete, never before
     return f"trained {config.run_dir()} in {time.perf_counter() - start:.0f} s"
 
 
@@ -188,6 +160,7 @@ def run_study(
     students: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
     teacher_model: str | None = None,
+    layout: RunsLayout | None = None,
 ) -> list[TrainConfig]:
     """Train the teacher, then every student alone and distilled for every seed.
 
@@ -196,10 +169,11 @@ def run_study(
     (teacher first), for ``compare`` to measure.
     """
     profile = get_profile(profile_name, teacher_model)
+    layout = layout or RunsLayout.from_env()
     T = profile.T if T is None else T
     alpha = profile.alpha if alpha is None else alpha
     teacher, baselines, distilled = _study_runs(
-        profile, dataset, data_root, T, alpha, students=students, seeds=seeds
+        profile, dataset, data_root, T, alpha, students=students, seeds=seeds, layout=layout
     )
     for config in (teacher, *baselines, *distilled):
         config.validate()  # every setting checked before the data is generated or anything runs
@@ -241,6 +215,7 @@ def run_sweep(
     jobs: int = 2,
     seed: int = 0,
     teacher_model: str | None = None,
+    layout: RunsLayout | None = None,
 ) -> pd.DataFrame:
     """Train teacher and student on 80% of the training ids, evaluate on the other 20%.
 
@@ -248,8 +223,11 @@ def run_sweep(
     ``teacher_model`` overrides the profile's teacher (to compare teachers the same way).
     """
     profile = get_profile(profile_name, teacher_model)
-    base_dir = run_dir_for(dataset) / "sweep"
-    teacher, _ = study_configs(profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir)
+    layout = layout or RunsLayout.from_env()
+    base_dir = layout.sweep_dir(dataset)
+    teacher, _ = study_configs(
+        profile, dataset, data_root, T=4.0, alpha=0.9, base_dir=base_dir, layout=layout
+    )
     teacher = dataclasses.replace(teacher, variant="val_baseline")
     epochs = profile.recipe_for(student)["epochs"]
     for T in temperatures:  # every student setting checked before the teacher trains
@@ -304,11 +282,12 @@ def train_on_split(config: TrainConfig, split: ReidDataset, teacher_dir: str | N
     training minutes and the last epoch's training accuracy (%)."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    done = config.run_dir() / "model.pt"
-    if not done.exists():
+    folder = RunFolder(config.run_dir())
+    if not folder.is_current(config):
         signal = TeacherSignal(teacher_dir) if teacher_dir else None
         train(config, teacher=signal, dataset=split)
-    state = load_checkpoint(done, expected_model=config.model)
+        folder = RunFolder(config.run_dir())
+    state = folder.model_state(expected_model=config.model)
     model = model_from_state(state)
     size = tuple(state["config"]["input_size"])
     q = extract_embeddings(model, split.query, size)
@@ -330,7 +309,10 @@ def _train_student(args: argparse.Namespace) -> str:
     teacher_dir = Path(args.teacher)
     teacher_weights(teacher_dir)  # fail before building anything
     config = TrainConfig(
-        dataset=args.dataset, data_root=args.data_root, **profile.recipe_for(args.student)
+        dataset=args.dataset,
+        data_root=args.data_root,
+        runs_dir=str(layout_from_args(args).root),
+        **profile.recipe_for(args.student),
     )
     config = dataclasses.replace(
         config,
@@ -373,6 +355,7 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--jobs", type=positive_int, default=2, help="parallel worker processes (default 2)"
     )
+    add_runs_dir_argument(parser)
 
 
 def add_teacher_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -406,6 +389,7 @@ def study_options(args: argparse.Namespace) -> dict:
         students=tuple(args.students) if args.students else None,
         seeds=tuple(args.seeds) if args.seeds else None,
         teacher_model=args.teacher_model,
+        layout=layout_from_args(args),
     )
 
 
@@ -457,29 +441,27 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.command == "run":
-            run_study(args.profile, args.dataset, args.data_root, **study_options(args))
-        elif args.command == "sweep":
-            run_sweep(
-                args.dataset,
-                args.data_root,
-                student=args.student,
-                profile_name=args.profile,
-                temperatures=tuple(args.temperatures),
-                alphas=tuple(args.alphas),
-                jobs=args.jobs,
-                teacher_model=args.teacher_model,
-            )
-        else:
-            print(_train_student(args))
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "run":
+        run_study(args.profile, args.dataset, args.data_root, **study_options(args))
+    elif args.command == "sweep":
+        run_sweep(
+            args.dataset,
+            args.data_root,
+            student=args.student,
+            profile_name=args.profile,
+            temperatures=tuple(args.temperatures),
+            alphas=tuple(args.alphas),
+            jobs=args.jobs,
+            teacher_model=args.teacher_model,
+            layout=layout_from_args(args),
+        )
+    else:
+        print(_train_student(args))
     return 0
 
 

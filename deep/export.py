@@ -32,11 +32,9 @@ from __future__ import annotations
 
 import argparse
 import copy
-import hashlib
 import importlib
 import json
 import re
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,11 +44,16 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from data.cli import positive_float
+from data.cli import CommandFailed, entry_point, positive_float
 from data.images import resize
 from data.io import atomic_path, atomic_write_text, remove_orphan_temporaries
 from data.ownership import NotOurFolderError, check_output_file
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.checkpoint import (
+    file_sha256,
+    load_checkpoint,
+    model_from_state,
+    weights_hash,
+)
 from deep.loader import normalise
 from deep.models import ReIDNet
 
@@ -69,7 +72,7 @@ INPUT_NAME = "images"
 OUTPUT_NAME = "embedding"
 
 
-class EngineNotInstalled(ImportError):
+class EngineNotInstalled(CommandFailed, ImportError):
     """An inference engine's Python package is not installed."""
 
 
@@ -358,16 +361,6 @@ class _Embedding(nn.Module):
         return self.model.extract(x)
 
 
-def weights_hash(state_dict: dict[str, Tensor]) -> str:
-    """SHA-256 (16 hex digits) of a state dict's names, dtypes, shapes and values."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous()
-        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
-        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def file_hash(path: Path | str) -> str:
     """SHA-256 (16 hex digits) of a file's bytes."""
     return file_sha256(path)[:16]
@@ -552,6 +545,7 @@ def _opset(text: str) -> int:
     return value
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     """``python -m deep.export RUN_DIR...``: export trained runs (checked against PyTorch)."""
     parser = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
@@ -585,13 +579,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.out is not None and len(args.run_dirs) > 1:
         parser.error("--out takes one run folder")
     for run_dir in args.run_dirs:
-        try:
-            result = export_run(
-                run_dir, out=args.out, opset=args.opset, atol=args.atol, force=args.force
-            )
-        except (CheckpointError, ExportError, EngineNotInstalled, OSError, ValueError) as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
+        result = export_run(
+            run_dir, out=args.out, opset=args.opset, atol=args.atol, force=args.force
+        )
         diff = result.record.get("check", {}).get("max_abs_diff")
         how = "reused (weights unchanged)" if result.reused else "exported"
         checked = "" if diff is None else f"; ONNX Runtime vs PyTorch max |diff| {diff:.2g}"

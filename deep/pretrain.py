@@ -36,11 +36,12 @@ from pathlib import Path
 
 import torch
 
-from data.cli import non_negative_int, positive_int
+from data.cli import entry_point, non_negative_int, positive_int
 from data.io import atomic_write_bytes, check_writable
 from data.layouts import load_dataset
+from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from data.synthetic import GENERATOR_VERSION, PRESETS
-from deep.checkpoint import CheckpointError, file_sha256, load_checkpoint, model_from_state
+from deep.checkpoint import file_sha256, load_checkpoint, model_from_state
 from deep.config import TrainConfig
 from deep.evaluation import extract_embeddings, score_embeddings, split_labels
 from deep.models import ReIDNet, list_models
@@ -53,6 +54,7 @@ from deep.pretrained import (
     verified_path,
     weights_path,
 )
+from deep.run_folder import RunFolder
 from deep.train import prepare_retraining, train, worker_pool
 
 log = logging.getLogger("deep.pretrain")
@@ -94,13 +96,14 @@ def pretrain_config(
     data_root: str | None = None,
     seed: int = 0,
     epochs: int | None = None,
+    layout: RunsLayout | None = None,
 ) -> TrainConfig:
-    """The training config that pretrains ``model``."""
+    """The training config that pretrains ``model`` (its run folder in ``layout``)."""
     if epochs is None:
         epochs = {**PRETRAIN_EPOCHS, **EXTRA_EPOCHS}.get(model, 12)
     return TrainConfig(
         model=model, dataset=dataset, data_root=data_root, seed=seed, epochs=epochs,
-        **PRETRAIN_RECIPE,
+        runs_dir=None if layout is None else str(layout.root), **PRETRAIN_RECIPE,
     )  # fmt: skip
 
 
@@ -176,21 +179,13 @@ def pretrain_eval(config: TrainConfig, model: ReIDNet) -> dict:
     return {"rank1": 100 * scores["rank1"], "mAP": 100 * scores["mAP"]}
 
 
-def _finished(config: TrainConfig) -> bool:
-    try:
-        state = load_checkpoint(config.run_dir() / "model.pt", expected_model=config.model)
-    except CheckpointError:
-        return False
-    return config.same_recipe(state["config"])
-
-
 def pretrain_one(config: TrainConfig, out_dir: str, check: bool = False) -> dict:
     """Train (or reuse, or resume) one pretraining run, then write its backbone."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if config.threads:
         torch.set_num_threads(config.threads)
     start = time.perf_counter()
-    if not _finished(config):
+    if not RunFolder(config.run_dir()).is_current(config):
         prepare_retraining(config)
         train(config, replace=True)
     record = export_backbone(config.run_dir(), Path(out_dir), check=check)
@@ -208,10 +203,15 @@ def run_pretraining(
     out_dir: Path | str = WEIGHTS_DIR,
     jobs: int = 2,
     check: bool = False,
+    layout: RunsLayout | None = None,
 ) -> list[dict]:
-    """Pretrain ``models`` (``jobs`` at a time, one thread each) and write their backbones."""
+    """Pretrain ``models`` (``jobs`` at a time, one thread each; run folders in ``layout``,
+    default the environment's) and write their backbones."""
+    layout = layout or RunsLayout.from_env()
     configs = [
-        pretrain_config(m, dataset=dataset, data_root=data_root, seed=seed, epochs=epochs)
+        pretrain_config(
+            m, dataset=dataset, data_root=data_root, seed=seed, epochs=epochs, layout=layout
+        )
         for m in models
     ]
     for config in configs:
@@ -246,6 +246,7 @@ def verify(out_dir: Path | str = WEIGHTS_DIR) -> list[str]:
     return names
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m deep.pretrain", description=__doc__.split("\n\n")[0]
@@ -278,27 +279,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--verify", action="store_true", help="only check the files in --out against their sha256"
     )
+    add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    try:
-        if args.verify:
-            names = verify(args.out)
-            print(f"{len(names)} pretrained backbones verified in {args.out}: {', '.join(names)}")
-            return 0
-        start = time.perf_counter()
-        records = run_pretraining(
-            args.models,
-            dataset=args.dataset,
-            data_root=args.data_root,
-            seed=args.seed,
-            epochs=args.epochs,
-            out_dir=args.out,
-            jobs=args.jobs,
-            check=args.check,
-        )
-    except (ValueError, OSError, CheckpointError, PretrainedWeightsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.verify:
+        names = verify(args.out)
+        print(f"{len(names)} pretrained backbones verified in {args.out}: {', '.join(names)}")
+        return 0
+    start = time.perf_counter()
+    records = run_pretraining(
+        args.models,
+        dataset=args.dataset,
+        data_root=args.data_root,
+        seed=args.seed,
+        epochs=args.epochs,
+        out_dir=args.out,
+        jobs=args.jobs,
+        check=args.check,
+        layout=layout_from_args(args),
+    )
     print(f"pretraining done in {(time.perf_counter() - start) / 60:.1f} min")
     for r in records:
         line = (

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data.runs import RunsLayout
 from deep.config import TrainConfig
 
 
@@ -156,9 +157,14 @@ def study_configs(
     students: tuple[str, ...] | None = None,
     seeds: tuple[int, ...] | None = None,
     base_dir: Path | None = None,
+    layout: RunsLayout | None = None,
 ):
+    runs_dir = None if layout is None else str(layout.root)
+
     def base(model: str) -> TrainConfig:
-        config = TrainConfig(dataset=dataset, data_root=data_root, **profile.recipe_for(model))
+        config = TrainConfig(
+            dataset=dataset, data_root=data_root, runs_dir=runs_dir, **profile.recipe_for(model)
+        )
         return dataclasses.replace(
             config, model=model, input_size=tuple(config.input_size), kd_T=T, kd_alpha=alpha
         )

@@ -20,7 +20,6 @@ from torch import Tensor
 
 from data.io import atomic_path
 from data.layouts import ReidDataset, load_dataset
-from data.paths import run_dir_for
 from deep.checkpoint import file_sha256, load_trained
 from deep.config import SCHEDULE_FIELDS, TrainConfig
 from deep.loader import Batch, load_records, training_loader
@@ -109,7 +108,7 @@ def teacher_cache_path(dataset: str, teacher_fingerprint: str, config: TrainConf
         default=str,
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    return run_dir_for(dataset) / "deep" / "teacher_cache" / f"seed{config.seed}_{digest}.pt"
+    return config.layout().teacher_cache(dataset, f"seed{config.seed}_{digest}.pt")
 
 
 def teacher_weights(teacher_dir: Path | str) -> Path:

@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from data.cli import CommandFailed, entry_point
 from data.io import OutputError, atomic_write_text, ensure_dir, remove_orphan_temporaries
 from data.layouts import ReidDataset, check_training_set
 from data.ownership import MARKER_NAME, check_run_folder, mark_run_folder
@@ -52,15 +53,14 @@ from deep.config import TrainConfig, config_from_args, config_parser
 from deep.kd_loss import EmbeddingDistillation, distillation_loss
 from deep.loader import Batch, DeterministicLoader, load_training_data, training_loader
 from deep.models import ReIDNet, build_model
-from deep.pretrained import PretrainedWeightsError, initialise, is_backbone_file
-from deep.teacher import open_teacher
+from deep.pretrained import initialise, is_backbone_file
+from deep.run_folder import RUNTIME_FIELDS, RunFolder
+from deep.teacher import open_teacher, weights_fingerprint
 
 log = logging.getLogger("deep.train")
 
 TeacherFn = Callable[[Batch], "tuple[Tensor, Tensor | None]"]
 
-#: Settings that change how a run executes but not what it computes: a run may be resumed
-#: with other values.
 #: The marker kind of a CNN run folder (:mod:`data.ownership`).
 RUN_KIND = "deep"
 #: Files a CNN run folder receives (training, distillation, measurement, export): the names
@@ -75,10 +75,9 @@ RUN_OUTPUTS = (
     "teacher.json",
     MARKER_NAME,
 )
-RUNTIME_FIELDS = ("threads", "device", "checkpoint_every", "stop_after_steps", "out")
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(CommandFailed, RuntimeError):
     """The loss became NaN or infinite."""
 
 
@@ -484,19 +483,20 @@ def check_deep_run_folder(run_dir: Path) -> Path:
     )
 
 
-def finished_model(config: TrainConfig) -> Path | None:
-    """``model.pt`` of ``config``'s run folder if it holds this recipe (runtime settings such as
-    ``threads`` aside), else None; a run folder finished with another recipe is an error."""
-    path = config.run_dir() / "model.pt"
-    if not path.is_file():
+def finished_model(config: TrainConfig, teacher: str | None = None) -> Path | None:
+    """``model.pt`` of ``config``'s run folder if it is current
+    (:meth:`deep.run_folder.RunFolder.is_current`, with the teacher fingerprint ``teacher``),
+    else None; a run folder finished with another recipe or teacher is an error."""
+    folder = RunFolder(config.run_dir())
+    if not folder.has_model():
         return None
-    state = load_checkpoint(path, expected_model=config.model)
-    if not config.same_recipe(state["config"], ignore=RUNTIME_FIELDS):
+    if not folder.is_current(config, teacher=teacher):
+        folder.model_state(expected_model=config.model)  # another architecture: its own error
         raise CheckpointError(
-            f"{config.run_dir()} holds a finished run of another recipe; use another --out "
-            "(or delete the folder) to train this one"
+            f"{config.run_dir()} holds a finished run of another recipe or teacher; use another "
+            "--out (or delete the folder) to train this one"
         )
-    return path
+    return folder.model_path
 
 
 def worker_pool(jobs: int) -> ProcessPoolExecutor:
@@ -511,11 +511,11 @@ def prepare_retraining(config: TrainConfig, *, invalidated: bool = False) -> Non
     was made with another teacher or backbone, so its checkpoint is stale too). A finished
     ``model.pt`` is never deleted here: ``train(..., replace=True)`` replaces it atomically
     once the new run is complete, so an interrupted retraining loses nothing finished."""
-    path = config.run_dir() / "checkpoint.pt"
+    folder = RunFolder(config.run_dir())
+    path = folder.checkpoint_path
     if not path.exists():
         return
-    finished_there = (config.run_dir() / "model.pt").exists()
-    if invalidated or finished_there or not config.same_recipe(load_checkpoint(path)["config"]):
+    if invalidated or folder.has_model() or not config.same_recipe(load_checkpoint(path)["config"]):
         path.unlink()
 
 
@@ -572,11 +572,11 @@ def _add_file_log(path: Path) -> None:
     root.setLevel(logging.INFO)
 
 
-def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
+def _check_start(config: TrainConfig, *, resume: bool, teacher: str | None) -> Path | None:
     """What ``python -m deep.train`` may do with the run folder, checked before any work:
     the finished ``model.pt`` if the run is already done, else None (train or resume)."""
     check_deep_run_folder(config.run_dir())
-    finished = finished_model(config)
+    finished = finished_model(config, teacher)
     if finished is not None:
         return finished
     checkpoint = config.run_dir() / "checkpoint.pt"
@@ -593,6 +593,7 @@ def _check_start(config: TrainConfig, *, resume: bool) -> Path | None:
     return None
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = config_parser("Train a re-ID CNN as an identity classifier (make train)")
     parser.add_argument(
@@ -604,29 +605,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     config = config_from_args(args)
-    try:
-        config.validate()
-        finished = _check_start(config, resume=args.resume)
-        if finished is not None:
-            print(
-                f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
-                f"Measure it with: python -m compare.measure {config.run_dir()}"
-            )
-            return 0
-        # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
-        signal = open_teacher(config.teacher, config) if config.teacher else None
-        run_dir = train(
-            config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None
+    config.validate()
+    fingerprint = weights_fingerprint(config.teacher) if config.teacher else None
+    # runs distilled before teacher records were kept are judged by their recipe alone
+    recorded = RunFolder(config.run_dir()).teacher_fingerprint() is not None
+    finished = _check_start(config, resume=args.resume, teacher=fingerprint if recorded else None)
+    if finished is not None:
+        print(
+            f"{config.run_dir()} is finished ({finished.name}); nothing was changed. "
+            f"Measure it with: python -m compare.measure {config.run_dir()}"
         )
-    except (
-        ValueError,
-        OSError,
-        CheckpointError,
-        TrainingDiverged,
-        PretrainedWeightsError,
-    ) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 0
+    # Same path as `python -m deep.distill train`: a frozen teacher, soft targets.
+    signal = open_teacher(config.teacher, config) if config.teacher else None
+    run_dir = train(config, teacher=signal, teacher_dim=signal.embedding_dim if signal else None)
+    if fingerprint is not None and RunFolder(run_dir).has_model():
+        RunFolder(run_dir).record_teacher(config.teacher, fingerprint)
     print(f"run folder: {run_dir}\nmeasure it with: python -m compare.measure {run_dir}")
     return 0
 

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
-
-def write_jpeg(path: Path, rng: np.random.Generator, size: tuple[int, int] = (32, 16)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
-    ok, buf = cv2.imencode(".jpg", image)
-    assert ok
-    path.write_bytes(buf.tobytes())
+from data.layouts import ReidDataset, load_dataset
+from deep.config import TrainConfig
+from tests.builders import small_synthetic, tiny_train_config, write_image
 
 
 @pytest.fixture
@@ -42,5 +37,17 @@ def market_root(tmp_path: Path) -> Path:
     }
     for folder, files in names.items():
         for name in files:
-            write_jpeg(root / folder / name, rng)
+            write_image(root / folder / name, rng)
     return root
+
+
+@pytest.fixture(scope="session")
+def small_synthetic_root(tmp_path_factory) -> Path:
+    """The "small" synthetic preset, generated once per session; tests copy it to change it."""
+    return small_synthetic(tmp_path_factory.mktemp("small-synthetic") / "data")
+
+
+@pytest.fixture(scope="module")
+def tiny_training(small_synthetic_root: Path) -> tuple[TrainConfig, ReidDataset]:
+    """A tiny training configuration (:func:`tests.builders.tiny_train_config`) and its data."""
+    return tiny_train_config(small_synthetic_root), load_dataset("market1501", small_synthetic_root)

@@ -19,14 +19,14 @@ from data.layouts import (
     record_arrays,
 )
 from data.protocols import evaluate
-from tests.conftest import write_jpeg
+from tests.builders import write_image
 
 
 def _write(root: Path, files: dict[str, list[str]]) -> Path:
     rng = np.random.default_rng(0)
     for folder, names in files.items():
         for name in names:
-            write_jpeg(root / folder / name, rng)
+            write_image(root / folder / name, rng)
     return root
 
 
@@ -159,8 +159,8 @@ def test_evaluate_refuses_ids_out_of_range(ids, message):
 
 def test_loader_keeps_large_ids_exact(market_root: Path, caplog):
     big = 2**32 + 3
-    write_jpeg(market_root / "query" / f"{big}_c1s1_000001_00.jpg", np.random.default_rng(1))
-    write_jpeg(
+    write_image(market_root / "query" / f"{big}_c1s1_000001_00.jpg", np.random.default_rng(1))
+    write_image(
         market_root / "bounding_box_test" / "0003_c3s1_000001_01.jpg", np.random.default_rng(2)
     )
     with caplog.at_level(logging.WARNING):
@@ -175,7 +175,7 @@ def test_loader_keeps_large_ids_exact(market_root: Path, caplog):
     "name", ["-5_c2s1_000051_01.jpg", "99999999999999999999_c2s1_000051_01.jpg"]
 )
 def test_loader_refuses_ids_out_of_range(market_root: Path, name: str):
-    write_jpeg(market_root / "bounding_box_test" / name, np.random.default_rng(0))
+    write_image(market_root / "bounding_box_test" / name, np.random.default_rng(0))
     with pytest.raises(DatasetError) as info:
         load_dataset("market1501", market_root)
     assert name in str(info.value) and str(market_root / "bounding_box_test") in str(info.value)

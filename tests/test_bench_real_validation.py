@@ -55,7 +55,8 @@ def test_lomo_and_cnn_options_accumulate_in_one_report(root, tmp_path):
     assert split["held_out_ids"] == sorted({r.pid for r in val.query})
     assert split["num_train_ids"] == val.num_train_pids
     # a repeated option replaces its row; the finished CNN run is reused, not retrained
-    run = next((tmp_path / "runs" / "real_validation" / "mobilenet_v1_0.25").iterdir())
+    runs = tmp_path / "runs" / "market1501" / "real_validation" / "mobilenet_v1_0.25"
+    run = next(runs.iterdir())
     stamp = (run / "model.pt").stat().st_mtime_ns
     bench.main(["cnn", *common, "--models", "mobilenet_v1_0.25", "--inits", "scratch",
                 "--sizes", "32x16", "--epochs", "1", "--batch-size", "8"])  # fmt: skip

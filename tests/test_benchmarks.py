@@ -9,13 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import h5py
 import numpy as np
 import pytest
 import scipy.io
 
-from data import benchmarks, paths
+from data import benchmarks
 from data.benchmarks import (
     CAMERA_A,
     CAMERA_B,
@@ -28,93 +27,22 @@ from data.benchmarks import (
 )
 from data.images import load_image
 from data.layouts import load_dataset
-
-
-def write_image(path: Path, rng: np.random.Generator, size: tuple[int, int] = (32, 16)) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
-    ok, buf = cv2.imencode(path.suffix, image)
-    assert ok
-    path.write_bytes(buf.tobytes())
-
-
-def make_viper(root: Path, persons: int = 12, extra_b: int = 0) -> Path:
-    rng = np.random.default_rng(0)
-    for i in range(persons):
-        write_image(root / "cam_a" / f"{3 * i:03d}_45.bmp", rng)
-    for i in range(persons + extra_b):
-        write_image(root / "cam_b" / f"{3 * i:03d}_90.bmp", rng)
-    return root
-
-
-def make_cuhk01(root: Path, persons: int = 10, skip: tuple[str, ...] = ()) -> Path:
-    rng = np.random.default_rng(1)
-    for pid in range(1, persons + 1):
-        for number in range(1, 5):
-            name = f"{pid:04d}{number:03d}.png"
-            if name not in skip:
-                write_image(root / "campus" / name, rng)
-    return root
-
-
-def write_cuhk03_mat(
-    path: Path,
-    persons_per_pair: tuple[int, ...],
-    testsets: list[list[tuple[int, int]]],
-    *,
-    empty: set[tuple[int, int, int]] = frozenset(),
-    seed: int = 2,
-) -> dict[tuple[str, int, int, int], np.ndarray]:
-    """A tiny cuhk-03.mat as MATLAB -v7.3 writes it; returns the images, (H, W, 3) RGB.
-
-    ``labeled`` / ``detected``: 5x1 cells (HDF5 shape (1, pairs)) of (persons x 10) cells
-    (HDF5 (10, persons)) of images, each (H, W, 3) in MATLAB, so (3, W, H) in HDF5. ``testsets``:
-    a (trials x 1) cell of (n x 2) double arrays [camera pair, person], 1-based. ``empty`` holds
-    (pair, person, column) cells left empty.
-    """
-    rng = np.random.default_rng(seed)
-    images = {}
-    with h5py.File(path, "w") as f:
-        refs = f.create_group("#refs#")
-        count = iter(range(10**6))
-
-        def put(data: np.ndarray, is_empty: bool = False):
-            ds = refs.create_dataset(f"r{next(count)}", data=data)
-            if is_empty:
-                ds.attrs["MATLAB_empty"] = np.uint8(1)
-            return ds.ref
-
-        for kind in ("labeled", "detected"):
-            pair_refs = []
-            for pair, persons in enumerate(persons_per_pair, start=1):
-                cell = np.empty((10, persons), dtype=h5py.ref_dtype)
-                for person in range(1, persons + 1):
-                    for column in range(1, 11):
-                        if (pair, person, column) in empty:
-                            cell[column - 1, person - 1] = put(np.zeros(2, np.uint64), True)
-                            continue
-                        height, width = 20 + column, 11 + person  # never square
-                        image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
-                        images[(kind, pair, person, column)] = image
-                        cell[column - 1, person - 1] = put(image.transpose(2, 1, 0))
-                pair_refs.append(put(cell))
-            f.create_dataset(kind, data=np.array([pair_refs], dtype=h5py.ref_dtype))
-        tests = [put(np.asarray(t, dtype=np.float64).T) for t in testsets]
-        f.create_dataset("testsets", data=np.array([tests], dtype=h5py.ref_dtype))
-    return images
-
-
-#: 2 camera pairs (6 + 4 persons), 2 published trials of 3 test persons each.
-PERSONS = (6, 4)
-TESTSETS = [[(1, 2), (2, 1), (1, 5)], [(2, 3), (1, 1), (1, 6)]]
-#: Empty (pair, person, column) cells: person 3 of pair 2 has no camera-B image (columns 6-10).
-EMPTY = {(1, 1, 5), (1, 4, 10)} | {(2, 3, c) for c in range(6, 11)}
+from tests.builders import (
+    EMPTY,
+    PERSONS,
+    TESTSETS,
+    make_cuhk01,
+    make_viper,
+    write_cuhk03_mat,
+    write_image,
+    write_new_protocol,
+)
 
 
 @pytest.fixture
 def datasets_dir(tmp_path: Path, monkeypatch) -> Path:
     out = tmp_path / "datasets"
-    monkeypatch.setattr(paths, "DATASETS_DIR", out)
+    monkeypatch.setenv("REID_DATASETS_DIR", str(out))  # read when the images are extracted
     return out
 
 
@@ -341,40 +269,6 @@ def test_extract_cli(cuhk03_root, tmp_path, capsys):
 # ---------------------------------------------------------------------------------------------
 # CUHK03, new protocol
 # ---------------------------------------------------------------------------------------------
-def write_new_protocol(root: Path, kind: str = "labeled", drop: str | None = None) -> None:
-    """A config .mat (MATLAB v5, 1-based) over the fixture's images: 5 train, 5 test persons.
-
-    Person ``(pair, n)`` is labelled ``10 * pair + n``; each test person's first image (camera 1)
-    is its query, the others are the gallery.
-    """
-    names, labels, cams = [], [], []
-    for pair, persons in enumerate(PERSONS, start=1):
-        for person in range(1, persons + 1):
-            for column in (2, 3, 7, 8):
-                if (pair, person, column) in EMPTY:
-                    continue
-                names.append(f"{pair}_{person:03d}_{1 + column // 6}_{column:02d}.png")
-                labels.append(10 * pair + person)
-                cams.append(1 + column // 6)
-    labels = np.array(labels)
-    train = np.flatnonzero(np.isin(labels, [11, 12, 13, 14, 15])) + 1
-    test = np.flatnonzero(~np.isin(labels, [11, 12, 13, 14, 15])) + 1
-    _, first = np.unique(labels[test - 1], return_index=True)
-    query = test[first]
-    gallery = np.setdiff1d(test, query)
-    config = {
-        "filelist": np.array(names, dtype=object).reshape(-1, 1),
-        "labels": labels.reshape(-1, 1).astype(float),
-        "camId": np.array(cams).reshape(-1, 1).astype(float),
-        "train_idx": train.reshape(-1, 1).astype(float),
-        "query_idx": query.reshape(-1, 1).astype(float),
-        "gallery_idx": gallery.reshape(-1, 1).astype(float),
-    }
-    if drop:
-        del config[drop]
-    scipy.io.savemat(root / f"cuhk03_new_protocol_config_{kind}.mat", config)
-
-
 def test_cuhk03_new_protocol(cuhk03_root):
     write_new_protocol(cuhk03_root)
     dataset = load_dataset("cuhk03-new", cuhk03_root)

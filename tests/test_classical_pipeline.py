@@ -24,7 +24,7 @@ from data.benchmarks import load_benchmark
 from data.images import load_image, load_images
 from data.layouts import Record, load_dataset
 from data.protocols import two_view_cmc
-from tests.test_benchmarks import make_cuhk01, make_viper
+from tests.builders import PERSONS, TESTSETS, make_cuhk01, make_viper, write_cuhk03_mat
 
 
 def _records(root: Path) -> list[Record]:
@@ -126,25 +126,27 @@ def test_pipeline_end_to_end(market_root, tmp_path, capsys):
         dataset="market1501",
         data_root=str(market_root),
         retinex=True,
-        run_root=str(root),
+        runs_dir=str(root),
         progress=False,
     )
     args = ["--dataset", "market1501", "--data-root", str(market_root), "--retinex"]
     assert main([*args, "--runs-dir", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
-    summary = json.loads((root / "classical" / run_name(config) / "summary.json").read_text())
+    summary = json.loads(
+        (root / "market1501" / "classical" / run_name(config) / "summary.json").read_text()
+    )
     assert "LOMO + XQDA on market1501" in out and "ms/query" in out and "Retinex on" in out
     name = "lomo_xqda_market_128x48_retinex-on_reg0.001_svd"
     assert run_name(config) == name == summary["run_name"]
-    saved = json.loads((root / "classical" / name / "summary.json").read_text())
+    saved = json.loads((root / "market1501" / "classical" / name / "summary.json").read_text())
     assert saved["feature_dim"] == 26960 == summary["feature_dim"]
     assert saved["num_queries"] == 2 and saved["timing"]["num_queries"] == 100
     assert saved["timing"]["threads"] == 1
     assert 0 <= saved["rank1"] <= 1 and 0 <= saved["mAP"] <= 1
     assert saved["xqda_reduction"] == "qr"  # 6 training images, 26,960 dimensions
-    model = np.load(root / "classical" / name / "xqda.npz")
+    model = np.load(root / "market1501" / "classical" / name / "xqda.npz")
     assert model["components"].shape == (26960, saved["xqda_dim"])
-    table = pd.read_csv(root / "results.csv")
+    table = pd.read_csv(root / "market1501" / "results.csv")
     assert len(table) == 1
     row = table.iloc[0]
     assert (row.pipeline, row.model, row.variant, row.input_size) == (
@@ -158,19 +160,19 @@ def test_pipeline_end_to_end(market_root, tmp_path, capsys):
     assert extra["feature_dim"] == 26960 and extra["retinex"] is True
     assert extra["protocol"] == "market"
     # A second run reuses the cached features and replaces (not duplicates) the row.
-    entries = sorted(p.name for p in (root / "cache" / "lomo").iterdir())
+    entries = sorted(p.name for p in (root / "market1501" / "cache" / "lomo").iterdir())
     measure(config)
-    assert sorted(p.name for p in (root / "cache" / "lomo").iterdir()) == entries
-    assert len(pd.read_csv(root / "results.csv")) == 1
+    assert sorted(p.name for p in (root / "market1501" / "cache" / "lomo").iterdir()) == entries
+    assert len(pd.read_csv(root / "market1501" / "results.csv")) == 1
     # A run configured differently (Retinex off, the default) gets its own folder and row.
     default = ClassicalConfig(
-        dataset="market1501", data_root=str(market_root), run_root=str(root), progress=False
+        dataset="market1501", data_root=str(market_root), runs_dir=str(root), progress=False
     )
     measure(default)
     other = "lomo_xqda_market_128x48_retinex-off_reg0.001_svd"
-    assert (root / "classical" / other / "summary.json").is_file()
-    assert (root / "classical" / name / "summary.json").is_file()
-    table = pd.read_csv(root / "results.csv")
+    assert (root / "market1501" / "classical" / other / "summary.json").is_file()
+    assert (root / "market1501" / "classical" / name / "summary.json").is_file()
+    table = pd.read_csv(root / "market1501" / "results.csv")
     assert sorted(table.model) == [other, name]
     assert table.set_index("model").loc[other, "rank1"] >= 0
 
@@ -205,7 +207,7 @@ def test_run_names_hold_every_setting_that_changes_the_numbers():
     assert study_run_name("viper") == run_name(base)  # market protocol, whatever the dataset
     variants = [
         ClassicalConfig(dataset="market1501", retinex=True),
-        ClassicalConfig(dataset="market1501", size=(128, 64)),
+        ClassicalConfig(dataset="market1501", input_size=(128, 64)),
         ClassicalConfig(dataset="market1501", reg=0.01),
         ClassicalConfig(dataset="market1501", solver="eig"),
         ClassicalConfig(dataset="market1501", n_components=32),
@@ -260,7 +262,7 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
     for k in (1, 5, 10, 20):
         assert f"rank-{k} " in out
     name = "lomo_xqda_single-shot-2trials-seed3_128x48_retinex-off_reg0.001_svd"
-    folder = root / "classical" / name
+    folder = root / "viper" / "classical" / name
     saved = json.loads((folder / "summary.json").read_text())
     assert saved["run_name"] == name and (folder / "xqda.npz").is_file()
     assert saved["num_trials"] == 2 and len(saved["trials"]) == 2
@@ -298,7 +300,7 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
     cmc = two_view_cmc(dist, [r.pid for r in probes], [r.pid for r in gallery])
     assert saved["trials"][0]["rank1"] == pytest.approx(cmc[0])
 
-    row = pd.read_csv(root / "results.csv").iloc[0]
+    row = pd.read_csv(root / "viper" / "results.csv").iloc[0]
     assert (row.pipeline, row.model, row.variant) == ("classical", name, "classical")
     assert row.rank1 == pytest.approx(100 * saved["rank1"]) and np.isnan(row.mAP)
     extra = json.loads(row.extra)
@@ -308,10 +310,8 @@ def test_viper_trials_end_to_end(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_cuhk01_and_cuhk03_from_the_command_line(tmp_path, capsys, monkeypatch):
-    from data import paths
-    from tests.test_benchmarks import PERSONS, TESTSETS, write_cuhk03_mat
 
-    monkeypatch.setattr(paths, "DATASETS_DIR", tmp_path / "datasets")
+    monkeypatch.setenv("REID_DATASETS_DIR", str(tmp_path / "datasets"))  # read when used
     runs = str(tmp_path / "runs")
     data = make_cuhk01(tmp_path / "CUHK01")
     common = ["--runs-dir", runs, "--no-progress", "--num-timed-queries", "5"]
@@ -335,7 +335,9 @@ def test_cuhk01_and_cuhk03_from_the_command_line(tmp_path, capsys, monkeypatch):
     args = ["--dataset", "cuhk03", "--data-root", str(cuhk03), "--protocol", "market"]
     assert main([*args, *common]) == 0
     assert "LOMO + XQDA on cuhk03: rank-1" in capsys.readouterr().out
-    table = pd.read_csv(tmp_path / "runs" / "results.csv")
+    table = pd.concat(
+        pd.read_csv(tmp_path / "runs" / d / "results.csv") for d in ("cuhk01", "cuhk03")
+    )
     assert sorted(table.model) == [
         "lomo_xqda_market_128x48_retinex-off_reg0.001_svd",
         "lomo_xqda_multi-shot-2trials_128x48_retinex-off_reg0.001_svd",
@@ -351,6 +353,6 @@ def test_a_run_with_out_elsewhere_never_enters_the_results_table(market_root, tm
     assert main([*args, "--runs-dir", str(runs), "--out", str(elsewhere)]) == 0
     assert "not added" in capsys.readouterr().out
     assert (elsewhere / "summary.json").is_file() and (elsewhere / "xqda.npz").is_file()
-    assert not (runs / "results.csv").exists()
+    assert not (runs / "market1501" / "results.csv").exists()
     assert main([*args, "--runs-dir", str(runs)]) == 0  # the default folder: a row
-    assert len(pd.read_csv(runs / "results.csv")) == 1
+    assert len(pd.read_csv(runs / "market1501" / "results.csv")) == 1

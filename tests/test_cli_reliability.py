@@ -9,7 +9,6 @@ value that slips through fails the test at once instead of starting a study.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
 import os
 import subprocess
@@ -23,13 +22,13 @@ import compare.distillation
 import compare.lomo_xqda
 import compare.measure
 import compare.tradeoff
-import data.paths
 import data.synthetic
 import deep.distill
 import deep.export
 import deep.pretrain
 import deep.train
 from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from tests.builders import BENCH_SCRIPTS, bench_module, captured_parser, flags_without_help
 
 REPO = Path(__file__).resolve().parents[1]
 MODULES = {
@@ -44,67 +43,24 @@ MODULES = {
     "deep.pretrain": deep.pretrain,
     "data.synthetic": data.synthetic,
 }
-BENCH_SCRIPTS = sorted(p.name for p in (REPO / "bench").glob("bench_*.py"))
 
 
 # ---------------------------------------------------------------------------------------------
 # Item 14: a help text for every flag
 # ---------------------------------------------------------------------------------------------
-class _Captured(Exception):
-    """Raised by the recording ``parse_args``: the parser is built, nothing has run."""
-
-
-def _captured_parser(main, monkeypatch) -> argparse.ArgumentParser:
-    seen = []
-
-    def record(self, args=None, namespace=None):
-        seen.append(self)
-        raise _Captured
-
-    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", record)
-    with pytest.raises(_Captured):
-        main([])
-    return seen[0]
-
-
-def _without_help(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
-    """Every action of ``parser`` and of its subparsers (-h/--help aside) without a help text."""
-    missing = []
-    for action in parser._actions:
-        if isinstance(action, argparse._HelpAction):
-            continue
-        name = "/".join(action.option_strings) or action.dest
-        if isinstance(action, argparse._SubParsersAction):
-            for command, sub in action.choices.items():
-                missing += _without_help(sub, f"{prefix}{command} ")
-            helped = {a.dest for a in action._choices_actions if a.help}
-            missing += [f"{prefix}{c} (subcommand)" for c in action.choices if c not in helped]
-            continue
-        if not (action.help or "").strip() or action.help == argparse.SUPPRESS:
-            missing.append(prefix + name)
-    return missing
-
-
-def _bench_module(name: str):
-    spec = importlib.util.spec_from_file_location(f"_bench_{name[:-3]}", REPO / "bench" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_every_flag_of_every_command_line_has_a_help_text(name, monkeypatch):
-    parser = _captured_parser(MODULES[name].main, monkeypatch)
+    parser = captured_parser(MODULES[name].main, monkeypatch)
     assert len(parser._actions) > 1
-    assert _without_help(parser) == []
+    assert flags_without_help(parser) == []
 
 
 @pytest.mark.parametrize("name", BENCH_SCRIPTS)
 def test_every_flag_of_every_bench_script_has_a_help_text(name, monkeypatch):
     if "ArgumentParser" not in (REPO / "bench" / name).read_text():
         pytest.skip(f"{name} takes no arguments")
-    parser = _captured_parser(_bench_module(name).main, monkeypatch)
-    assert _without_help(parser) == []
+    parser = captured_parser(bench_module(name).main, monkeypatch)
+    assert flags_without_help(parser) == []
 
 
 def test_the_help_checker_sees_a_missing_help_in_a_subcommand():
@@ -113,7 +69,7 @@ def test_the_help_checker_sees_a_missing_help_in_a_subcommand():
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="a command").add_argument("--jobs")
     sub.add_parser("bare")
-    assert _without_help(parser) == ["run --jobs", "bare (subcommand)"]
+    assert flags_without_help(parser) == ["run --jobs", "bare (subcommand)"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,7 +115,7 @@ def no_work(monkeypatch, tmp_path):
 
     for module, name in WORK:
         monkeypatch.setattr(module, name, tripwire(f"{module.__name__}.{name}"))
-    monkeypatch.setattr(data.paths, "RUNS_DIR", tmp_path / "runs")
+    monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path / "runs"))  # read when arguments are parsed
     empty = tmp_path / "empty"
     empty.mkdir()
     return empty

@@ -9,29 +9,23 @@ import pytest
 import torch
 
 from compare import distillation
-from data.layouts import load_dataset
-from data.synthetic import PRESETS, generate
+from data.runs import RunsLayout
 from deep import distill, profiles
 from deep import teacher as teacher_signal
 from deep.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from deep.config import TrainConfig
+from deep.run_folder import RunFolder
 from deep.train import train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("kd") / "data", config=PRESETS["small"])
-    base = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
-    )  # fmt: skip
+def tiny(tiny_training, tmp_path_factory):
+    base, dataset = tiny_training
     out = tmp_path_factory.mktemp("runs")
-    teacher = dataclasses.replace(base, out=str(out / "teacher"))
-    train(teacher)
-    return base, out, load_dataset("market1501", root)
+    base = dataclasses.replace(base, runs_dir=str(out))
+    train(dataclasses.replace(base, out=str(out / "teacher")))  # the teacher of every test
+    return base, out, dataset
 
 
 def test_cached_teacher_gives_the_same_student(tiny, monkeypatch, tmp_path):
@@ -137,7 +131,7 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     assert distill.finished(student)
     fingerprint = teacher_signal.weights_fingerprint(teacher_dir)
     assert not distill.finished(student, fingerprint)  # no record of its teacher
-    distill._teacher_record(student).write_text(json.dumps({"fingerprint": fingerprint}))
+    RunFolder(run_dir).record_teacher(str(teacher_dir), fingerprint)
     assert distill.finished(student, fingerprint)
     moved = dataclasses.replace(student, teacher=str(tmp_path / "elsewhere" / "teacher"))
     assert distill.finished(moved, fingerprint)  # same teacher weights, another path
@@ -156,10 +150,10 @@ def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkey
                               teacher="resnet18", recipe=recipe,
                               epochs={"mobilenet_v1_0.25": 2})  # fmt: skip
     monkeypatch.setitem(profiles.PROFILES, "tiny", profile)
-    monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
     table = distill.run_sweep(
         "market1501", base.data_root, student="mobilenet_v1_0.25", profile_name="tiny",
         temperatures=(4.0,), alphas=(0.9,), jobs=1, teacher_model="mobilenet_v1_0.5",
+        layout=RunsLayout(tmp_path),
     )  # fmt: skip
     assert list(table.alpha) == [0.0, 0.9]
     assert list(table.teacher) == ["-", "mobilenet_v1_0.5"]
@@ -208,7 +202,6 @@ def test_every_schedule_field_reaches_the_batches_or_the_cache_key(tiny, tmp_pat
     from deep.config import SCHEDULE_FIELDS
     from deep.loader import training_loader
 
-    monkeypatch.setattr(distill, "run_dir_for", lambda dataset: tmp_path / dataset)
     base, out, _ = tiny
     images = torch.randint(0, 255, (16, 3, 32, 16), dtype=torch.uint8)
     labels = torch.arange(16) % 4

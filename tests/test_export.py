@@ -12,43 +12,22 @@ import torch
 
 from compare.timing import time_engine_queries
 from deep import export
-from deep.checkpoint import save_checkpoint
 from deep.export import EngineNotInstalled, ExportError, load_engine
-from deep.models import build_model
-
-SIZE = (64, 32)
-NAME = "mobilenet_v1_0.25"
-
-
-def _calibrated(seed: int = 0):
-    """An untrained model whose BN statistics come from data, so activations are not ~0."""
-    torch.manual_seed(seed)
-    model = build_model(NAME, num_classes=3)
-    model.train()
-    with torch.no_grad():
-        for _ in range(3):
-            model(torch.randn(8, 3, *SIZE))
-    return model.eval()
+from tests.builders import (
+    TINY_MODEL,
+    TINY_SIZE,
+    calibrated_model,
+    make_run,
+    write_tiny_market,
+)
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    model = _calibrated()
+    model = calibrated_model()
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
-    diff = export.export_onnx(model, path, SIZE)
+    diff = export.export_onnx(model, path, TINY_SIZE)
     return model, path, diff
-
-
-def write_tiny_market(root: Path) -> Path:
-    """A Market-1501-named set with 4 queries and a 12-image gallery (ranks 1-10 defined)."""
-    from tests.conftest import write_jpeg
-
-    rng = np.random.default_rng(0)
-    for folder, n in (("bounding_box_train", 6), ("query", 4), ("bounding_box_test", 12)):
-        for i in range(n):
-            name = f"{i % 3 + 1:04d}_c{i % 2 + 1 + (folder == 'query')}s1_{i:06d}_01.jpg"
-            write_jpeg(root / folder / name, rng, (128, 64))
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -56,30 +35,15 @@ def data_root(tmp_path_factory) -> Path:
     return write_tiny_market(tmp_path_factory.mktemp("tiny") / "market")
 
 
-def make_run(run: Path, data_root: Path, *, seed: int = 0, **config) -> Path:
-    """A finished run folder with a hand-made ``model.pt`` (no training needed)."""
-    from deep.config import TrainConfig
-
-    cfg = TrainConfig(
-        model=NAME, dataset="market1501", data_root=str(data_root), input_size=SIZE
-    ).as_dict()
-    cfg.pop("init", None)  # as written before initialisations were recorded
-    cfg.update(config)
-    model = _calibrated(seed)
-    state = {"model": model.state_dict(), "model_name": NAME, "num_classes": 3, "config": cfg}
-    save_checkpoint(run / "model.pt", state)
-    return run
-
-
 def test_export_equals_pytorch_on_every_engine(exported):
     model, path, diff = exported
     assert diff is not None and diff <= 1e-4
     assert not model.training  # the exported copy, not the model, went through the exporter
-    x = torch.randn(5, 3, *SIZE)  # a batch size the export was not traced with
-    reference = load_engine(model, "torch", input_size=SIZE)(x)
+    x = torch.randn(5, 3, *TINY_SIZE)  # a batch size the export was not traced with
+    reference = load_engine(model, "torch", input_size=TINY_SIZE)(x)
     assert np.abs(reference).max() > 1e-3  # a meaningful comparison, not zeros against zeros
     for name in ("onnxruntime", "openvino"):
-        engine = load_engine(path, name, threads=1, input_size=SIZE)
+        engine = load_engine(path, name, threads=1, input_size=TINY_SIZE)
         out = engine(x)
         assert out.shape == reference.shape == (5, model.embedding_dim)
         np.testing.assert_allclose(out, reference, atol=1e-4, rtol=0)
@@ -88,17 +52,17 @@ def test_export_equals_pytorch_on_every_engine(exported):
     from deep.loader import preprocess_image
 
     expected = np.concatenate(
-        [model.extract(preprocess_image(im, SIZE)).detach().numpy() for im in images]
+        [model.extract(preprocess_image(im, TINY_SIZE)).detach().numpy() for im in images]
     )
-    ort = load_engine(path, "onnxruntime", threads=1, input_size=SIZE)
+    ort = load_engine(path, "onnxruntime", threads=1, input_size=TINY_SIZE)
     np.testing.assert_allclose(ort(images), expected, atol=1e-4, rtol=0)
     np.testing.assert_allclose(ort(images[0]), expected[:1], atol=1e-4, rtol=0)
 
 
 def test_export_leaves_the_model_untouched(tmp_path):
-    model = _calibrated()
+    model = calibrated_model()
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    export.export_onnx(model, tmp_path / "m.onnx", SIZE)
+    export.export_onnx(model, tmp_path / "m.onnx", TINY_SIZE)
     assert not model.training
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
@@ -106,15 +70,15 @@ def test_export_leaves_the_model_untouched(tmp_path):
 
 def test_engine_options_follow_the_thread_count(exported):
     _, path, _ = exported
-    ort = load_engine(path, "onnxruntime", threads=2, input_size=SIZE)
+    ort = load_engine(path, "onnxruntime", threads=2, input_size=TINY_SIZE)
     assert ort.options["intra_op_num_threads"] == 2 and ort.options["inter_op_num_threads"] == 1
     assert ort.options["graph_optimization_level"] == "ORT_ENABLE_ALL"
     assert ort.options["execution_mode"] == "ORT_SEQUENTIAL"
-    ov = load_engine(path, "openvino", threads=1, input_size=SIZE)
+    ov = load_engine(path, "openvino", threads=1, input_size=TINY_SIZE)
     assert ov.options["INFERENCE_NUM_THREADS"] == 1
     assert ov.options["reported_INFERENCE_NUM_THREADS"] == "1"
     assert ov.options["reported_INFERENCE_PRECISION_HINT"] in ("f32", "float32")
-    assert load_engine(_calibrated(), "torch", threads=3).options["threads"] == 3
+    assert load_engine(calibrated_model(), "torch", threads=3).options["threads"] == 3
 
 
 def test_timing_records_the_engine_and_refuses_other_thread_counts(exported):
@@ -126,20 +90,20 @@ def test_timing_records_the_engine_and_refuses_other_thread_counts(exported):
         return np.argsort(((gallery - feature) ** 2).sum(1))[:3]
 
     for name, source in (("torch", model), ("onnxruntime", path), ("openvino", path)):
-        engine = load_engine(source, name, threads=1, input_size=SIZE)
+        engine = load_engine(source, name, threads=1, input_size=TINY_SIZE)
         result = time_engine_queries(engine, match, images, num_queries=3, warmup=1, threads=1)
         assert result.engine == name and result.engine_options["threads"] == 1
         assert result.as_dict()["engine_options"] == engine.options and result.ms_extract > 0
-    two = load_engine(path, "onnxruntime", threads=2, input_size=SIZE)
+    two = load_engine(path, "onnxruntime", threads=2, input_size=TINY_SIZE)
     with pytest.raises(ValueError, match=r"onnxruntime is set to 2 thread\(s\).*uses 1"):
         time_engine_queries(two, match, images, num_queries=1, threads=1)
 
 
 def test_a_faithless_export_is_a_clear_error(exported, tmp_path, monkeypatch):
     _, path, _ = exported
-    other = _calibrated(seed=1)  # different weights: the file does not compute this model
+    other = calibrated_model(seed=1)  # different weights: the file does not compute this model
     with pytest.raises(ExportError, match=r"differs from PyTorch's by up to .*tolerance 0\.0001"):
-        export.check_onnx(other, path, SIZE)
+        export.check_onnx(other, path, TINY_SIZE)
 
     def failing_check(*args, **kwargs):
         raise ExportError("differs")
@@ -147,10 +111,10 @@ def test_a_faithless_export_is_a_clear_error(exported, tmp_path, monkeypatch):
     monkeypatch.setattr(export, "check_onnx", failing_check)
     target = tmp_path / "out" / "model.onnx"
     with pytest.raises(ExportError):
-        export.export_onnx(other, target, SIZE)
+        export.export_onnx(other, target, TINY_SIZE)
     assert not target.exists() and not list(target.parent.iterdir())  # nothing left behind
     with pytest.raises(ValueError, match="opset must be >= 17"):
-        export.export_onnx(other, target, SIZE, opset=13)
+        export.export_onnx(other, target, TINY_SIZE, opset=13)
 
 
 @pytest.mark.parametrize("engine", ["onnxruntime", "openvino"])
@@ -199,7 +163,7 @@ def test_export_run_reuses_and_reexports(tmp_path, data_root, capsys):
     first = export.export_run(run)
     assert not first.reused and first.path == run / "model.onnx"
     record = json.loads((run / "model.onnx.json").read_text())
-    assert record["opset"] == 17 and record["input_size"] == list(SIZE)
+    assert record["opset"] == 17 and record["input_size"] == list(TINY_SIZE)
     assert record["check"]["max_abs_diff"] <= 1e-4
     assert export.export_run(run).reused
     first.path.write_bytes(first.path.read_bytes()[:100])  # corrupted: exported again
@@ -217,13 +181,13 @@ def test_export_run_reuses_and_reexports(tmp_path, data_root, capsys):
 
 def test_measure_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
-    from compare import results as compare_results
     from compare.results import read_results
+    from data.runs import RunsLayout
 
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
-    table = tmp_path / "runs" / "market1501" / "results.csv"
-    run = make_run(tmp_path / "runs" / "market1501" / "deep" / NAME / "baseline_seed0", data_root)
-    summary = deep_evaluate.measure_run(run, num_timed_queries=3)
+    layout = RunsLayout(tmp_path / "runs")
+    table = layout.results_table("market1501")
+    run = make_run(layout.cnn_run("market1501", TINY_MODEL, "baseline", 0), data_root)
+    summary = deep_evaluate.measure_run(run, layout=layout, num_timed_queries=3)
     df = read_results(table)
     assert sorted(df.engine) == ["onnxruntime", "openvino", "torch"]
     assert set(df.init) == {"scratch"}  # a config without `init` is from scratch
@@ -240,25 +204,31 @@ def test_measure_run_writes_one_row_per_engine(tmp_path, data_root, monkeypatch)
     assert [r.engine for r in rows] == ["torch", "onnxruntime", "openvino"]
 
     pretrained = make_run(tmp_path / "elsewhere", data_root, init="pretrained")
-    deep_evaluate.measure_run(pretrained, num_timed_queries=2, table=True, engines=["torch"])
+    deep_evaluate.measure_run(
+        pretrained, layout=layout, num_timed_queries=2, table=True, engines=["torch"]
+    )
     new = read_results(table)
     assert len(new) == 4 and new[new.init == "pretrained"].engine.tolist() == ["torch"]
 
 
 def test_measure_run_engine_choice(tmp_path, data_root, monkeypatch):
     from compare import measure as deep_evaluate
+    from data.runs import RunsLayout
 
     run = make_run(tmp_path / "run", data_root)
+    layout = RunsLayout(tmp_path / "runs")
     monkeypatch.setitem(sys.modules, "openvino", None)
-    summary = deep_evaluate.measure_run(run, num_timed_queries=2, table=False)
+    summary = deep_evaluate.measure_run(run, layout=layout, num_timed_queries=2, table=False)
     assert list(summary["engines"]) == ["torch", "onnxruntime"]  # what is installed
     with pytest.raises(EngineNotInstalled, match="pip install openvino"):
-        deep_evaluate.measure_run(run, table=False, engines=["openvino"])
+        deep_evaluate.measure_run(run, layout=layout, table=False, engines=["openvino"])
     # torch as the reference only: its earlier timing is kept
-    again = deep_evaluate.measure_run(run, num_timed_queries=2, table=False, engines=["torch"])
+    again = deep_evaluate.measure_run(
+        run, layout=layout, num_timed_queries=2, table=False, engines=["torch"]
+    )
     assert again["engines"]["onnxruntime"] == summary["engines"]["onnxruntime"]
     later = deep_evaluate.measure_run(
-        run, num_timed_queries=2, table=False, engines=["onnxruntime"]
+        run, layout=layout, num_timed_queries=2, table=False, engines=["onnxruntime"]
     )
     assert later["timing"] == again["timing"]
     assert later["engines"]["onnxruntime"]["timing"]["num_queries"] == 2

@@ -28,8 +28,7 @@ from pathlib import Path
 import pytest
 
 from classical.pipeline import main as classical_main
-from compare import distillation, lomo_xqda, measure, report, scaling, throughput, tradeoff
-from compare import results as compare_results
+from compare import distillation, lomo_xqda, measure, scaling, tradeoff
 from compare import study as runner
 from compare.pipelines import classical as classical_adapter
 from compare.pipelines import cnn
@@ -37,11 +36,17 @@ from compare.results import upsert_rows
 from data import synthetic
 from data.images import load_image
 from data.io import OutputError, atomic_write_bytes, remove_orphan_temporaries
-from deep import config as deep_config
+from data.runs import RunsLayout
 from deep import export, pretrain
 from deep import train as deep_train
-from tests.test_export import make_run, write_tiny_market
-from tests.test_results import row
+from tests.builders import (
+    make_run,
+    result_row,
+    study_table,
+    tiny_train_config,
+    write_results_table,
+    write_tiny_market,
+)
 
 FAULTS = {"read-only": errno.EACCES, "full": errno.ENOSPC}
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
@@ -118,6 +123,11 @@ def _clear_error(capsys, code: int, *paths: Path) -> str:
     return err
 
 
+def _runs(root: Path) -> list[str]:
+    """The ``--runs-dir`` flag every command takes: outputs under ``root``, nothing patched."""
+    return ["--runs-dir", str(root)]
+
+
 def _never(name: str):
     def called(*args, **kwargs):
         raise AssertionError(f"{name} ran despite the fault")
@@ -129,13 +139,6 @@ def _never(name: str):
 def tiny_market(tmp_path_factory) -> Path:
     """Market-1501 names, 6 training images of 3 ids, 4 queries, 12 gallery images."""
     return write_tiny_market(tmp_path_factory.mktemp("faults") / "market")
-
-
-@pytest.fixture(scope="module")
-def tiny_synthetic(tmp_path_factory) -> Path:
-    return synthetic.generate(
-        tmp_path_factory.mktemp("faults-synthetic") / "data", config=synthetic.PRESETS["small"]
-    )
 
 
 def _train_args(data_root: Path, out: Path, epochs: int = 1) -> list[str]:
@@ -187,20 +190,17 @@ def test_measure_on_a_faulty_run_folder(fault, tiny_market, tmp_path, deny, caps
 def test_distillation_on_a_read_only_runs_folder(tiny_market, tmp_path, deny, monkeypatch, capsys):
     runs = tmp_path / "runs"
     runs.mkdir()
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: runs / name)
-    monkeypatch.setattr(distillation, "run_dir_for", lambda name: runs / name)
     monkeypatch.setattr(distillation, "run_study", _never("training"))
     deny(runs)
-    code = distillation.main(["--dataset", "market1501", "--data-root", str(tiny_market)])
+    args = ["--dataset", "market1501", "--data-root", str(tiny_market), "--runs-dir", str(runs)]
+    code = distillation.main(args)
     _clear_error(capsys, code, runs / "market1501" / "results.csv")
 
 
 @pytest.fixture
 def report_runs(tmp_path: Path, monkeypatch) -> Path:
-    """compare.tradeoff's outputs under tmp_path, tiny scaling galleries, no subprocesses."""
-    for module in (report, throughput, classical_adapter, compare_results):
-        monkeypatch.setattr(module, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(scaling, "RUNS_DIR", tmp_path)
+    """compare.tradeoff's outputs under tmp_path (its --runs-dir), tiny scaling galleries, no
+    subprocesses."""
     monkeypatch.setattr(scaling, "GALLERY_SIZES", (100, 1000))
     monkeypatch.setattr(cnn, "CNN_DIMS", (32,))
     monkeypatch.setattr(classical_adapter, "LOMO_DIM", 64)
@@ -210,11 +210,9 @@ def report_runs(tmp_path: Path, monkeypatch) -> Path:
 
 @pytest.mark.parametrize("fault", FAULTS)
 def test_tradeoff_report_into_a_faulty_folder(fault, report_runs, deny, capsys):
-    from tests.test_tradeoff import _study_table, _write
-
-    out = _write(report_runs, _study_table().assign(extra='{"feature_dim": 64}'))
+    out = write_results_table(report_runs, study_table().assign(extra='{"feature_dim": 64}'))
     deny(out, FAULTS[fault])
-    code = tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput"])
+    code = tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput", *_runs(report_runs)])
     _clear_error(capsys, code, out / "tradeoff.png")
     assert sorted(p.name for p in out.iterdir()) == ["results.csv"]
 
@@ -223,18 +221,18 @@ def test_tradeoff_with_a_read_only_table_folder_runs_nothing(report_runs, deny, 
     out = report_runs / "d"
     out.mkdir()
     deny(out)
-    code = tradeoff.main(["--dataset", "d", "--no-throughput"])
+    code = tradeoff.main(["--dataset", "d", "--no-throughput", *_runs(report_runs)])
     _clear_error(capsys, code, out / "results.csv")
 
 
 @pytest.mark.parametrize("fault", FAULTS)
 @pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "existing-folder"])
-def test_train_into_a_faulty_folder(fault, existing, tiny_synthetic, tmp_path, deny, capsys):
+def test_train_into_a_faulty_folder(fault, existing, small_synthetic_root, tmp_path, deny, capsys):
     top = tmp_path / "out"
     top.mkdir()
     out = top if existing else top / "run"
     deny(top, FAULTS[fault])
-    _clear_error(capsys, deep_train.main(_train_args(tiny_synthetic, out)), out)
+    _clear_error(capsys, deep_train.main(_train_args(small_synthetic_root, out)), out)
     assert list(top.iterdir()) == []
 
 
@@ -242,14 +240,12 @@ def test_train_into_a_faulty_folder(fault, existing, tiny_synthetic, tmp_path, d
 def test_distill_train_into_a_faulty_runs_folder(
     fault, tiny_market, tmp_path, deny, monkeypatch, capsys
 ):
-    from deep import distill, teacher
+    from deep import distill
 
     runs = tmp_path / "runs"
     runs.mkdir()
-    for module in (deep_config, teacher):
-        monkeypatch.setattr(module, "run_dir_for", lambda name: runs / name)
     deny(runs, FAULTS[fault])
-    args = ["--dataset", "market1501", "--data-root", str(tiny_market)]
+    args = ["--dataset", "market1501", "--data-root", str(tiny_market), *_runs(runs)]
     teacher_run = make_run(tmp_path / "teacher", tiny_market)
     student = ["--teacher", str(teacher_run), "--student", "mobilenet_v1_0.25"]
     _clear_error(capsys, distill.main(["train", *args, *student]), runs / "market1501")
@@ -270,10 +266,10 @@ def test_export_into_a_faulty_folder(fault, tiny_market, tmp_path, deny, capsys)
 def test_pretrain_into_a_read_only_folder_trains_nothing(tmp_path, deny, monkeypatch, capsys):
     out = tmp_path / "weights"
     out.mkdir()
-    monkeypatch.setattr(deep_config, "run_dir_for", lambda name: tmp_path / "runs" / name)
     monkeypatch.setattr(pretrain, "pretrain_one", _never("pretraining"))
     deny(out)
     args = ["--models", "mobilenet_v1_0.25", "--dataset", "market1501", "--jobs", "1"]
+    args += _runs(tmp_path / "runs")
     code = pretrain.main([*args, "--data-root", str(tmp_path), "--out", str(out / "w")])
     _clear_error(capsys, code, out / "w")
 
@@ -311,7 +307,7 @@ def test_upsert_into_a_faulty_folder_names_the_table(fault, tmp_path, deny):
     # its folder cannot be created; the folder is there but the lock file cannot be written
     for table in (tmp_path / "runs" / "e" / "results.csv", tmp_path / "runs" / "d" / "results.csv"):
         with pytest.raises(OutputError, match=re.escape(f"cannot write the results table {table}")):
-            upsert_rows(table, [row()])
+            upsert_rows(table, [result_row()])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -324,7 +320,7 @@ def _break_table(path: Path, kind: str) -> Path:
     elif kind == "garbage":
         path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00garbage\x00" * 16)
     else:  # a copy cut off in the middle of its last row
-        upsert_rows(path, [row(seed=0), row(seed=1)])
+        upsert_rows(path, [result_row(seed=0), result_row(seed=1)])
         text = path.read_text()
         last = text.rstrip("\n").rsplit("\n", 1)[1]
         path.write_text(text[: text.index(last)] + ",".join(last.split(",")[:5]))
@@ -343,39 +339,39 @@ def _bad_table_error(capsys, code: int, table: Path) -> None:
 @pytest.mark.parametrize("kind", BAD_TABLES)
 def test_lomo_xqda_checks_the_table_first(kind, market_root, tmp_path, monkeypatch, capsys):
     runs = tmp_path / "runs"
-    table = _break_table(runs / "results.csv", kind)
+    table = _break_table(RunsLayout(runs).results_table("market1501"), kind)
     monkeypatch.setattr(lomo_xqda, "run", _never("the pipeline"))
     _bad_table_error(capsys, lomo_xqda.main(_classical_args(market_root, runs)), table)
-    assert not (runs / "classical").exists()
+    assert not RunsLayout(runs).classical_dir("market1501").exists()
 
 
 @pytest.mark.parametrize("kind", BAD_TABLES)
 def test_measure_checks_the_table_first(kind, tiny_market, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
-    run = make_run(tmp_path / "runs" / "market1501" / "deep" / "m" / "baseline_seed0", tiny_market)
-    table = _break_table(tmp_path / "runs" / "market1501" / "results.csv", kind)
+    layout = RunsLayout(tmp_path / "runs")
+    run = make_run(layout.cnn_run("market1501", "m", "baseline", 0), tiny_market)
+    table = _break_table(layout.results_table("market1501"), kind)
     monkeypatch.setattr(measure, "measure_run", _never("measuring"))
-    _bad_table_error(capsys, measure.main([str(run), "--engines", "torch"]), table)
+    code = measure.main([str(run), "--engines", "torch", *_runs(layout.root)])
+    _bad_table_error(capsys, code, table)
     assert not (run / "summary.json").exists()
 
 
 def test_measure_outside_the_study_tree_ignores_the_table(tiny_market, tmp_path, monkeypatch):
     """A run trained elsewhere adds no rows, so the shared table is not its business."""
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
     run = make_run(tmp_path / "elsewhere", tiny_market)
-    _break_table(tmp_path / "runs" / "market1501" / "results.csv", "garbage")
-    code = measure.main([str(run), "--engines", "torch", "--num-timed-queries", "2"])
+    _break_table(RunsLayout(tmp_path / "runs").results_table("market1501"), "garbage")
+    args = [str(run), "--engines", "torch", "--num-timed-queries", "2"]
+    code = measure.main([*args, *_runs(tmp_path / "runs")])
     assert code == 0 and (run / "summary.json").is_file()
 
 
 @pytest.mark.parametrize("kind", BAD_TABLES)
 def test_distillation_checks_the_table_before_training(kind, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(distillation, "run_dir_for", lambda name: tmp_path / name)
     monkeypatch.setattr(distillation, "run_study", _never("training"))
     table = _break_table(tmp_path / "synthetic" / "results.csv", kind)
     before = sorted(tmp_path.rglob("*"))
-    _bad_table_error(capsys, distillation.main(["--dataset", "synthetic"]), table)
+    code = distillation.main(["--dataset", "synthetic", *_runs(tmp_path)])
+    _bad_table_error(capsys, code, table)
     assert sorted(tmp_path.rglob("*")) == before
 
 
@@ -383,7 +379,8 @@ def test_distillation_checks_the_table_before_training(kind, tmp_path, monkeypat
 def test_tradeoff_checks_the_table_before_running_anything(kind, report_runs, capsys):
     table = _break_table(report_runs / "d" / "results.csv", kind)
     before = sorted(report_runs.rglob("*"))
-    _bad_table_error(capsys, tradeoff.main(["--dataset", "d", "--no-throughput"]), table)
+    code = tradeoff.main(["--dataset", "d", "--no-throughput", *_runs(report_runs)])
+    _bad_table_error(capsys, code, table)
     assert sorted(report_runs.rglob("*")) == before
 
 
@@ -428,15 +425,9 @@ def test_remove_orphan_temporaries_removes_only_atomic_temporaries(tmp_path):
     assert remove_orphan_temporaries(tmp_path / "missing", RUN_OUTPUTS) == []
 
 
-def test_training_start_and_resume_remove_orphan_temporaries(tiny_synthetic, tmp_path):
-    from deep.config import TrainConfig
-
+def test_training_start_and_resume_remove_orphan_temporaries(small_synthetic_root, tmp_path):
     run = tmp_path / "run"
-    config = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(tiny_synthetic),
-        input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch", out=str(run),
-    )  # fmt: skip
+    config = tiny_train_config(small_synthetic_root, epochs=1, out=str(run))
     orphans, kept = _plant_orphans(run)  # a run folder that a killed start left
     (run / ".reid-run.json").write_text('{"kind": "deep"}')  # its first file (data.ownership)
     deep_train.train(config)
@@ -451,7 +442,9 @@ def test_training_start_and_resume_remove_orphan_temporaries(tiny_synthetic, tmp
 
 def test_classical_run_removes_orphan_temporaries(market_root, tmp_path, capsys):
     runs = tmp_path / "runs"
-    run = runs / "classical" / "lomo_xqda_market_128x48_retinex-off_reg0.001_svd"
+    run = RunsLayout(runs).classical_run(
+        "market1501", "lomo_xqda_market_128x48_retinex-off_reg0.001_svd"
+    )
     run.mkdir(parents=True)
     orphans = [".xqda.npz.abcd1234", ".summary.json.x_y_z_12", ".trials.json.00000000"]
     for name in [*orphans, "notes.txt", ".xqda.npz.keep"]:
@@ -520,8 +513,8 @@ def test_a_failed_classical_start_leaves_no_run_folder(entry, market_root, tmp_p
     bad.write_bytes(b"not a JPEG")  # a corrupt image: LOMO extraction fails
     assert main(_classical_args(market_root, runs)) == 2
     assert str(bad) in capsys.readouterr().err
-    assert not (runs / "classical").exists()
-    assert not list((runs / "cache" / "lomo").glob(".tmp-*"))
+    assert not RunsLayout(runs).classical_dir("market1501").exists()
+    assert not list(RunsLayout(runs).lomo_cache("market1501").glob(".tmp-*"))
 
 
 def test_a_failed_training_start_leaves_no_run_folder(tmp_path, capsys):

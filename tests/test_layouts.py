@@ -17,7 +17,7 @@ from data.layouts import (
     read_three_folders,
     register_layout,
 )
-from tests.conftest import write_jpeg
+from tests.builders import write_image
 
 
 def test_name_parsers():
@@ -75,7 +75,7 @@ def test_empty_split(market_root: Path):
 
 
 def test_unparsable_names_are_listed(market_root: Path):
-    write_jpeg(market_root / "query" / "person_a.jpg", __import__("numpy").random.default_rng(0))
+    write_image(market_root / "query" / "person_a.jpg", __import__("numpy").random.default_rng(0))
     with pytest.raises(ValueError, match=r"person_a\.jpg"):
         load_dataset("market1501", market_root)
 
@@ -90,7 +90,7 @@ def test_duke_layout(tmp_path: Path):
         ("query", "0011_c1_f0000001.jpg"),
         ("bounding_box_test", "0011_c8_f0000002.jpg"),
     ]:
-        write_jpeg(tmp_path / folder / name, rng)
+        write_image(tmp_path / folder / name, rng)
     ds = load_dataset("dukemtmcreid", tmp_path)
     assert [(r.pid, r.camid) for r in ds.train] == [(0, 1), (0, 2)]
     assert ds.gallery[0].camid == 7
@@ -107,7 +107,7 @@ def test_generic_without_cameras_uses_documented_fallback(tmp_path: Path, caplog
         ("query", "40_q.png"),
         ("bounding_box_test", "40_g.png"),
     ]:
-        write_jpeg(tmp_path / folder / name, rng)
+        write_image(tmp_path / folder / name, rng)
     with caplog.at_level(logging.WARNING):
         ds = load_dataset("generic", tmp_path)
     assert "no camera" in caplog.text
@@ -118,7 +118,7 @@ def test_generic_without_cameras_uses_documented_fallback(tmp_path: Path, caplog
 def test_unmatched_query_is_a_warning(market_root: Path, caplog):
     import numpy as np
 
-    write_jpeg(market_root / "query" / "0099_c1s1_000001_00.jpg", np.random.default_rng(0))
+    write_image(market_root / "query" / "0099_c1s1_000001_00.jpg", np.random.default_rng(0))
     with caplog.at_level(logging.WARNING):
         ds = load_dataset("market1501", market_root)
     assert len(ds.query) == 3
@@ -144,11 +144,11 @@ def test_validation_split_holds_out_whole_identities(tmp_path: Path):
     for pid in range(1, 11):
         for cam in (1, 2):
             for k in range(2):
-                write_jpeg(
+                write_image(
                     tmp_path / "bounding_box_train" / f"{pid:04d}_c{cam}s1_00000{k}_01.jpg", rng
                 )
-    write_jpeg(tmp_path / "query" / "0100_c1s1_000001_01.jpg", rng)
-    write_jpeg(tmp_path / "bounding_box_test" / "0100_c2s1_000001_01.jpg", rng)
+    write_image(tmp_path / "query" / "0100_c1s1_000001_01.jpg", rng)
+    write_image(tmp_path / "bounding_box_test" / "0100_c2s1_000001_01.jpg", rng)
     ds = load_dataset("market1501", tmp_path)
     val = validation_split(ds, val_fraction=0.2, seed=0)
     assert val.num_train_pids == 8 and sorted({r.pid for r in val.train}) == list(range(8))

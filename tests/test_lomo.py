@@ -1,4 +1,4 @@
-"""LOMO (numba) against the NumPy oracle (tests/numpy_lomo.py), hand-worked cases, invariants."""
+"""LOMO (numba) against the NumPy reference (classical.lomo_reference), worked cases, invariants."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import numba
 import numpy as np
 import pytest
 
-import tests.numpy_lomo as oracle
+import classical.lomo_reference as oracle
 from classical import _lomo_kernels as kernels
 from classical.lomo import DEFAULT_PARAMS, DEFAULTS, LOMO, LomoParams, layout, lomo, lomo_counts
 

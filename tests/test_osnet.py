@@ -125,12 +125,10 @@ def test_onnx_export_matches_pytorch(name, size, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tiny_dataset(tmp_path_factory):
+def tiny_dataset(small_synthetic_root):
     from data.layouts import load_dataset
-    from data.synthetic import PRESETS, generate
 
-    root = generate(tmp_path_factory.mktemp("osnet") / "data", config=PRESETS["small"])
-    return root, load_dataset("market1501", root)
+    return small_synthetic_root, load_dataset("market1501", small_synthetic_root)
 
 
 @pytest.mark.slow

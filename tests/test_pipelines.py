@@ -14,7 +14,6 @@ import pandas as pd
 import pytest
 
 from compare import plot, report, scaling, throughput, tradeoff
-from compare import results as compare_results
 from compare import study as runner
 from compare.pipelines import (
     FamilyStyle,
@@ -30,9 +29,10 @@ from compare.pipelines import (
     unregister,
 )
 from compare.pipelines import classical as classical_adapter
-from compare.results import ResultRow, read_results, upsert_rows
+from compare.results import ResultRow, RowExtra, read_results, upsert_rows
 from data.images import parse_size, resize
-from tests.test_tradeoff import _study_table, _write
+from data.runs import RunsLayout
+from tests.builders import study_table, write_results_table
 
 PIXELS = "8x4"
 
@@ -69,10 +69,7 @@ def raw_pixels():
 
 @pytest.fixture
 def runs(tmp_path: Path, monkeypatch) -> Path:
-    """Results under tmp_path, tiny scaling galleries."""
-    for module in (report, throughput, classical_adapter, compare_results):
-        monkeypatch.setattr(module, "run_dir_for", lambda name: tmp_path / name)
-    monkeypatch.setattr(scaling, "RUNS_DIR", tmp_path)
+    """Results under tmp_path (passed as the runs layout), tiny scaling galleries."""
     monkeypatch.setattr(scaling, "GALLERY_SIZES", (100, 1000))
     monkeypatch.setattr(cnn, "CNN_DIMS", (32,))
     monkeypatch.setattr(classical_adapter, "LOMO_DIM", 64)
@@ -138,7 +135,7 @@ def _toy_row(dataset: str) -> ResultRow:
 
 
 def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels, monkeypatch):
-    out = _write(runs, _study_table().assign(extra='{"feature_dim": 64}'))
+    out = write_results_table(runs, study_table().assign(extra='{"feature_dim": 64}'))
     upsert_rows(out / "results.csv", [_toy_row("d")])
     table = read_results(out / "results.csv")
     toy = table[table.pipeline == "raw_pixels"]
@@ -147,7 +144,7 @@ def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels
 
     # throughput through its batch extractor, by the code that measures every pipeline
     monkeypatch.setattr(throughput, "_throughput_images", lambda d, r: _images(8, 4))
-    rates = throughput.throughput_table(toy, "d", None, threads=1)
+    rates = throughput.throughput_table(toy, "d", None, threads=1, layout=RunsLayout(runs))
     assert rates.images_per_s.iloc[0] > 0 and rates.note.iloc[0] == ""
     assert f"| pixels raw | {PIXELS} | numpy | " in throughput.throughput_markdown(rates)
 
@@ -160,7 +157,10 @@ def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels
     legend = [h.get_label() for h in plot._legend_handles(agg)]
     assert legend.index("raw pixels") > legend.index("classical")  # the registry's order
 
-    assert tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput"]) == 0
+    assert (
+        tradeoff.main(["--dataset", "d", "--skip-runs", "--no-throughput", "--runs-dir", str(runs)])
+        == 0
+    )
     text = (out / "tradeoff.md").read_text()
     assert "| pixels raw | raw | numpy | none | 8x4 |" in text  # the results table
     assert "| pixels raw | 8x4 | 96 |" in text  # where matching starts to dominate
@@ -168,7 +168,7 @@ def test_a_third_pipeline_is_timed_written_plotted_and_reported(runs, raw_pixels
 
 
 def test_rows_of_an_unplotted_variant_or_unknown_pipeline_are_noted(raw_pixels):
-    df = _study_table()
+    df = study_table()
     toy = pd.DataFrame([vars(_toy_row("d"))])
     other = toy.assign(variant="reranked")
     unknown = toy.assign(pipeline="not_registered", variant="raw")
@@ -192,12 +192,12 @@ def test_classical_throughput_extracts_lomo_through_the_pipeline():
         model="x",
         input_size="64x32",
         embedding_dim=5,
-        extra={"feature_dim": dim},
+        extra=RowExtra(feature_dim=dim),
     )
     images = _images(3, 5)
     batch = pipeline("classical").batch_extractor(run, threads=1)(images)
     projection = np.random.default_rng(0).standard_normal((dim, 5))
-    one = LomoXqda.with_projection(ClassicalConfig(size=(64, 32)), projection)
+    one = LomoXqda.with_projection(ClassicalConfig(input_size=(64, 32)), projection)
     expected = np.concatenate([one.extract(image).reshape(1, -1) for image in images])
     assert batch.shape == (3, 5) and batch.dtype == np.float32
     np.testing.assert_allclose(batch, expected, rtol=1e-5, atol=1e-5)

@@ -15,51 +15,9 @@ from compare.plot import (
     results_markdown,
     short_name,
 )
-from compare.results import RESULT_COLUMNS
+from tests.builders import results_table
 
 PNG = b"\x89PNG\r\n\x1a\n"
-
-
-def _table() -> pd.DataFrame:
-    rows = []
-    specs = [
-        ("classical", "lomo_xqda", "classical", 0, 45.0, 30.0, 20.0, 205),
-        ("deep", "resnet50", "baseline", 0, 85.0, 70.0, 40.0, 2048),
-        ("deep", "mobilenet_v1_0.25", "baseline", 0, 60.0, 40.0, 3.0, 256),
-        ("deep", "mobilenet_v1_0.25", "baseline", 1, 62.0, 42.0, 3.2, 256),
-        ("deep", "mobilenet_v1_0.25", "distilled", 0, 68.0, 47.0, 3.1, 256),
-        ("deep", "mobilenet_v1_0.25", "distilled", 1, 70.0, 49.0, 3.0, 256),
-        ("deep", "mobilenet_v2_1.0", "baseline", 0, 72.0, 52.0, 8.0, 1280),
-    ]
-    for pipeline, model, variant, seed, r1, mAP, ms, dim in specs:
-        row = {c: 0 for c in RESULT_COLUMNS}
-        row.update(
-            dataset="d",
-            pipeline=pipeline,
-            model=model,
-            variant=variant,
-            seed=seed,
-            input_size="64x32",
-            params=1e6,
-            gflops=0.1,
-            embedding_dim=dim,
-            rank1=r1,
-            rank5=r1 + 5,
-            rank10=r1 + 8,
-            mAP=mAP,
-            mAP_torchreid=mAP + 1,
-            ms_extract=ms - 0.1,
-            ms_match=0.1,
-            ms_query=ms,
-            ms_query_p90=ms * 1.2,
-            threads=1,
-            device="cpu",
-            engine="numba" if pipeline == "classical" else "torch",
-            init="n/a" if pipeline == "classical" else "scratch",
-            extra="{}",
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def _scaling() -> pd.DataFrame:
@@ -74,7 +32,11 @@ def _scaling() -> pd.DataFrame:
 @pytest.mark.parametrize("scaling", [None, _scaling()])
 def test_plot_files(tmp_path: Path, scaling):
     agg = plot_tradeoff(
-        _table(), tmp_path / "out" / "t.png", tmp_path / "t.svg", title="test", scaling=scaling
+        results_table(),
+        tmp_path / "out" / "t.png",
+        tmp_path / "t.svg",
+        title="test",
+        scaling=scaling,
     )
     assert (tmp_path / "out" / "t.png").read_bytes()[:8] == PNG
     assert (tmp_path / "out" / "t.png").stat().st_size > 20_000
@@ -86,7 +48,7 @@ def test_plot_files(tmp_path: Path, scaling):
 
 
 def test_markdown_aggregates_seeds_and_marks_front():
-    text = results_markdown(_table())
+    text = results_markdown(results_table())
     lines = text.splitlines()
     assert len(lines) == 2 + 5  # header, separator, 5 aggregated points
     assert "69.0 ± 1.4" in text and "LOMO+XQDA" in text
@@ -100,10 +62,10 @@ def test_markdown_aggregates_seeds_and_marks_front():
 
 
 def test_distillation_markdown():
-    text = distillation_markdown(_table())
+    text = distillation_markdown(results_table())
     assert text.count("\n") == 2  # only MobileNet v1 0.25 has both variants
     assert "| MNv1 0.25 | 64x32 | 2/2 | 61.0 ± 1.4 | 69.0 ± 1.4 | +8.0 |" in text
-    assert distillation_markdown(_table()[lambda d: d.variant != "distilled"]) == ""
+    assert distillation_markdown(results_table()[lambda d: d.variant != "distilled"]) == ""
 
 
 def test_names_and_families():
@@ -120,7 +82,7 @@ def test_names_and_families():
 
 
 def test_two_input_sizes_get_distinct_labels():
-    df = _table()
+    df = results_table()
     extra = df[df.model == "resnet50"].assign(input_size="128x64", ms_query=90.0)
     agg = aggregate(pd.concat([df, extra]))
     assert {"R50 64x32", "R50 128x64"} <= set(agg.label)
@@ -128,16 +90,16 @@ def test_two_input_sizes_get_distinct_labels():
 
 def test_bad_tables_are_clear_errors(tmp_path: Path):
     with pytest.raises(ValueError, match="empty"):
-        aggregate(_table().iloc[0:0])
+        aggregate(results_table().iloc[0:0])
     with pytest.raises(ValueError, match=r"lacks columns \['mAP'\]"):
-        plot_tradeoff(_table().drop(columns="mAP"), tmp_path / "x.png")
+        plot_tradeoff(results_table().drop(columns="mAP"), tmp_path / "x.png")
     with pytest.raises(TypeError, match="DataFrame"):
         results_markdown([1, 2])
 
 
 def _with_engines(fast: dict[str, float]) -> pd.DataFrame:
-    """``_table()`` plus ONNX Runtime / OpenVINO rows of every CNN row at ``fast[engine]`` x."""
-    df = _table()
+    """``results_table()`` plus ONNX Runtime / OpenVINO rows per CNN row at ``fast[engine]`` x."""
+    df = results_table()
     deep = df[df.pipeline == "deep"]
     extra = [
         deep.assign(engine=engine, ms_query=deep.ms_query * factor, ms_extract=deep.ms_extract)
@@ -171,7 +133,7 @@ def test_plot_and_tables_use_the_fastest_engine(tmp_path: Path):
         engines
     )
     assert "ORT +0.0 / +0.0" in engines
-    assert engines_markdown(_table()) == ""  # one engine only: no engine table
+    assert engines_markdown(results_table()) == ""  # one engine only: no engine table
 
 
 def test_mixed_engines_and_inits_are_marked(tmp_path: Path):
@@ -191,7 +153,7 @@ def test_mixed_engines_and_inits_are_marked(tmp_path: Path):
 
 
 def test_imagenet_init_is_marked_in_labels_and_caption(tmp_path: Path):
-    df = _table()
+    df = results_table()
     df.loc[df.model == "mobilenet_v2_1.0", "init"] = "imagenet"
     df.loc[df.model == "mobilenet_v1_0.25", "init"] = "pretrained"
     agg = plot_tradeoff(df, tmp_path / "t.png", tmp_path / "t.svg")

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from data._synth_draw import draw_identity
+from data.runs import RunsLayout
 from data.synthetic import PRESETS, STREAM_TAG, SyntheticConfig, generate, plan
 from deep import pretrained
 from deep.checkpoint import load_checkpoint, save_checkpoint
@@ -206,10 +207,9 @@ def test_training_records_its_initialisation(fake_weights, monkeypatch, tmp_path
 
 def test_pretrain_writes_a_verified_backbone_bit_for_bit(tmp_path, monkeypatch):
     """A tiny pretraining run, twice: the same bytes, and a record that verifies."""
-    monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path / "runs"))
     root = generate(tmp_path / "data", config=PRESETS["small"])
     config = pretrain_config("mobilenet_v1_0.25", dataset="market1501", data_root=str(root),
-                             epochs=2)  # fmt: skip
+                             epochs=2, layout=RunsLayout(tmp_path / "runs"))  # fmt: skip
     config = dataclasses.replace(config, batch_size=8, input_size=(32, 16))
     digests = []
     for k in range(2):

@@ -22,20 +22,28 @@ import torchvision
 
 import compare.lomo_xqda
 from compare import measure, results
-from data import benchmarks, paths
+from data import benchmarks
 from data.benchmarks import load_benchmark
 from data.images import load_image
 from data.io import atomic_write_text
 from data.layouts import load_dataset
+from data.runs import RunsLayout
 from deep import export
 from deep import train as deep_train
 from deep.config import TrainConfig, config_from_args, config_parser
 from deep.models import build_model
 from tests import test_benchmarks
-from tests.test_benchmarks import make_viper, write_new_protocol
-from tests.test_cli_reliability import BENCH_SCRIPTS, _bench_module, _captured_parser, _without_help
-from tests.test_export import make_run, write_tiny_market
-from tests.test_results import row
+from tests.builders import (
+    BENCH_SCRIPTS,
+    bench_module,
+    captured_parser,
+    flags_without_help,
+    make_run,
+    make_viper,
+    result_row,
+    write_new_protocol,
+    write_tiny_market,
+)
 
 MARKER_NAME = ".reid-run.json"  # data.ownership.MARKER_NAME (spelled out: main lacks it)
 
@@ -193,7 +201,7 @@ def test_viper_pairs_by_person_number_and_refuses_unpaired_images(tmp_path):
 @pytest.fixture
 def cuhk03_new(tmp_path, monkeypatch) -> Path:
     """The CUHK03 fixture of test_benchmarks with a new-protocol config (5 train persons)."""
-    monkeypatch.setattr(paths, "DATASETS_DIR", tmp_path / "datasets")
+    monkeypatch.setenv("REID_DATASETS_DIR", str(tmp_path / "datasets"))  # read when used
     root = tmp_path / "cuhk03"
     (root / "cuhk03_release").mkdir(parents=True)
     test_benchmarks.write_cuhk03_mat(
@@ -291,9 +299,7 @@ def test_sixteen_bit_images_are_scaled_by_their_actual_range(tmp_path, values, e
 @pytest.mark.parametrize("name", BENCH_SCRIPTS)
 @pytest.mark.parametrize("argv", [["--help"], ["--no-such-flag"]])
 def test_bench_scripts_parse_their_arguments_before_running(name, argv, tmp_path, monkeypatch):
-    module = _bench_module(name)
-    if hasattr(module, "RUNS_DIR"):
-        monkeypatch.setattr(module, "RUNS_DIR", tmp_path)
+    module = bench_module(name)
     monkeypatch.setenv("REID_RUNS_DIR", str(tmp_path))
     with pytest.raises(SystemExit) as stopped:
         module.main(argv)
@@ -346,7 +352,7 @@ def test_a_cuhk03_new_config_with_one_label_names_the_config(cuhk03_new):
 
 
 def test_every_argument_of_data_benchmarks_has_a_help_text(monkeypatch):
-    assert _without_help(_captured_parser(benchmarks.main, monkeypatch)) == []
+    assert flags_without_help(captured_parser(benchmarks.main, monkeypatch)) == []
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,18 +384,19 @@ def test_export_removes_what_a_killed_export_left(tiny_market, tmp_path, export_
 def test_measure_removes_what_a_killed_export_left(tiny_market, tmp_path):
     run = make_run(tmp_path / "run", tiny_market)
     planted = _plant(run, *KILLED_EXPORT, ".summary.json.abcd_123")
-    measure.measure_run(run, engines=["torch"], num_timed_queries=2, table=False)
+    layout = RunsLayout(tmp_path / "runs")
+    measure.measure_run(run, layout=layout, engines=["torch"], num_timed_queries=2, table=False)
     assert not any(p.exists() for p in planted)
 
 
 def test_results_table_rewrites_remove_a_killed_rewrites_temporary(tmp_path):
     table = tmp_path / "synthetic" / "results.csv"
-    results.upsert_rows(table, [row()])
+    results.upsert_rows(table, [result_row()])
     planted = _plant(table.parent, ".results.csv.x7k2m9q1")
     results.check_table(table)  # the start-of-run check of every command that writes rows
     assert not planted[0].exists()
     planted = _plant(table.parent, ".results.csv.a1b2c3d4")
-    results.upsert_rows(table, [row(seed=1)])
+    results.upsert_rows(table, [result_row(seed=1)])
     assert not planted[0].exists()
     assert len(results.read_results(table)) == 2
 

@@ -9,44 +9,18 @@ import pytest
 
 from compare.results import (
     RESULT_COLUMNS,
-    ResultRow,
     git_commit,
     now_iso,
     read_results,
     upsert_rows,
 )
-
-
-def row(**overrides) -> ResultRow:
-    values = dict(
-        dataset="synthetic",
-        pipeline="deep",
-        model="resnet18",
-        variant="baseline",
-        seed=0,
-        input_size="64x32",
-        params=11_000_000,
-        gflops=0.25,
-        embedding_dim=512,
-        rank1=80.0,
-        rank5=90.0,
-        rank10=95.0,
-        mAP=60.0,
-        mAP_torchreid=61.0,
-        ms_extract=5.0,
-        ms_match=0.2,
-        ms_query=5.2,
-        ms_query_p90=6.0,
-        threads=1,
-    )
-    values.update(overrides)
-    return ResultRow(**values)
+from tests.builders import result_row
 
 
 def test_upsert_replaces_same_key(tmp_path: Path):
     path = tmp_path / "results.csv"
-    upsert_rows(path, [row(), row(seed=1)])
-    upsert_rows(path, [row(rank1=85.0)])
+    upsert_rows(path, [result_row(), result_row(seed=1)])
+    upsert_rows(path, [result_row(rank1=85.0)])
     df = read_results(path)
     assert len(df) == 2
     assert df.loc[df.seed == 0, "rank1"].item() == 85.0
@@ -78,7 +52,7 @@ def test_read_results_errors(tmp_path: Path):
 
 def _upsert_seeds(path: str, seeds: list[int]) -> None:
     for seed in seeds:
-        upsert_rows(path, [row(seed=seed, git_commit="x", date="d")])
+        upsert_rows(path, [result_row(seed=seed, git_commit="x", date="d")])
 
 
 def test_concurrent_upserts_lose_no_rows(tmp_path: Path):
@@ -101,15 +75,15 @@ def test_concurrent_upserts_lose_no_rows(tmp_path: Path):
 def test_upsert_onto_header_only_table_and_bad_rows(tmp_path: Path):
     path = tmp_path / "results.csv"
     path.write_text(",".join(RESULT_COLUMNS) + "\n")
-    assert len(upsert_rows(path, [row()])) == 1
+    assert len(upsert_rows(path, [result_row()])) == 1
     with pytest.raises(ValueError, match="same key passed twice"):
-        upsert_rows(path, [row(), row(rank1=1.0)])
+        upsert_rows(path, [result_row(), result_row(rank1=1.0)])
     with pytest.raises(TypeError, match="ResultRow"):
         upsert_rows(path, [{"dataset": "x"}])
     bad = tmp_path / "bad.csv"
     bad.write_text("dataset,rank1\nx,1\n")
     with pytest.raises(ValueError, match=r"bad\.csv lacks columns"):
-        upsert_rows(bad, [row()])
+        upsert_rows(bad, [result_row()])
 
 
 def test_git_commit_and_dates(tmp_path: Path):
@@ -117,26 +91,29 @@ def test_git_commit_and_dates(tmp_path: Path):
     assert git_commit() != ""
     stamp = now_iso()
     assert stamp[:4].isdigit() and "T" in stamp and stamp.endswith("+00:00")
-    assert row().git_commit and row().date
+    assert result_row().git_commit and result_row().date
 
 
 def test_engine_and_init_columns_and_tables_without_them(tmp_path: Path):
     from compare.results import KEY_COLUMNS
 
     assert {"engine", "init"} <= set(KEY_COLUMNS)
-    assert (row().engine, row().init) == ("torch", "scratch")  # a CNN row that names neither
-    classical = row(pipeline="classical", model="lomo_xqda", variant="classical")
+    assert (result_row().engine, result_row().init) == (
+        "torch",
+        "scratch",
+    )  # a CNN row that names neither
+    classical = result_row(pipeline="classical", model="lomo_xqda", variant="classical")
     assert (classical.engine, classical.init) == ("numba", "n/a")
     # a table written before the columns existed: filled in, and new rows replace old ones
     old = tmp_path / "old.csv"
-    frame = pd.DataFrame([vars(row()), vars(classical)]).drop(columns=["engine", "init"])
+    frame = pd.DataFrame([vars(result_row()), vars(classical)]).drop(columns=["engine", "init"])
     frame.to_csv(old, index=False)
     df = read_results(old)
     assert df.engine.tolist() == ["torch", "numba"] and df.init.tolist() == ["scratch", "n/a"]
-    table = upsert_rows(old, [row(rank1=81.0), row(engine="onnxruntime", rank1=81.0)])
+    table = upsert_rows(old, [result_row(rank1=81.0), result_row(engine="onnxruntime", rank1=81.0)])
     assert sorted(table.engine) == ["numba", "onnxruntime", "torch"]  # torch replaced, not added
     assert table[table.engine == "torch"].rank1.item() == 81.0
     assert list(table.columns) == list(RESULT_COLUMNS)
     # one run trained from scratch and from pretrained weights: two rows
-    table = upsert_rows(old, [row(init="pretrained")])
+    table = upsert_rows(old, [result_row(init="pretrained")])
     assert sorted(table[table.engine == "torch"].init) == ["pretrained", "scratch"]

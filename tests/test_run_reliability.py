@@ -18,23 +18,10 @@ import pytest
 import torch
 
 from compare import measure
-from data.layouts import load_dataset
-from data.synthetic import PRESETS, generate
 from deep.checkpoint import CheckpointError, load_checkpoint
 from deep.config import TrainConfig
 from deep.train import main, train
-from tests.test_export import make_run, write_tiny_market
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("reliable") / "data", config=PRESETS["small"])
-    config = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=2, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.0, checkpoint_every=0, init="scratch",
-    )  # fmt: skip
-    return config, load_dataset("market1501", root)
+from tests.builders import make_run, write_tiny_market
 
 
 def _args(config: TrainConfig, out) -> list[str]:
@@ -46,8 +33,8 @@ def _args(config: TrainConfig, out) -> list[str]:
     ]  # fmt: skip
 
 
-def test_resume_on_a_finished_run_changes_nothing(tiny, tmp_path, capsys):
-    config, _ = tiny
+def test_resume_on_a_finished_run_changes_nothing(tiny_training, tmp_path, capsys):
+    config, _ = tiny_training
     out = tmp_path / "done"
     assert main(_args(config, out)) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
@@ -60,8 +47,8 @@ def test_resume_on_a_finished_run_changes_nothing(tiny, tmp_path, capsys):
     assert after == before  # model.pt keeps its training numbers; nothing rewritten
 
 
-def test_a_refused_resume_writes_nothing(tiny, tmp_path, capsys):
-    config, dataset = tiny
+def test_a_refused_resume_writes_nothing(tiny_training, tmp_path, capsys):
+    config, dataset = tiny_training
     run = dataclasses.replace(config, out=str(tmp_path / "r"), stop_after_steps=1)
     train(run, dataset=dataset)
     saved = (tmp_path / "r" / "config.json").read_bytes()
@@ -72,15 +59,15 @@ def test_a_refused_resume_writes_nothing(tiny, tmp_path, capsys):
     assert (tmp_path / "r" / "config.json").read_bytes() == saved
 
 
-def test_resume_without_a_checkpoint_is_an_error(tiny, tmp_path, capsys):
-    config, _ = tiny
+def test_resume_without_a_checkpoint_is_an_error(tiny_training, tmp_path, capsys):
+    config, _ = tiny_training
     assert main([*_args(config, tmp_path / "typo"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
 
 
-def test_a_single_identity_training_set_is_refused(tiny, tmp_path, capsys):
-    config, _ = tiny
+def test_a_single_identity_training_set_is_refused(tiny_training, tmp_path, capsys):
+    config, _ = tiny_training
     root = tmp_path / "one"
     for split in ("bounding_box_train", "query", "bounding_box_test"):
         shutil.copytree(f"{config.data_root}/{split}", root / split)
@@ -94,8 +81,8 @@ def test_a_single_identity_training_set_is_refused(tiny, tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_class_count_mismatch_on_resume_is_a_clear_error(tiny, tmp_path):
-    config, dataset = tiny
+def test_a_class_count_mismatch_on_resume_is_a_clear_error(tiny_training, tmp_path):
+    config, dataset = tiny_training
     run = dataclasses.replace(config, out=str(tmp_path / "c"), stop_after_steps=1)
     train(run, dataset=dataset)
     state = load_checkpoint(tmp_path / "c" / "checkpoint.pt")
@@ -105,8 +92,8 @@ def test_a_class_count_mismatch_on_resume_is_a_clear_error(tiny, tmp_path):
         train(dataclasses.replace(run, stop_after_steps=None), dataset=dataset)
 
 
-def test_statistics_after_a_resume_in_the_last_epoch_cover_the_whole_epoch(tiny, tmp_path):
-    config, dataset = tiny
+def test_statistics_after_a_resume_in_the_last_epoch_cover_the_whole_epoch(tiny_training, tmp_path):
+    config, dataset = tiny_training
     full = dataclasses.replace(config, out=str(tmp_path / "full"))
     train(full, dataset=dataset)
     steps = len(dataset.train) // config.batch_size
@@ -150,10 +137,10 @@ def test_measure_reports_bad_runs_clearly_and_follows_a_moved_dataset(tmp_path, 
     assert "model.pt" in capsys.readouterr().err
 
 
-def test_retraining_a_study_run_loses_nothing_finished_until_it_completes(tiny, tmp_path):
+def test_retraining_a_study_run_loses_nothing_finished_until_it_completes(tiny_training, tmp_path):
     from deep.distill import run_one
 
-    config, dataset = tiny
+    config, dataset = tiny_training
     old = dataclasses.replace(config, out=str(tmp_path / "study"))
     train(old, dataset=dataset)
     finished = (tmp_path / "study" / "model.pt").read_bytes()

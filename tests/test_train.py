@@ -12,10 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from data.layouts import load_dataset
-from data.synthetic import PRESETS, generate
 from deep.checkpoint import CheckpointError, load_checkpoint
-from deep.config import TrainConfig
 from deep.loader import AugmentConfig, DeterministicLoader
 from deep.train import TrainingDiverged, main, train
 
@@ -23,14 +20,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = generate(tmp_path_factory.mktemp("train") / "data", config=PRESETS["small"])
-    config = TrainConfig(
-        model="mobilenet_v1_0.25", dataset="market1501", data_root=str(root), input_size=(32, 16),
-        epochs=3, batch_size=8, warmup_epochs=0, lr=0.05, threads=1,
-        bn_neck=False, erasing=0.3, checkpoint_every=0, init="scratch",
-    )  # fmt: skip
-    return config, load_dataset("market1501", root)
+def tiny(tiny_training):
+    config, dataset = tiny_training
+    return dataclasses.replace(config, epochs=3, erasing=0.3), dataset
 
 
 def _weights(run_dir: Path) -> dict:
@@ -136,20 +128,23 @@ def test_architecture_mismatch_and_bad_arguments(tiny, tmp_path, capsys):
 
 def test_only_runs_in_the_study_tree_enter_the_shared_table(tiny, tmp_path, monkeypatch):
     from compare import measure as deep_evaluate
-    from compare import results as compare_results
+    from data.runs import RunsLayout
 
     config, dataset = tiny
-    monkeypatch.setattr(compare_results, "run_dir_for", lambda name: tmp_path / "runs" / name)
-    table = tmp_path / "runs" / "market1501" / "results.csv"
+    layout = RunsLayout(tmp_path / "runs")
+    table = layout.results_table("market1501")
     outside = dataclasses.replace(config, out=str(tmp_path / "experiment"), epochs=1)
     train(outside, dataset=dataset)
-    deep_evaluate.measure_run(outside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(
+        outside.run_dir(), layout=layout, dataset=dataset, num_timed_queries=2
+    )
     assert (outside.run_dir() / "summary.json").exists() and not table.exists()
     summary = json.loads((outside.run_dir() / "summary.json").read_text())
     assert summary["training"]["epoch"] == 1
-    inside = dataclasses.replace(outside, out=str(table.parent / "deep" / "m" / "baseline_seed0"))
+    inside = dataclasses.replace(outside, out=None, runs_dir=str(layout.root))
+    assert inside.run_dir() == layout.cnn_run("market1501", config.model, "baseline", config.seed)
     train(inside, dataset=dataset)
-    deep_evaluate.measure_run(inside.run_dir(), dataset=dataset, num_timed_queries=2)
+    deep_evaluate.measure_run(inside.run_dir(), layout=layout, dataset=dataset, num_timed_queries=2)
     assert table.exists()
 
 

@@ -10,7 +10,6 @@ package).
 
 from __future__ import annotations
 
-import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -20,9 +19,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from compare.results import ResultRow
+from compare.results import ResultRow, RowExtra
 from compare.timing import TOP_K, TimingResult, time_queries
 from data.matching import GalleryIndex
+from data.runs import RunsLayout
 
 #: Decoded RGB images (n, H, W, 3) -> features (n, dim): bulk extraction, timed for throughput.
 BatchExtractor = Callable[[np.ndarray], np.ndarray]
@@ -68,7 +68,7 @@ class RunRef:
     run_dir: str = ""
     engine: str = ""
     embedding_dim: int | None = None
-    extra: dict = field(default_factory=dict)
+    extra: RowExtra = field(default_factory=RowExtra)
 
     @classmethod
     def from_row(cls, row: pd.Series) -> RunRef:
@@ -85,13 +85,9 @@ class RunRef:
         )
 
 
-def row_extra(row: pd.Series) -> dict:
-    """A row's ``extra`` JSON column as a dict ({} when absent or not a JSON object)."""
-    try:
-        value = json.loads(str(row.get("extra", "{}")))
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+def row_extra(row: pd.Series) -> RowExtra:
+    """The typed fields of a row's ``extra`` JSON column (defaults when absent or not JSON)."""
+    return RowExtra.parse(row.get("extra", "{}"))
 
 
 class Pipeline(ABC):
@@ -140,9 +136,12 @@ class Pipeline(ABC):
         """Ranks ``gallery`` for one query feature (default: Euclidean GEMV + top-k)."""
         return GalleryIndex(gallery, k=k).match
 
-    def scaling_dims(self, rows: pd.DataFrame, dataset: str | None) -> list[tuple[int, str]]:
+    def scaling_dims(
+        self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None
+    ) -> list[tuple[int, str]]:
         """(feature dimension, whose) pairs the gallery-size scaling measures for ``rows`` (this
-        pipeline's rows); ``""`` = a dimension measured for reference only."""
+        pipeline's rows; ``layout``: where its study runs are); ``""`` = a dimension measured for
+        reference only."""
         return [(int(d), "") for d in rows.embedding_dim.dropna().unique()]
 
     def study_rows(self, rows: pd.DataFrame) -> pd.Series:
@@ -163,9 +162,15 @@ class Pipeline(ABC):
         return False
 
     def run_args(
-        self, dataset: str, data_root: str | None, profile: str, jobs: int | None
+        self,
+        dataset: str,
+        data_root: str | None,
+        profile: str,
+        jobs: int | None,
+        layout: RunsLayout,
     ) -> list[str]:
-        """``python -m`` arguments of the command producing its missing study rows."""
+        """``python -m`` arguments of the command producing its missing study rows (in
+        ``layout``'s runs tree)."""
         raise NotImplementedError(f"pipeline {self.name!r} has no study command")
 
     def engines(self) -> list[str]:
@@ -182,10 +187,11 @@ class Pipeline(ABC):
 @dataclass
 class EngineContext:
     """What timing a run on more engines may need: the dataset (loaded once, on demand), the
-    thread count of the run's rows, and a place to say what was done."""
+    thread count of the run's rows, the runs tree, and a place to say what was done."""
 
     load: Callable[[], object]
     threads: int
+    layout: RunsLayout
     done: list[str] = field(default_factory=list)
 
 

@@ -24,10 +24,10 @@ from compare.pipelines.base import (
 )
 from compare.pipelines.base import row_extra as _extra
 from data.images import parse_size
-from data.paths import run_dir_for
+from data.runs import RunsLayout
 
 #: LOMO dimension at the classical pipeline's default input size (26,960 at 128x48).
-LOMO_DIM = layout(*ClassicalConfig().size).dim
+LOMO_DIM = layout(*ClassicalConfig().input_size).dim
 #: The model name the study's run is plotted and tabulated under.
 PLOTTED_MODEL = "lomo_xqda"
 
@@ -64,28 +64,38 @@ class ClassicalPipeline(Pipeline):
         return not self.study_rows(mine).any()
 
     def run_args(
-        self, dataset: str, data_root: str | None, profile: str, jobs: int | None
+        self,
+        dataset: str,
+        data_root: str | None,
+        profile: str,
+        jobs: int | None,
+        layout: RunsLayout,
     ) -> list[str]:
         root = ["--data-root", str(data_root)] if data_root else []
-        return ["compare.lomo_xqda", "--dataset", dataset, *root, "--protocol", "market"]
+        return [
+            "compare.lomo_xqda", "--dataset", dataset, *root, "--protocol", "market",
+            "--runs-dir", str(layout.root),
+        ]  # fmt: skip
 
     def feature_dim(self, run: RunRef) -> int:
         """The raw LOMO dimension the projection reads."""
-        return int(run.extra.get("feature_dim", LOMO_DIM))
+        return LOMO_DIM if run.extra.feature_dim is None else run.extra.feature_dim
 
-    def scaling_dims(self, rows: pd.DataFrame, dataset: str | None) -> list[tuple[int, str]]:
+    def scaling_dims(
+        self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None
+    ) -> list[tuple[int, str]]:
         """The XQDA subspace of each row and the raw LOMO dimension (from the study run's
         summary when the table has no classical row yet)."""
         dims = []
         lomo_dim = LOMO_DIM
         for _, row in rows.iterrows():
             extra = _extra(row)
-            lomo_dim = int(extra.get("feature_dim", lomo_dim))
-            xqda = extra.get("xqda_dim", row.embedding_dim)
+            lomo_dim = lomo_dim if extra.feature_dim is None else extra.feature_dim
+            xqda = row.embedding_dim if extra.xqda_dim is None else extra.xqda_dim
             if pd.notna(xqda):
                 dims.append((int(xqda), "XQDA"))
-        if dataset is not None and rows.empty:
-            summary = run_dir_for(dataset) / "classical" / study_run_name() / "summary.json"
+        if dataset is not None and layout is not None and rows.empty:
+            summary = layout.classical_run(dataset, study_run_name()) / "summary.json"
             if summary.is_file():
                 data = json.loads(summary.read_text())
                 lomo_dim = int(data.get("feature_dim", lomo_dim))
@@ -98,10 +108,8 @@ class ClassicalPipeline(Pipeline):
         """Resize, LOMO and the XQDA projection (:meth:`LomoXqda.extract_batch`). The projection's
         cost depends only on its shape, so a random one of the row's shape stands in for the
         trained projection (which the pipeline does not store)."""
-        config = ClassicalConfig(
-            size=parse_size(run.input_size), retinex=bool(run.extra.get("retinex", False))
-        )
-        dim = run.embedding_dim or int(run.extra.get("xqda_dim", 0))
+        config = ClassicalConfig(input_size=parse_size(run.input_size), retinex=run.extra.retinex)
+        dim = run.embedding_dim or run.extra.xqda_dim or 0
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
 

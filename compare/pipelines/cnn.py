@@ -27,6 +27,7 @@ from compare.pipelines.base import (
 from compare.results import ResultRow, fill_defaults
 from data.images import parse_size
 from data.paths import REPO_ROOT
+from data.runs import RunsLayout
 from deep.checkpoint import load_trained
 from deep.export import available_engines, export_run, load_engine
 from deep.models import list_models, model_spec
@@ -116,13 +117,30 @@ class CnnPipeline(Pipeline):
         return not expected <= have
 
     def run_args(
-        self, dataset: str, data_root: str | None, profile: str, jobs: int | None
+        self,
+        dataset: str,
+        data_root: str | None,
+        profile: str,
+        jobs: int | None,
+        layout: RunsLayout,
     ) -> list[str]:
         root = ["--data-root", str(data_root)] if data_root else []
         extra = ["--jobs", str(jobs)] if jobs else []
-        return ["compare.distillation", "--dataset", dataset, *root, "--profile", profile, *extra]
+        runs = ["--runs-dir", str(layout.root)]
+        return [
+            "compare.distillation",
+            "--dataset",
+            dataset,
+            *root,
+            "--profile",
+            profile,
+            *extra,
+            *runs,
+        ]
 
-    def scaling_dims(self, rows: pd.DataFrame, dataset: str | None) -> list[tuple[int, str]]:
+    def scaling_dims(
+        self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None
+    ) -> list[tuple[int, str]]:
         dims = [(dim, "") for dim in CNN_DIMS]
         models = rows[["model", "embedding_dim"]].drop_duplicates()
         for model, dim in models.itertuples(index=False):
@@ -159,7 +177,12 @@ class CnnPipeline(Pipeline):
         left = [e for e in missing if e not in restored]
         if left:
             summary = measure_run(
-                run, dataset=context.load(), threads=context.threads, table=False, engines=left
+                run,
+                layout=context.layout,
+                dataset=context.load(),
+                threads=context.threads,
+                table=False,
+                engines=left,
             )
             # every engine of the new summary (torch too, in case it was re-timed)
             rows = [r for r in rows if r.engine not in summary.get("engines", {})]

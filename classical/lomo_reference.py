@@ -1,18 +1,20 @@
-"""LOMO in plain NumPy: the tests' oracle and the benchmark's baseline.
+"""LOMO in plain NumPy: the reference the tests check ``classical.lomo`` against, and the
+benchmark's baseline.
 
-Written straight from ``shared/lomo_xqda_spec.md`` to be obviously correct, not fast: one image at
-a time, whole-array NumPy operations for the per-pixel maps and one ``np.bincount`` per window
-(:func:`lomo_numpy`). ``classical.lomo`` (numba) must agree with it exactly: identical integer
-max-occurrence counts and features equal to floating-point rounding.
+Written straight from the paper (Liao et al., "Person Re-identification by Local Maximal
+Occurrence Representation and Metric Learning", CVPR 2015, section 3) to be obviously correct,
+not fast: one image at a time, whole-array NumPy operations for the per-pixel maps and one
+``np.bincount`` per window (:func:`lomo_numpy`). ``classical.lomo`` (numba) must agree with it
+exactly: identical integer max-occurrence counts and features equal to floating-point rounding.
+It lives beside the fast code so that tests and benchmarks import it alike.
 
 :func:`lomo_numpy_batched` is the same algorithm with the window loop vectorised away (all windows
 of all images of a batch in one ``np.bincount`` per scale): a stronger NumPy baseline, reported
-next to the plain one by ``bench/bench_lomo.py`` (which imports it as ``tests.numpy_lomo``).
+next to the plain one by ``bench/bench_lomo.py``.
 
 Only the parameters' defaults come from the implementation under test
 (:data:`classical.lomo.DEFAULTS`, their one home; ``tests/test_lomo.py`` pins them to the paper's
-values); the arithmetic shares nothing with it.
-"""
+values); the arithmetic shares nothing with it."""
 
 from __future__ import annotations
 
