@@ -20,6 +20,9 @@ PYTEST_ARGS ?=
 PROTOCOL    ?=
 RETINEX     ?=
 TRIALS      ?=
+# make tradeoff-plot re-ranks (k-reciprocal, compare.reranking) unless RERANK=0; make lomo-xqda only
+# with RERANK=1.
+RERANK      ?=
 
 # Where runs go: every command takes --runs-dir (default: $REID_RUNS_DIR, else runs/); it is
 # passed explicitly when REID_RUNS_DIR is set, so every command of a target uses the same tree.
@@ -31,6 +34,8 @@ LOMO_ARGS   := $(if $(PROTOCOL),--protocol $(PROTOCOL),) \
                $(if $(filter 1 yes on true,$(RETINEX)),--retinex,) \
                $(if $(TRIALS),--trials $(TRIALS),)
 MODELS_ARG  := $(if $(MODELS),--models $(MODELS),)
+RERANK_ARG  := $(if $(filter 1 yes on true,$(RERANK)),--rerank,)
+STUDY_RERANK := $(if $(filter 0 no off false,$(RERANK)),--no-rerank,)
 DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
@@ -62,7 +67,7 @@ data: $(STAMP)
 	$(PY) -m data.synthetic --out datasets/synthetic --seed $(SEED)
 
 lomo-xqda: $(STAMP)
-	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG)
+	$(PY) -m compare.lomo_xqda $(DS_ARGS) $(THREADS_ARG) $(LOMO_ARGS) $(RUNS_ARG) $(RERANK_ARG)
 
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
@@ -85,15 +90,17 @@ distill: $(STAMP)
 	$(PY) -m compare.distillation $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
 
 tradeoff-plot: $(STAMP)
-	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG)
+	$(PY) -m compare.tradeoff $(DS_ARGS) --profile $(PROFILE) $(RUNS_ARG) $(STUDY_RERANK)
 
 bench: $(STAMP)
 	$(PY) bench/bench_lomo.py
 	$(PY) bench/bench_xqda.py
 	$(PY) bench/bench_evaluation.py
 	$(PY) bench/bench_matching.py
+	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py
+	$(PY) bench/bench_quantize.py
 	$(PY) bench/bench_finetune.py
 	$(PY) bench/bench_threads.py
 

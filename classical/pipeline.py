@@ -317,6 +317,10 @@ class FittedRun:
     queries: list[Record]
     projected_gallery: np.ndarray
     out_dir: Path
+    #: The Market-1501 evaluation's projected queries and gallery records (None for the
+    #: two-view protocols), for ``compare`` to re-rank the whole split.
+    projected_queries: np.ndarray | None = None
+    gallery: list[Record] | None = None
 
 
 def run(config: ClassicalConfig) -> FittedRun:
@@ -418,7 +422,7 @@ def _run_market(config: ClassicalConfig, cache_dir: Path, out_dir: Path, name: s
         "seconds": seconds,
         **_xqda_facts(pipeline.model),
     }
-    return FittedRun(summary, pipeline, dataset.query, g_proj, out_dir)
+    return FittedRun(summary, pipeline, dataset.query, g_proj, out_dir, q_proj, dataset.gallery)
 
 
 def _xqda_facts(model: XQDA) -> dict:

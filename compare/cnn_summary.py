@@ -7,7 +7,9 @@ numbers at the top level, every engine's under ``engines``) and adds ``schema``:
 * schema 1 (no ``schema`` key): every summary written before this record existed; read as is.
   The oldest ones (before engines were recorded) hold PyTorch's numbers at the top level only.
 * schema 2: adds ``schema`` and ``test_data`` (the fingerprint of the test split measured,
-  :meth:`data.layouts.ReidDataset.test_fingerprint`).
+  :meth:`data.layouts.ReidDataset.test_fingerprint`). An engine measured with ``--rerank``
+  also holds ``rerank`` (:func:`compare.reranking.rerank_embeddings`; optional, so readers of
+  schema 2 that predate it simply ignore it).
 
 A summary of a newer schema than :data:`SCHEMA` is refused with a one-line error naming the
 file, never half-read.
@@ -41,6 +43,9 @@ class EngineResult:
     cosine: dict[str, float] | None = None
     vs_torch: dict[str, Any] | None = None  # how this engine's results differ from PyTorch's
     onnx: dict[str, Any] | None = None  # the exported file the engine ran
+    int8: dict[str, Any] | None = None  # the int8 file an int8 engine ran (deep.quantize)
+    #: its k-reciprocal re-ranking (compare.reranking.rerank_embeddings), when measured
+    rerank: dict[str, Any] | None = None
 
     @classmethod
     def from_json(cls, entry: dict) -> EngineResult:
@@ -55,6 +60,8 @@ class EngineResult:
             cosine=entry.get("cosine"),
             vs_torch=entry.get("vs_torch"),
             onnx=entry.get("onnx"),
+            int8=entry.get("int8"),
+            rerank=entry.get("rerank"),
         )
 
 
@@ -180,7 +187,7 @@ def _engine_json(name: str, e: EngineResult) -> dict[str, Any]:
         "embedding_dim": e.embedding_dim,
         "timing": e.timing,
     }
-    for key in ("vs_torch", "onnx"):
+    for key in ("vs_torch", "onnx", "int8", "rerank"):
         if getattr(e, key) is not None:
             entry[key] = getattr(e, key)
     return entry

@@ -6,9 +6,11 @@
 is installed: eager PyTorch, and ONNX Runtime and OpenVINO on the model exported once to
 ``RUN_DIR/model.onnx`` (:func:`deep.export.export_run`). Each engine's accuracy comes from its
 own embeddings of the test split, and is compared with PyTorch's (largest embedding difference,
-rank-1/mAP difference, queries whose ranking changed). ``summary.json`` keeps PyTorch's numbers
-at the top level and every engine's under ``engines``; the results table gets one row per
-engine.
+rank-1/mAP difference, queries whose ranking changed). The int8 engines
+(:data:`deep.export.INT8_ENGINES`, asked for with ``--engines``) run the model quantised by
+:func:`deep.quantize.quantize_run`, calibrated on the run's training images; their accuracy is
+that of the int8 model's own embeddings. ``summary.json`` keeps PyTorch's numbers at the top
+level and every engine's under ``engines``; the results table gets one row per engine.
 
 A measurement belongs to the test data it was made on (:meth:`data.layouts.ReidDataset.
 test_fingerprint`, recorded as ``test_data`` in ``summary.json``). A run's own data is the data
@@ -29,6 +31,13 @@ import numpy as np
 import torch
 
 from compare.cnn_summary import CnnSummary
+from compare.reranking import (
+    PLAIN,
+    RerankOutcome,
+    outcome_text,
+    rerank_embeddings,
+    reranked_from_entry,
+)
 from compare.results import (
     ResultRow,
     check_table,
@@ -46,7 +55,8 @@ from data.runs import RunsLayout, add_runs_dir_argument, layout_from_args
 from deep.checkpoint import model_from_state
 from deep.evaluation import score_embeddings, split_labels
 from deep.export import (
-    ENGINES,
+    ALL_ENGINES,
+    INT8_ENGINES,
     EngineNotInstalled,
     ExportError,
     available_engines,
@@ -57,6 +67,7 @@ from deep.export import (
 )
 from deep.loader import load_records
 from deep.models import ReIDNet, model_complexity
+from deep.quantize import QuantizeError, quantize_run
 from deep.run_folder import RunFolder
 from deep.train import RUN_OUTPUTS, worker_pool
 
@@ -71,6 +82,7 @@ def measure_run(
     threads: int | None = 1,
     table: bool | None = None,
     engines: list[str] | tuple[str, ...] | None = None,
+    rerank: bool = False,
 ) -> dict:
     """Measure ``run_dir/model.pt`` on each engine; write ``summary.json`` and results rows.
 
@@ -99,6 +111,10 @@ def measure_run(
         only skipping that engine with a warning). PyTorch's accuracy is always measured (the
         reference); when ``torch`` is not asked for, its earlier timing is kept from the
         summary of the same weights, or it is timed too if there is none.
+    rerank : bool
+        Also re-rank each timed engine's test split (:mod:`compare.reranking`: online and
+        offline accuracy, the re-ranking matcher timed) and write a re-ranked row beside its
+        plain one.
     """
     folder = RunFolder(run_dir)
     run_dir = folder.path
@@ -123,13 +139,13 @@ def measure_run(
     split = _Split(dataset, size, num_timed_queries)
     model = model_from_state(state)
     results, failed = _measure_engines(
-        run_dir, state, model, split, wanted, previous, threads, strict
+        run_dir, state, model, split, wanted, previous, threads, strict, rerank
     )
     summary = _summary(run_dir, state, model, size, results, previous, weights, threads)
     summary.update(test_data=test_data, engines_failed=failed)
     record = CnnSummary.from_json(summary, run_dir / "summary.json")
     place.folder.write_summary(record.to_json())
-    rows = [row_from_summary(record, run_dir, e) for e in results]
+    rows = [row for e in results for row in engine_rows(record, run_dir, e)]
     _record_rows(run_dir, place.table, rows, table, place.study_tree)
     for name, entry in results.items():
         _print_entry(cfg, name, entry)
@@ -145,20 +161,28 @@ def _measure_engines(
     previous: dict | None,
     threads: int,
     strict: bool,
+    rerank: bool = False,
 ) -> tuple[dict[str, dict], dict[str, str]]:
     """Accuracy on every engine (PyTorch first, the reference) and timing on the wanted ones."""
     size = split.size
     results: dict[str, dict] = {}
     failed: dict[str, str] = {}
     reference = exported = None
-    for name in ["torch", *[e for e in ENGINES if e in wanted and e != "torch"]]:
+    for name in ["torch", *[e for e in ALL_ENGINES if e in wanted and e != "torch"]]:
+        quantized = None
         try:
             if name == "torch":
                 engine = load_engine(model, "torch", threads=threads, input_size=size)
             else:
                 exported = exported or export_run(run_dir, state=state)
-                engine = load_engine(exported.path, name, threads=threads, input_size=size)
-        except (EngineNotInstalled, ExportError) as err:
+                source = exported.path
+                if name in INT8_ENGINES:  # calibrated on the run's training images
+                    quantized = quantize_run(
+                        run_dir, name, dataset=split.dataset, state=state, exported=exported
+                    )
+                    source = quantized.path
+                engine = load_engine(source, name, threads=threads, input_size=size)
+        except (EngineNotInstalled, ExportError, QuantizeError) as err:
             if strict:
                 raise
             failed[name] = str(err)
@@ -174,6 +198,21 @@ def _measure_engines(
                 "sha256": exported.record.get("onnx_sha256"),
                 "export_check_max_abs_diff": exported.record.get("check", {}).get("max_abs_diff"),
             }
+            if quantized is not None:
+                entry["int8"] = _int8_entry(quantized)
+        if rerank and name in wanted:
+            entry["rerank"] = rerank_embeddings(
+                q,
+                g,
+                split.labels,
+                lambda match, engine=engine: time_engine_queries(
+                    engine,
+                    match,
+                    split.query_images,
+                    num_queries=split.num_timed,
+                    threads=threads,
+                ),
+            )
         if name in wanted:
             timing = time_engine_queries(
                 engine,
@@ -185,8 +224,23 @@ def _measure_engines(
             entry["timing"] = timing.as_dict()
         elif previous is not None:  # torch as the reference only: keep its earlier timing
             entry["timing"] = previous["engines"]["torch"]["timing"]
+            if "rerank" in previous["engines"]["torch"]:  # and its re-ranking (same weights)
+                entry["rerank"] = previous["engines"]["torch"]["rerank"]
         results[name] = entry
     return results, failed
+
+
+def _int8_entry(quantized) -> dict:
+    """What a summary keeps of an int8 file: where, its hash, settings and calibration cost."""
+    record = quantized.record
+    return {
+        "path": quantized.path.name,
+        "sha256": record["int8_sha256"],
+        "settings": record["settings"],
+        "calibration": record["calibration"],
+        "seconds": record["seconds"],
+        "operations": record["operations"],
+    }
 
 
 class _MeasurementPlace:
@@ -259,13 +313,17 @@ def _print_entry(cfg: dict, name: str, entry: dict) -> None:
         f"ms/query {t['ms_query']:.2f} (extract {t['ms_extract']:.2f} + match "
         f"{t['ms_match']:.3f})"
     )
+    if "rerank" in entry:
+        outcome = RerankOutcome.from_dict(entry["rerank"]["outcome"])
+        ms = entry["rerank"]["timing"]["ms_match"]
+        print(outcome_text(f"{name}, Euclidean", outcome, t["ms_match"], ms))
 
 
 class _Split:
     """The test split loaded once for every engine: images at the input size, ids, cameras."""
 
     def __init__(self, dataset: ReidDataset, size: tuple[int, int], num_timed: int) -> None:
-        self.size, self.num_timed = size, num_timed
+        self.dataset, self.size, self.num_timed = dataset, size, num_timed
         self.images = {s: load_records(getattr(dataset, s), size) for s in ("query", "gallery")}
         self.labels = split_labels(dataset.query, dataset.gallery)
         # timed queries start from the decoded image, as a query arrives
@@ -342,7 +400,7 @@ def _summary(
         "gflops": gflops,
         "embedding_dim": torch_entry["embedding_dim"],
         "timing": torch_entry["timing"],
-        "engines": {e: engines[e] for e in ENGINES if e in engines},
+        "engines": {e: engines[e] for e in ALL_ENGINES if e in engines},
         "weights_sha256": weights,
         "machine": machine_info(threads),
         "config": cfg,
@@ -395,6 +453,8 @@ def row_from_summary(
         extra["engine_options"] = timing["engine_options"]
     if entry.vs_torch is not None:
         extra["vs_torch"] = entry.vs_torch
+    if entry.int8 is not None:
+        extra["int8"] = entry.int8["settings"]
     return ResultRow(
         dataset=record.dataset,
         pipeline="deep",
@@ -423,10 +483,18 @@ def row_from_summary(
     )
 
 
-def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
-    """One row per engine the summary holds results for."""
+def engine_rows(summary: dict | CnnSummary, run_dir: Path | str, engine: str) -> list[ResultRow]:
+    """The plain row of ``engine`` and, when the summary holds its re-ranking, the re-ranked."""
     record = _record(summary, run_dir)
-    return [row_from_summary(record, run_dir, e) for e in record.engines]
+    plain = row_from_summary(record, run_dir, engine)
+    rerank = record.engines[engine].rerank
+    return [plain] + ([reranked_from_entry(plain, rerank)] if rerank is not None else [])
+
+
+def rows_from_summary(summary: dict | CnnSummary, run_dir: Path | str) -> list[ResultRow]:
+    """The rows of every engine the summary holds results for (re-ranked ones included)."""
+    record = _record(summary, run_dir)
+    return [row for e in record.engines for row in engine_rows(record, run_dir, e)]
 
 
 def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
@@ -436,24 +504,34 @@ def current_rows(run_dir: Path, engines: list[str]) -> list[ResultRow]:
     if summary is None:
         return []
     held = summary.get("engines", {})
-    return [row_from_summary(summary, run_dir, e) for e in engines if "timing" in held.get(e, {})]
+    timed = [e for e in engines if "timing" in held.get(e, {})]
+    return [row for e in timed for row in engine_rows(summary, run_dir, e)]
 
 
-def _measure_job(run_dir: str, layout: RunsLayout, data_root: str | None) -> str:
-    measure_run(run_dir, layout=layout, data_root=data_root)
+def _measure_job(
+    run_dir: str, layout: RunsLayout, data_root: str | None, rerank: bool = False
+) -> str:
+    measure_run(run_dir, layout=layout, data_root=data_root, rerank=rerank)
     return f"measured {run_dir}"
 
 
 def measure_runs(
-    run_dirs: list[Path], layout: RunsLayout, *, data_root: str | None = None, jobs: int = 1
+    run_dirs: list[Path],
+    layout: RunsLayout,
+    *,
+    data_root: str | None = None,
+    jobs: int = 1,
+    rerank: bool = False,
 ) -> None:
     """Rows for every run: restored from its summary when that holds every installed engine
-    for the current weights, else measured (``jobs`` runs at a time, in worker processes)."""
+    for the current weights (and their re-ranking, with ``rerank``), else measured (``jobs``
+    runs at a time, in worker processes)."""
     engines = available_engines()
     todo = []
     for run_dir in run_dirs:
         rows = current_rows(run_dir, engines)
-        if len(rows) == len(engines):
+        plain = sum(r.rerank == PLAIN for r in rows)
+        if plain == len(engines) and (not rerank or len(rows) == 2 * plain):
             dataset = rows[0].dataset
             in_tree = layout.holds(run_dir, layout.deep_dir(dataset))
             _record_rows(run_dir, layout.results_table(dataset), rows, None, in_tree)
@@ -462,7 +540,7 @@ def measure_runs(
     if not todo:
         return
     with worker_pool(jobs) as pool:
-        for future in [pool.submit(_measure_job, r, layout, data_root) for r in todo]:
+        for future in [pool.submit(_measure_job, r, layout, data_root, rerank) for r in todo]:
             print(future.result(), flush=True)
 
 
@@ -491,9 +569,16 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--engines",
         nargs="+",
-        choices=ENGINES,
+        choices=ALL_ENGINES,
         default=None,
-        help="inference engines to time (default: every installed one)",
+        help="inference engines to time (default: every installed float32 one; the int8 ones "
+        "are quantised on the run's training images first, deep.quantize)",
+    )
+    parser.add_argument(
+        "--rerank",
+        action="store_true",
+        help="also re-ranked rows: k-reciprocal re-ranking (Zhong et al. 2017), online per "
+        "query, timed in the matching",
     )
     add_runs_dir_argument(parser)
     return parser
@@ -526,6 +611,7 @@ def main(argv: list[str] | None = None) -> int:
             threads=args.threads,
             num_timed_queries=args.num_timed_queries,
             engines=args.engines,
+            rerank=args.rerank,
         )
     return 0
 

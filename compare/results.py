@@ -29,7 +29,17 @@ import pandas as pd
 from data.io import OutputError, atomic_write_text, check_writable, remove_orphan_temporaries
 from data.paths import REPO_ROOT
 
-KEY_COLUMNS = ("dataset", "pipeline", "model", "variant", "seed", "input_size", "engine", "init")
+KEY_COLUMNS = (
+    "dataset",
+    "pipeline",
+    "model",
+    "variant",
+    "seed",
+    "input_size",
+    "engine",
+    "init",
+    "rerank",
+)
 #: Engine of rows that do not name one: what each pipeline ran on before engines were recorded.
 DEFAULT_ENGINE = {"classical": "numba", "deep": "torch"}
 #: Initialisation of rows that do not name one.
@@ -62,6 +72,7 @@ class ResultRow:
     device: str = "cpu"
     engine: str = ""  # "" = DEFAULT_ENGINE of the pipeline ("torch" / "numba")
     init: str = ""  # "" = DEFAULT_INIT of the pipeline ("scratch" / "n/a")
+    rerank: str = "none"  # "none" | "online" (k-reciprocal re-ranking, compare.reranking)
     git_commit: str = field(default_factory=lambda: git_commit())
     date: str = field(default_factory=lambda: now_iso())
     run_dir: str = ""
@@ -194,7 +205,10 @@ def read_results(path: Path | str) -> pd.DataFrame:
         raise FileNotFoundError(f"results table not found: {path}")
     _check_rows(path)
     try:
-        df = pd.read_csv(path, dtype={"git_commit": str, "extra": str, "engine": str, "init": str})
+        df = pd.read_csv(
+            path,
+            dtype={"git_commit": str, "extra": str, "engine": str, "init": str, "rerank": str},
+        )
     except pd.errors.EmptyDataError:
         raise ValueError(f"results table {path} is empty") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as err:
@@ -211,15 +225,17 @@ def read_results(path: Path | str) -> pd.DataFrame:
 
 
 def fill_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with ``engine`` and ``init`` filled where absent (older tables) or empty.
+    """``df`` with ``engine``, ``init`` and ``rerank`` filled where absent (older tables) or empty.
 
-    Missing values get :data:`DEFAULT_ENGINE` / :data:`DEFAULT_INIT` of the row's pipeline.
+    Missing values get :data:`DEFAULT_ENGINE` / :data:`DEFAULT_INIT` of the row's pipeline, and
+    ``rerank`` "none" (rows written before re-ranking existed are plain).
     Returns a copy when something was filled, ``df`` itself otherwise.
     """
     if "pipeline" not in df.columns:
         return df
     out = df
-    for column, defaults in (("engine", DEFAULT_ENGINE), ("init", DEFAULT_INIT)):
+    plain = dict.fromkeys(set(DEFAULT_ENGINE) | set(out.pipeline.astype(str)), "none")
+    for column, defaults in (("engine", DEFAULT_ENGINE), ("init", DEFAULT_INIT), ("rerank", plain)):
         values = out[column] if column in out.columns else pd.Series(pd.NA, index=out.index)
         empty = values.isna() | (values.astype(str).str.strip() == "")
         if column in out.columns and not empty.any():
@@ -264,7 +280,7 @@ def upsert_rows(path: Path | str, rows: list[ResultRow]) -> pd.DataFrame:
     """Add ``rows`` to the table at ``path``, replacing rows with the same key; atomic.
 
     The key is :data:`KEY_COLUMNS` (dataset, pipeline, model, variant, seed, input size,
-    engine, initialisation). The
+    engine, initialisation, re-ranking). The
     table is rewritten through a temporary file and a rename, under a lock file, so concurrent
     writers neither corrupt it nor lose each other's rows. Returns the new table.
     """

@@ -20,6 +20,12 @@
    in the table, cached in ``runs/<dataset>/cache/throughput.json``.
 5. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
 
+Unless ``--no-rerank`` (``make tradeoff-plot RERANK=0``), step 2 also gives every plain study
+point a re-ranked twin (k-reciprocal re-ranking, online per query, :mod:`compare.reranking`):
+LOMO+XQDA is fitted again with ``--rerank``, each CNN run re-measured with it on the engine the
+plot draws; the plot joins each
+re-ranked point to its plain one and ``tradeoff.md`` gets a re-ranking table.
+
 Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling`, 4 :mod:`compare.throughput`, 5
 :mod:`compare.report`; every pipeline enters them through its adapter (:mod:`compare.pipelines`).
 
@@ -33,7 +39,7 @@ import sys
 import time
 
 from compare.report import build_report
-from compare.study import ensure_engine_rows, ensure_runs
+from compare.study import ensure_engine_rows, ensure_rerank_rows, ensure_runs
 from compare.timing import available_threads
 from data.cli import entry_point, positive_int
 from data.runs import add_runs_dir_argument, layout_from_args
@@ -72,6 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only report existing results (no runs, no timing on other engines)",
     )
+    parser.add_argument(
+        "--rerank",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also re-ranked points (default; --no-rerank: plain ones only): k-reciprocal "
+        "re-ranking (Zhong et al. 2017), online per query, for every pipeline's study rows on "
+        "the engine the plot draws (compare.reranking)",
+    )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
     add_runs_dir_argument(parser)
@@ -83,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_runs:
         ensure_runs(args.dataset, args.data_root, args.profile, args.jobs, layout=layout)
         ensure_engine_rows(args.dataset, args.data_root, layout=layout)
+        if args.rerank:
+            ensure_rerank_rows(args.dataset, args.data_root, layout=layout)
     out_dir = build_report(
         args.dataset,
         args.data_root,

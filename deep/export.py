@@ -57,10 +57,21 @@ from deep.checkpoint import (
 from deep.loader import normalise
 from deep.models import ReIDNet
 
-#: Inference engines, in the order they are timed and reported.
+#: Float32 inference engines, in the order they are timed and reported.
 ENGINES = ("torch", "onnxruntime", "openvino")
+#: Int8 engines (deep.quantize): each runs its quantised file on the runtime of :data:`INT8_BASE`.
+INT8_ENGINES = ("onnxruntime-int8", "openvino-int8")
+INT8_BASE = {"onnxruntime-int8": "onnxruntime", "openvino-int8": "openvino"}
+ALL_ENGINES = ENGINES + INT8_ENGINES
 #: The pip package that provides each engine's Python module.
 ENGINE_PACKAGES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
+#: Python modules each engine needs (the int8 ones also their quantiser), by pip package.
+ENGINE_MODULES = {
+    "onnxruntime": {"onnxruntime": "onnxruntime"},
+    "openvino": {"openvino": "openvino"},
+    "onnxruntime-int8": {"onnxruntime": "onnxruntime", "onnxruntime.quantization": "onnxruntime"},
+    "openvino-int8": {"openvino": "openvino", "nncf": "nncf"},
+}
 #: Lowest ONNX opset accepted (the one the exporter is tested with).
 MIN_OPSET = 17
 #: Highest opset this torch's exporter writes (its own constant; only MIN_OPSET if it moved).
@@ -83,24 +94,34 @@ class ExportError(ValueError):
 # ---------------------------------------------------------------------------------------------
 # Engines
 # ---------------------------------------------------------------------------------------------
-def _import_engine(engine: str):
-    """The engine's module, or :class:`EngineNotInstalled` naming the pip package."""
-    if engine not in ENGINE_PACKAGES:
-        raise ValueError(f"unknown engine {engine!r}; known engines: {list(ENGINES)}")
+def import_engine_module(engine: str, module: str):
+    """``module``, one that ``engine`` needs, or :class:`EngineNotInstalled` naming its package."""
+    if engine not in ENGINE_MODULES or module not in ENGINE_MODULES[engine]:
+        raise ValueError(f"unknown engine {engine!r}; known engines: {list(ALL_ENGINES)}")
     try:
-        return importlib.import_module(engine)
+        return importlib.import_module(module)
     except ImportError as err:
-        package = ENGINE_PACKAGES[engine]
+        package = ENGINE_MODULES[engine][module]
         raise EngineNotInstalled(
             f"inference engine {engine!r} is not installed ({err}); install it with "
             f"`pip install {package}` (a dependency of this project: `pip install -e .`)"
         ) from err
 
 
-def available_engines() -> list[str]:
-    """The engines of :data:`ENGINES` whose package can be imported here (torch always)."""
+def _import_engine(engine: str):
+    """The runtime module of ``engine`` (its quantiser too for the int8 ones), or
+    :class:`EngineNotInstalled` naming the pip package."""
+    if engine not in ENGINE_MODULES:
+        raise ValueError(f"unknown engine {engine!r}; known engines: {list(ALL_ENGINES)}")
+    modules = [import_engine_module(engine, m) for m in ENGINE_MODULES[engine]]
+    return modules[0]
+
+
+def available_engines(*, int8: bool = False) -> list[str]:
+    """The engines of :data:`ENGINES` (and :data:`INT8_ENGINES` with ``int8``) whose packages
+    can be imported here (torch always)."""
     found = []
-    for engine in ENGINES:
+    for engine in ALL_ENGINES if int8 else ENGINES:
         if engine == "torch":
             found.append(engine)
             continue
@@ -115,9 +136,9 @@ def available_engines() -> list[str]:
 def check_engines(engines: Sequence[str]) -> list[str]:
     """Validate engine names (unknown: ValueError; not installed: :class:`EngineNotInstalled`)."""
     engines = list(dict.fromkeys(engines))
-    unknown = [e for e in engines if e not in ENGINES]
+    unknown = [e for e in engines if e not in ALL_ENGINES]
     if unknown:
-        raise ValueError(f"unknown engine(s) {unknown}; known engines: {list(ENGINES)}")
+        raise ValueError(f"unknown engine(s) {unknown}; known engines: {list(ALL_ENGINES)}")
     for engine in engines:
         if engine != "torch":
             _import_engine(engine)
@@ -129,7 +150,7 @@ def engine_versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
     out: dict[str, str | None] = {"torch": torch.__version__}
-    for engine, package in ENGINE_PACKAGES.items():
+    for engine, package in {**ENGINE_PACKAGES, "nncf": "nncf"}.items():
         try:
             out[engine] = version(package)
         except PackageNotFoundError:
@@ -142,6 +163,8 @@ def engine_options(engine: str, threads: int) -> dict:
     threads = int(threads)
     if threads < 1:
         raise ValueError(f"thread count must be >= 1, got {threads}")
+    if engine in INT8_BASE:  # the same runtime settings as its float32 twin, on the int8 file
+        return {**engine_options(INT8_BASE[engine], threads), "precision": "int8"}
     if engine == "torch":
         return {"mode": "eager", "threads": threads, "inference_mode": True}
     if engine == "onnxruntime":
@@ -162,7 +185,7 @@ def engine_options(engine: str, threads: int) -> dict:
             "NUM_STREAMS": 1,
             "INFERENCE_PRECISION_HINT": "f32",
         }
-    raise ValueError(f"unknown engine {engine!r}; known engines: {list(ENGINES)}")
+    raise ValueError(f"unknown engine {engine!r}; known engines: {list(ALL_ENGINES)}")
 
 
 @dataclass
@@ -274,13 +297,13 @@ def load_engine(
             f"engine {engine!r} runs an exported ONNX file, not a torch model: export it first "
             "(deep.export.export_run or python -m deep.export RUN_DIR)"
         )
-    module = _import_engine(engine)  # before touching the file: the clearer error first
+    module = _import_engine(INT8_BASE.get(engine, engine))  # before the file: clearer error first
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"ONNX model not found: {path} (export it with python -m deep.export RUN_DIR)"
-        )
-    loader = _onnxruntime_session if engine == "onnxruntime" else _openvino_model
+        how = "python -m deep.quantize" if engine in INT8_BASE else "python -m deep.export"
+        raise FileNotFoundError(f"model file not found: {path} (write it with {how} RUN_DIR)")
+    runtime = INT8_BASE.get(engine, engine)
+    loader = _onnxruntime_session if runtime == "onnxruntime" else _openvino_model
     run, reported = loader(module, path, options)
     return Engine(engine, int(threads), {**options, **reported}, size, str(path), run)
 

@@ -72,6 +72,12 @@ RUN_OUTPUTS = (
     "summary.json",
     "model.onnx",
     "model.onnx.json",
+    # int8 files (deep.quantize)
+    "model.int8.onnx",
+    "model.int8.onnx.json",
+    "model.int8.xml",
+    "model.int8.bin",
+    "model.int8.xml.json",
     "teacher.json",
     MARKER_NAME,
 )

@@ -26,6 +26,7 @@ import data.synthetic
 import deep.distill
 import deep.export
 import deep.pretrain
+import deep.quantize
 import deep.train
 from data.cli import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from tests.builders import BENCH_SCRIPTS, bench_module, captured_parser, flags_without_help
@@ -40,6 +41,7 @@ MODULES = {
     "deep.train": deep.train,
     "deep.distill": deep.distill,
     "deep.export": deep.export,
+    "deep.quantize": deep.quantize,
     "deep.pretrain": deep.pretrain,
     "data.synthetic": data.synthetic,
 }
@@ -94,11 +96,13 @@ WORK = [
     (deep.pretrain, "worker_pool"),
     (deep.pretrain, "pretrain_one"),
     (deep.export, "export_run"),
+    (deep.quantize, "quantize_run"),
     (compare.measure, "measure_run"),
     (compare.distillation, "run_study"),
     (compare.distillation, "measure_runs"),
     (compare.tradeoff, "ensure_runs"),
     (compare.tradeoff, "ensure_engine_rows"),
+    (compare.tradeoff, "ensure_rerank_rows"),
     (compare.tradeoff, "build_report"),
 ]
 
@@ -283,6 +287,21 @@ def test_compare_tradeoff_refuses_bad_values_before_any_work(argv, flags, no_wor
 )
 def test_compare_measure_refuses_bad_values_before_any_work(argv, flags, no_work, capsys):
     _refused(compare.measure.main, [str(no_work), *argv], flags, capsys)
+
+
+@pytest.mark.parametrize(
+    ("argv", "flags"),
+    [
+        (["--num-images", "0"], ["--num-images"]),
+        (["--seed", "-1"], ["--seed"]),
+        (["--method", "kl"], ["--method"]),
+        (["--preset", "fast"], ["--preset"]),
+        (["--engines", "openvino"], ["--engines"]),
+    ],
+    ids=_case_id,
+)
+def test_deep_quantize_refuses_bad_values_before_any_work(argv, flags, no_work, capsys):
+    _refused(deep.quantize.main, [str(no_work), *argv], flags, capsys)
 
 
 @pytest.mark.parametrize(

@@ -163,3 +163,31 @@ def test_imagenet_init_is_marked_in_labels_and_caption(tmp_path: Path):
     only = df[(df.pipeline == "classical") | (df.model == "mobilenet_v2_1.0")]
     plot_tradeoff(only, tmp_path / "o.png", tmp_path / "o.svg")
     assert "CNNs fine-tuned from ImageNet weights" in (tmp_path / "o.svg").read_text()
+
+
+def test_int8_points_sit_beside_their_float_points(tmp_path: Path):
+    from compare.plot import distillation_markdown, engines_markdown, int8_markdown, int8_points
+
+    df = _with_engines({"onnxruntime": 0.2, "onnxruntime-int8": 0.1})
+    int8 = df.engine == "onnxruntime-int8"
+    df.loc[int8, "mAP"] -= 0.5
+    df.loc[int8 & (df.model == "resnet50"), "mAP"] -= 2.0  # R50 loses 2.5 points
+    points = int8_points(aggregate(df))
+    assert len(points) == 4 and set(points.engine) == {"onnxruntime-int8"}
+    r50 = points[points.model == "resnet50"].iloc[0]
+    assert r50.speedup == pytest.approx(2.0) and r50.mAP_fp32 == pytest.approx(70.0)
+    agg = plot_tradeoff(df, tmp_path / "t.png", tmp_path / "t.svg")
+    # the float points stay at their fastest float engine; the int8 one is not a point's engine
+    assert set(agg[agg.pipeline == "deep"].engine) == {"onnxruntime"} and len(agg) == 5
+    assert "<!-- int8 -->" in (tmp_path / "t.svg").read_text()  # its legend entry
+    table = int8_markdown(df)
+    assert "| R50 | baseline | scratch | 64x32 | ONNX Runtime int8 | 1 | 8.00 | 4.00 | 2.00x |" in (
+        table
+    )
+    assert "70.0 → 67.5 (-2.5) | **loses 2.5 mAP points** |" in table
+    assert table.count("loses") == 1  # 0.5 points is not flagged
+    assert "int8" not in engines_markdown(df)  # the engine table compares float engines
+    assert distillation_markdown(df) == distillation_markdown(_with_engines({"onnxruntime": 0.2}))
+    text = results_markdown(df)
+    assert text.count("**onnxruntime-int8**") == 4  # every int8 point is plotted
+    assert int8_markdown(_with_engines({"onnxruntime": 0.2})) == ""

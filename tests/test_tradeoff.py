@@ -233,8 +233,16 @@ def test_every_cnn_run_gets_a_row_per_engine(runs: Path, monkeypatch, capsys):
     assert f"{gone}: no model.pt" in capsys.readouterr().out
     df = read_results(results)
     mine = df[df.run_dir == str(run)]
-    assert sorted(mine.engine) == ["onnxruntime", "openvino", "torch"]
-    assert mine.threads.tolist() == [1, 1, 1] and mine.rank1.nunique() == 1
+    assert sorted(mine.engine) == [
+        "onnxruntime",
+        "onnxruntime-int8",
+        "openvino",
+        "openvino-int8",
+        "torch",
+    ]  # the int8 engines too, calibrated on the run's training images
+    assert mine.threads.tolist() == [1] * 5
+    assert mine[mine.engine.isin(["torch", "onnxruntime", "openvino"])].rank1.nunique() == 1
+    assert (run / "model.int8.onnx").is_file() and (run / "model.int8.xml").is_file()
     assert (
         runner.ensure_engine_rows("market1501", str(root), layout=layout) == []
     )  # nothing missing

@@ -183,16 +183,25 @@ class Pipeline(ABC):
         """Rows of ``run_dir`` on the ``missing`` engines (restored or timed)."""
         raise NotImplementedError(f"pipeline {self.name!r} has no engines to add")
 
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """Re-ranked twins (:mod:`compare.reranking`) of its plain study ``rows`` that have
+        none, restored or measured (rows an adapter upserts itself are not returned)."""
+        raise NotImplementedError(f"pipeline {self.name!r} cannot add re-ranked rows")
+
 
 @dataclass
 class EngineContext:
-    """What timing a run on more engines may need: the dataset (loaded once, on demand), the
-    thread count of the run's rows, the runs tree, and a place to say what was done."""
+    """What timing a run on more engines (or re-ranking it) may need: the dataset (loaded once,
+    on demand), the thread count of the run's rows, the runs tree, and a place to say what was
+    done."""
 
     load: Callable[[], object]
     threads: int
     layout: RunsLayout
     done: list[str] = field(default_factory=list)
+    #: the dataset's name and folder (for a pipeline that re-runs itself)
+    dataset: str = ""
+    data_root: str | None = None
 
 
 _REGISTRY: dict[str, Pipeline] = {}

@@ -14,8 +14,10 @@ import pandas as pd
 
 from classical.lomo import layout
 from classical.pipeline import ClassicalConfig, LomoXqda, study_run_name
+from compare.lomo_xqda import measure
 from compare.pipelines.base import (
     BatchExtractor,
+    EngineContext,
     FamilyStyle,
     Pipeline,
     RunRef,
@@ -23,6 +25,7 @@ from compare.pipelines.base import (
     register,
 )
 from compare.pipelines.base import row_extra as _extra
+from compare.results import ResultRow
 from data.images import parse_size
 from data.runs import RunsLayout
 
@@ -112,6 +115,19 @@ class ClassicalPipeline(Pipeline):
         dim = run.embedding_dim or run.extra.xqda_dim or 0
         projection = np.random.default_rng(0).standard_normal((self.feature_dim(run), dim))
         return LomoXqda.with_projection(config, projection).extract_batch
+
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """The study run fitted again (its LOMO features are cached) with ``--rerank``
+        (:func:`compare.lomo_xqda.measure`), which upserts its plain and re-ranked rows."""
+        config = ClassicalConfig(
+            dataset=context.dataset,
+            data_root=context.data_root,
+            protocol="market",
+            runs_dir=str(context.layout.root),
+        )
+        measure(config, threads=context.threads, rerank=True)
+        context.done.append("LOMO+XQDA fitted again and re-ranked")
+        return []
 
 
 register(ClassicalPipeline())

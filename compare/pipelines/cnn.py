@@ -2,7 +2,8 @@
 
 Its study rows come from the distillation study (``python -m compare.distillation``, one profile
 of :mod:`deep.profiles`); every run is timed on every installed inference engine
-(:mod:`deep.export`, :mod:`compare.measure`), one row per engine. Families and short names come
+(:mod:`deep.export`, :mod:`compare.measure`), the int8 ones included (:mod:`deep.quantize`),
+one row per engine. Families and short names come
 from the model registry (:mod:`deep.models`).
 """
 
@@ -24,14 +25,16 @@ from compare.pipelines.base import (
     register,
     resolve,
 )
+from compare.reranking import ONLINE
 from compare.results import ResultRow, fill_defaults
 from data.images import parse_size
 from data.paths import REPO_ROOT
 from data.runs import RunsLayout
 from deep.checkpoint import load_trained
-from deep.export import available_engines, export_run, load_engine
+from deep.export import available_engines, load_engine
 from deep.models import list_models, model_spec
 from deep.profiles import PROFILES
+from deep.quantize import engine_file
 
 #: CNN embedding sizes always measured (ResNet-18/34, MobileNet v1 1.0, ResNet-50/101).
 CNN_DIMS = (512, 1024, 2048)
@@ -150,17 +153,18 @@ class CnnPipeline(Pipeline):
 
     def batch_extractor(self, run: RunRef, threads: int) -> BatchExtractor:
         """The run's model on the row's engine (its exported ``model.onnx`` for ONNX Runtime /
-        OpenVINO)."""
+        OpenVINO, its int8 file for the int8 engines)."""
         path = resolve(run.run_dir, REPO_ROOT)
         engine_name = run.engine or "torch"
-        source = load_trained(path)[0] if engine_name == "torch" else export_run(path).path
+        source = load_trained(path)[0] if engine_name == "torch" else engine_file(path, engine_name)
         engine = load_engine(
             source, engine_name, threads=threads, input_size=parse_size(run.input_size)
         )
         return engine
 
     def engines(self) -> list[str]:
-        return available_engines()
+        # the int8 engines too: each run quantised on its training images (deep.quantize)
+        return available_engines(int8=True)
 
     def engine_rows(
         self, run_dir: str, missing: Sequence[str], context: EngineContext
@@ -191,6 +195,35 @@ class CnnPipeline(Pipeline):
         what += [f"timed {left}"] if left else []
         context.done.append("; ".join(what))
         return rows
+
+    def rerank_rows(self, rows: pd.DataFrame, context: EngineContext) -> list[ResultRow]:
+        """Re-ranked rows of every run of ``rows`` on its rows' engines: restored from its
+        ``summary.json`` when it holds them, else measured (:func:`compare.measure.measure_run`
+        with ``rerank``, which times its plain rows again too)."""
+        out: list[ResultRow] = []
+        for run_dir, of_run in rows.groupby(rows.run_dir.astype(str), sort=True):
+            run = resolve(run_dir, REPO_ROOT)
+            if not (run / "model.pt").is_file():
+                context.done.append(f"{run_dir}: no model.pt; not re-ranked")
+                continue
+            engines = sorted(set(of_run.engine.astype(str)))
+            held = current_rows(run, engines)
+            if sum(r.rerank == ONLINE for r in held) == len(engines):
+                out += held
+                context.done.append(f"{run_dir}: restored from summary.json")
+                continue
+            summary = measure_run(
+                run,
+                layout=context.layout,
+                dataset=context.load(),
+                threads=context.threads,
+                table=False,
+                engines=engines,
+                rerank=True,
+            )
+            out += [r for r in rows_from_summary(summary, run) if r.engine in engines]
+            context.done.append(f"{run_dir}: re-ranked on {', '.join(engines)}")
+        return out
 
 
 register(CnnPipeline())
