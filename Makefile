@@ -97,6 +97,7 @@ bench: $(STAMP)
 	$(PY) bench/bench_xqda.py
 	$(PY) bench/bench_evaluation.py
 	$(PY) bench/bench_matching.py
+	$(PY) bench/bench_ann.py
 	$(PY) bench/bench_rerank.py
 	$(PY) bench/bench_train.py
 	$(PY) bench/bench_inference.py

@@ -556,42 +556,42 @@ def _spread(values: list[float], min_gap: float) -> list[float]:
     return result.tolist()
 
 
-def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
-    dims = sorted(int(d) for d in scaling.dim.unique())
-    # purples: distinct from the family colours of the dashed extraction references
-    ramp = plt.get_cmap("Purples")
-    colors = {d: ramp(0.45 + 0.55 * i / max(1, len(dims) - 1)) for i, d in enumerate(dims)}
-    x_min, x_max = scaling.gallery_size.min(), scaling.gallery_size.max()
+#: Colours of the approximate-search curves (apart from the purples and the family colours).
+ANN_COLORS = {"hnsw": "#1b9e77", "ivfpq": "#d95f02", "ivfpq+refine": "#b8860b"}
+ANN_STYLES = ("-", "--", ":", "-.")
+
+
+def _ann_curves(ax, ann: pd.DataFrame) -> list[tuple[float, str, object]]:
+    """Per embedding and index: ms/query against gallery size, each point labelled with its
+    recall@10; returns the curve ends for the labels at the right."""
     ends = []
-    for d in dims:
-        sub = scaling[scaling.dim == d].sort_values("gallery_size")
-        ax.plot(sub.gallery_size, sub.ms_match, marker="o", markersize=3, color=colors[d], lw=1.6)
-        label = str(sub.label.iloc[0]) if "label" in sub.columns else f"{d}-d"
-        ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
-    refs = []
-    # extraction time per architecture (baseline and distilled share it): the reference lines
-    plain = agg[agg.rerank != ONLINE]
-    for r in plain[~derived_rows(plain)].drop_duplicates(["model", "input_size"]).itertuples():
-        if np.isfinite(r.ms_extract) and r.ms_extract > 0:
-            color = family_style(r.family).color
-            ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
-            dim = "" if pd.isna(r.embedding_dim) else f", {int(r.embedding_dim)}-d"
-            name = short_name(r.pipeline, r.model)
-            refs.append((float(r.ms_extract), f"extract {name}{dim}", color))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    _log_axis(ax, "x")
-    _log_axis(ax, "y")
-    # room for the reference labels on the left and the curve labels on the right
-    ax.set_xlim(x_min / 4.5, x_max * 3.2)
-    sizes = sorted(int(n) for n in scaling.gallery_size.unique())
-    ax.set_xticks(sizes, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    positive = scaling.ms_match[scaling.ms_match > 0]
-    values = [v for v, _, _ in refs] + positive.tolist()
-    lo, hi = min(values), max(values)
-    ax.set_ylim(lo / 1.6, hi * 1.6)
-    # labels: curve names at their right end, reference names at the left, spread in log space
+    indexes = ann[ann.label.isin(list(ANN_COLORS))]
+    for i, source in enumerate(dict.fromkeys(indexes.source)):
+        for label, color in ANN_COLORS.items():
+            sub = indexes[(indexes.source == source) & (indexes.label == label)]
+            if sub.empty:
+                continue
+            sub = sub.sort_values("gallery_size")
+            style = ANN_STYLES[i % len(ANN_STYLES)]
+            ax.plot(
+                sub.gallery_size, sub.ms_match, marker="^", ms=3.5, color=color, lw=1.3, ls=style
+            )
+            for r in sub.itertuples():
+                ax.annotate(
+                    f"r{r.recall10:.2f}".replace("r0.", "r."),
+                    (r.gallery_size, r.ms_match),
+                    xytext=(3, -7),
+                    textcoords="offset points",
+                    fontsize=6,
+                    color=color,
+                )
+            ends.append((float(sub.ms_match.iloc[-1]), f"{label.upper()} {source}", color))
+    return ends
+
+
+def _label_lines(ax, ends: list, refs: list, x_range: tuple, y_range: tuple) -> None:
+    """Curve names at their right end, reference names at the left, spread in log space."""
+    (x_min, x_max), (lo, hi) = x_range, y_range
     span = np.log10(hi * 1.6) - np.log10(lo / 1.6)
     if ends:  # curve names right of the last point, joined to it by a thin leader line
         ys = _spread([np.log10(v) for v, _, _ in ends], 0.045 * span)
@@ -622,13 +622,66 @@ def _scaling_panel(ax, scaling: pd.DataFrame, agg: pd.DataFrame) -> None:
                 bbox=dict(boxstyle="square,pad=0.05", fc="white", ec="none"),
                 arrowprops=dict(arrowstyle="-", lw=0.6, color=color, shrinkA=1, shrinkB=0),
             )
+
+
+def _scaling_panel(
+    ax, scaling: pd.DataFrame, agg: pd.DataFrame, ann: pd.DataFrame | None = None
+) -> None:
+    dims = sorted(int(d) for d in scaling.dim.unique())
+    # purples: distinct from the family colours of the dashed extraction references
+    ramp = plt.get_cmap("Purples")
+    colors = {d: ramp(0.45 + 0.55 * i / max(1, len(dims) - 1)) for i, d in enumerate(dims)}
+    x_min, x_max = scaling.gallery_size.min(), scaling.gallery_size.max()
+    ends = []
+    for d in dims:
+        sub = scaling[scaling.dim == d].sort_values("gallery_size")
+        ax.plot(sub.gallery_size, sub.ms_match, marker="o", markersize=3, color=colors[d], lw=1.6)
+        label = str(sub.label.iloc[0]) if "label" in sub.columns else f"{d}-d"
+        ends.append((float(sub.ms_match.iloc[-1]), label, colors[d]))
+    with_ann = ann is not None and not ann.empty
+    if with_ann:
+        ends += _ann_curves(ax, ann)
+        x_min = min(x_min, ann.gallery_size.min())
+        x_max = max(x_max, ann.gallery_size.max())
+    refs = []
+    # extraction time per architecture (baseline and distilled share it): the reference lines
+    plain = agg[agg.rerank != ONLINE]
+    for r in plain[~derived_rows(plain)].drop_duplicates(["model", "input_size"]).itertuples():
+        if np.isfinite(r.ms_extract) and r.ms_extract > 0:
+            color = family_style(r.family).color
+            ax.axhline(r.ms_extract, color=color, lw=1.0, ls="--", alpha=0.75, zorder=1)
+            dim = "" if pd.isna(r.embedding_dim) else f", {int(r.embedding_dim)}-d"
+            name = short_name(r.pipeline, r.model)
+            refs.append((float(r.ms_extract), f"extract {name}{dim}", color))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    _log_axis(ax, "x")
+    _log_axis(ax, "y")
+    # room for the reference labels on the left and the curve labels on the right
+    ax.set_xlim(x_min / 4.5, x_max * 3.2)
+    sizes = sorted(
+        {int(n) for n in scaling.gallery_size} | ({*ann.gallery_size} if with_ann else set())
+    )
+    ax.set_xticks(sizes, [f"{n / 1000:g}k" if n >= 1000 else str(n) for n in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    measured = pd.concat([scaling.ms_match, ann.ms_match]) if with_ann else scaling.ms_match
+    positive = measured[measured > 0]
+    values = [v for v, _, _ in refs] + positive.tolist()
+    lo, hi = min(values), max(values)
+    ax.set_ylim(lo / 1.6, hi * 1.6)
+    _label_lines(ax, ends, refs, (x_min, x_max), (lo, hi))
     ax.set_xlabel("gallery size (items, log scale)")
     ax.set_ylabel("ms per query (log scale)")
-    ax.set_title(
+    title = (
         "Matching one query (GEMV + top-50) vs gallery size, random features of each "
-        "pipeline's dimension; dashed: feature extraction per query",
-        fontsize=10,
+        "pipeline's dimension; dashed: feature extraction per query"
     )
+    if with_ann:
+        title += (
+            "\ntriangles: FAISS indexes on each pipeline's own embeddings (real gallery + "
+            "fitted distractors), labelled with recall@10 against exact search"
+        )
+    ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
 
 
@@ -777,6 +830,7 @@ def plot_tradeoff(
     *,
     title: str = "Speed/accuracy trade-off",
     scaling: pd.DataFrame | None = None,
+    ann: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Draw rank-1 and mAP against ms/query (log) and save it as PNG (and SVG).
 
@@ -791,6 +845,10 @@ def plot_tradeoff(
         Figure title.
     scaling : DataFrame, optional
         Columns ``dim``, ``gallery_size``, ``ms_match``: adds the gallery-size scaling panel.
+    ann : DataFrame, optional
+        Approximate-search points (:func:`compare.ann_scaling.ann_table`: ``source``,
+        ``label``, ``gallery_size``, ``ms_match``, ``recall10``): their index curves are drawn
+        in the scaling panel.
 
     Returns
     -------
@@ -813,7 +871,7 @@ def plot_tradeoff(
     axes[0].set_title("Rank-1", fontsize=11)
     axes[1].set_title("mAP (Market-1501 official)", fontsize=11)
     if with_scaling:
-        _scaling_panel(scale_ax, scaling, agg)
+        _scaling_panel(scale_ax, scaling, agg, ann)
     sub = _subtitle(agg, engine_caption)
     handles = _legend_handles(agg, with_int8=not int8.empty)
     _add_legend_and_titles(fig, handles, title, sub, with_scaling)

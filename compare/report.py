@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from compare.ann_scaling import ann_markdown, ann_table, when_index_pays
 from compare.pipelines import pipeline, pipelines, row_extra, rows_where
 from compare.pipelines.cnn import short_name as cnn_short_name
 from compare.plot import (
@@ -31,6 +32,7 @@ from compare.scaling import crossover_markdown, scaling_dims, scaling_markdown, 
 from compare.throughput import THROUGHPUT_BATCH, throughput_markdown, throughput_table
 from compare.timing import machine_info
 from data.io import atomic_write_text
+from data.layouts import load_dataset
 from data.runs import RunsLayout
 
 
@@ -163,19 +165,18 @@ def build_report(
     refresh_scaling: bool = False,
     throughput: bool = True,
     layout: RunsLayout,
+    ann: bool = True,
 ) -> Path:
     """Scaling, throughput, plot and markdown from the dataset's results table in ``layout``."""
     out_dir = layout.dataset_dir(dataset)
     df, notes = plotted_rows(read_results(layout.results_table(dataset)), dataset)
-    row_threads = int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
-    threads = row_threads if threads is None else threads
-    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
-    dims = scaling_dims(df, dataset, layout)
-    scaling = scaling_table(dims, threads=threads, refresh=refresh_scaling, layout=layout)
+    threads = threads or int(pd.Series(df.threads.dropna().astype(int)).mode().iloc[0])
+    scaling = _scaling(df, dataset, threads, refresh_scaling, layout)
     agg = fastest_engines(aggregate(float_rows(plain_rows(df))))
     title = f"Speed/accuracy trade-off on {dataset}"
     png, svg = (layout.report(dataset, f"tradeoff.{ext}") for ext in ("png", "svg"))
-    plot_tradeoff(df, png, svg, title=title, scaling=scaling)
+    ann_points = _ann_points(ann, df, dataset, data_root, threads, refresh_scaling, layout, notes)
+    plot_tradeoff(df, png, svg, title=title, scaling=scaling, ann=ann_points)
     sections = [
         f"# {title}",
         "Each point is a pipeline (mean ± std over seeds). **ms/query** = extracting the query's "
@@ -220,6 +221,7 @@ def build_report(
         f"{threads} thread(s); galleries above 256 MB are matched block by block.",
         scaling_markdown(scaling),
     ]
+    sections += ann_sections(ann_points, threads)
     if throughput:
         table = throughput_table(plain_rows(df), dataset, data_root, threads=threads, layout=layout)
         sections += [
@@ -235,6 +237,48 @@ def build_report(
         sections += ["## Notes", "\n".join(f"- {n}" for n in notes)]
     atomic_write_text(layout.report(dataset, "tradeoff.md"), "\n\n".join(sections) + "\n")
     return out_dir
+
+
+def _scaling(df, dataset, threads, refresh, layout) -> pd.DataFrame:
+    """Matching time against gallery size at every pipeline's dimension (compare.scaling)."""
+    print(f"matching vs gallery size ({threads} thread(s), cache {layout.scaling_cache()}):")
+    dims = scaling_dims(df, dataset, layout)
+    return scaling_table(dims, threads=threads, refresh=refresh, layout=layout)
+
+
+def _ann_points(
+    enabled, df, dataset, data_root, threads, refresh, layout, notes
+) -> pd.DataFrame | None:
+    """The approximate-search curves of every pipeline's fastest run (compare.ann_scaling);
+    None when not ``enabled`` (``--no-ann``)."""
+    if not enabled:
+        return None
+    cache = layout.bench_report("ann_scaling.json")
+    print(f"approximate search (FAISS), cache {cache}:")
+    return ann_table(
+        df, lambda: load_dataset(dataset, data_root), threads=threads, refresh=refresh,
+        cache_path=cache, notes=notes,
+    )  # fmt: skip
+
+
+def ann_sections(table: pd.DataFrame | None, threads: int) -> list[str]:
+    """The approximate-search section: when an index pays, then every measured point (none
+    without points)."""
+    if table is None or table.empty:
+        return []
+    return [
+        "## Approximate search (FAISS) for big galleries",
+        "Matching one query with FAISS indexes (`data.ann`: HNSW, IVF-PQ, IVF-PQ re-ranked "
+        "with exact distances) against the exact GEMV, on each pipeline's own embeddings (its "
+        "fastest run): the real test gallery grown with identity-clustered distractors fitted "
+        "to the run's training embeddings (`data.distractors`), the real queries; recall@k = "
+        "share of the exact top k found. Search parameters: the defaults of "
+        f"`data.ann.MatchingConfig`, chosen on validation identities; {threads} thread(s); "
+        "1M items and the validation sweeps: `bench/bench_ann.py`. When an index pays "
+        "(recall@10 >= 0.95):",
+        "\n".join(f"- {line}" for line in when_index_pays(table)),
+        ann_markdown(table),
+    ]
 
 
 def teachers_used(deep_dir: Path) -> list[str]:

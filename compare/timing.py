@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from data.ann import faiss_threads
 from data.io import atomic_write_text
 from data.matching import DEFAULT_BUDGET, ShardedGalleryIndex
 
@@ -119,7 +120,8 @@ def blas_threads() -> int | None:
 
 @contextlib.contextmanager
 def thread_limit(n: int | None) -> Iterator[int]:
-    """Run the block with ``n`` threads in torch, numba and numpy's BLAS (None = all cores).
+    """Run the block with ``n`` threads in torch, numba, numpy's BLAS and FAISS (None = all
+    cores).
 
     The previous settings are restored afterwards. Yields the thread count used.
     """
@@ -136,7 +138,8 @@ def thread_limit(n: int | None) -> Iterator[int]:
     if _BLAS_SET is not None:
         _BLAS_SET(n)
     try:
-        yield n
+        with faiss_threads(n):
+            yield n
     finally:
         torch.set_num_threads(old_torch)
         numba.set_num_threads(old_numba)

@@ -15,7 +15,11 @@
    skips this too. The plot shows each CNN at its fastest engine; ``tradeoff.md`` lists all.
 3. Measures matching time against galleries of 1k to 100k random features at each pipeline's
    real dimension (raw LOMO, the XQDA subspace, 512/1024/2048-d and every CNN embedding size),
-   memory-bounded, cached in ``runs/bench/matching_scaling.json``.
+   memory-bounded, cached in ``runs/bench/matching_scaling.json``; and approximate search
+   (FAISS HNSW / IVF-PQ, :mod:`data.ann`) against exact search on each pipeline's own
+   embeddings (its fastest run; the gallery grown to 10k and 100k items with distractors
+   fitted to its training embeddings): ms/query, recall@10 / @50, build cost, cached in
+   ``runs/bench/ann_scaling.json`` (:mod:`compare.ann_scaling`; ``--no-ann`` skips it).
 4. Measures bulk extraction throughput (images/s at batch 64) of every architecture and engine
    in the table, cached in ``runs/<dataset>/cache/throughput.json``.
 5. Writes ``runs/<dataset>/tradeoff.png``, ``tradeoff.svg`` and ``tradeoff.md``.
@@ -26,8 +30,9 @@ LOMO+XQDA is fitted again with ``--rerank``, each CNN run re-measured with it on
 plot draws; the plot joins each
 re-ranked point to its plain one and ``tradeoff.md`` gets a re-ranking table.
 
-Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling`, 4 :mod:`compare.throughput`, 5
-:mod:`compare.report`; every pipeline enters them through its adapter (:mod:`compare.pipelines`).
+Steps 1-2 are :mod:`compare.study`, 3 :mod:`compare.scaling` and :mod:`compare.ann_scaling`,
+4 :mod:`compare.throughput`, 5 :mod:`compare.report`; every pipeline enters them through its
+adapter (:mod:`compare.pipelines`).
 
 A second run with nothing changed only reads the caches and redraws (seconds).
 """
@@ -88,6 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--refresh-scaling", action="store_true", help="re-measure the scaling")
     parser.add_argument("--no-throughput", action="store_true", help="skip batch throughput")
+    parser.add_argument(
+        "--no-ann",
+        action="store_true",
+        help="skip the approximate-search (FAISS) curves (compare.ann_scaling)",
+    )
     add_runs_dir_argument(parser)
     args = parser.parse_args(argv)
     layout = layout_from_args(args)
@@ -105,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         refresh_scaling=args.refresh_scaling,
         throughput=not args.no_throughput,
+        ann=not args.no_ann,
         layout=layout,
     )
     print(

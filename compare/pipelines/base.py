@@ -21,6 +21,7 @@ import pandas as pd
 
 from compare.results import ResultRow, RowExtra
 from compare.timing import TOP_K, TimingResult, time_queries
+from data.layouts import ReidDataset
 from data.matching import GalleryIndex
 from data.runs import RunsLayout
 
@@ -135,6 +136,14 @@ class Pipeline(ABC):
     def matcher(self, gallery: np.ndarray, k: int = TOP_K) -> Matcher:
         """Ranks ``gallery`` for one query feature (default: Euclidean GEMV + top-k)."""
         return GalleryIndex(gallery, k=k).match
+
+    def ann_features(
+        self, run: RunRef, dataset: ReidDataset, threads: int
+    ) -> dict[str, np.ndarray] | None:
+        """Features of ``dataset``'s ``train`` / ``query`` / ``gallery`` splits that ``run``'s
+        matcher ranks, in a Euclidean form (squared distances give its ranking), for the
+        approximate-search measurement (:mod:`compare.ann_scaling`); None: not supported."""
+        return None
 
     def scaling_dims(
         self, rows: pd.DataFrame, dataset: str | None, layout: RunsLayout | None = None

@@ -23,10 +23,14 @@ from compare.pipelines.base import (
     RunRef,
     Variant,
     register,
+    resolve,
 )
 from compare.pipelines.base import row_extra as _extra
 from compare.results import ResultRow
+from compare.timing import thread_limit
 from data.images import parse_size
+from data.layouts import ReidDataset
+from data.paths import REPO_ROOT
 from data.runs import RunsLayout
 
 #: LOMO dimension at the classical pipeline's default input size (26,960 at 128x48).
@@ -106,6 +110,33 @@ class ClassicalPipeline(Pipeline):
                     dims.append((int(data["xqda_dim"]), "XQDA"))
         dims.append((lomo_dim, "raw LOMO"))
         return dims
+
+    def ann_features(
+        self, run: RunRef, dataset: ReidDataset, threads: int
+    ) -> dict[str, np.ndarray] | None:
+        """LOMO (the study's LOMO cache) projected by the run's fitted XQDA (``xqda.npz``),
+        then mapped so that squared Euclidean distances are XQDA distances (``XQDA.embedding``:
+        ``M = E E'``, negative directions of ``M`` dropped)."""
+        run_dir = resolve(run.run_dir, REPO_ROOT)
+        path = run_dir / "xqda.npz"
+        if not path.is_file():
+            return None
+        with np.load(path) as saved:
+            components, metric = saved["components"], saved["metric"]
+        eigvals, eigvecs = np.linalg.eigh(metric)
+        to_euclidean = (components @ (eigvecs * np.sqrt(np.clip(eigvals, 0.0, None)))).astype(
+            np.float32
+        )
+        config = ClassicalConfig(
+            input_size=parse_size(run.input_size), retinex=run.extra.retinex, progress=False
+        )
+        # the study's LOMO cache: runs/<dataset>/cache/lomo beside runs/<dataset>/classical/<run>
+        lomo = LomoXqda(config, run_dir.parents[1] / "cache" / "lomo")
+        with thread_limit(threads):
+            return {
+                split: lomo.lomo(getattr(dataset, split), split) @ to_euclidean
+                for split in ("train", "query", "gallery")
+            }
 
     def batch_extractor(self, run: RunRef, threads: int) -> BatchExtractor:
         """Resize, LOMO and the XQDA projection (:meth:`LomoXqda.extract_batch`). The projection's

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from compare.measure import current_rows, measure_run, rows_from_summary
@@ -27,11 +28,14 @@ from compare.pipelines.base import (
 )
 from compare.reranking import ONLINE
 from compare.results import ResultRow, fill_defaults
+from compare.timing import thread_limit
 from data.images import parse_size
+from data.layouts import ReidDataset
 from data.paths import REPO_ROOT
 from data.runs import RunsLayout
 from deep.checkpoint import load_trained
-from deep.export import available_engines, load_engine
+from deep.export import available_engines, engine_embeddings, load_engine
+from deep.loader import load_records
 from deep.models import list_models, model_spec
 from deep.profiles import PROFILES
 from deep.quantize import engine_file
@@ -161,6 +165,20 @@ class CnnPipeline(Pipeline):
             source, engine_name, threads=threads, input_size=parse_size(run.input_size)
         )
         return engine
+
+    def ann_features(
+        self, run: RunRef, dataset: ReidDataset, threads: int
+    ) -> dict[str, np.ndarray] | None:
+        """Embeddings of every split by the run's trained model (PyTorch), as matched:
+        Euclidean."""
+        path = resolve(run.run_dir, REPO_ROOT)
+        size = parse_size(run.input_size)
+        engine = load_engine(load_trained(path)[0], "torch", threads=threads, input_size=size)
+        with thread_limit(threads):
+            return {
+                split: engine_embeddings(engine, load_records(getattr(dataset, split), size))
+                for split in ("train", "query", "gallery")
+            }
 
     def engines(self) -> list[str]:
         # the int8 engines too: each run quantised on its training images (deep.quantize)
