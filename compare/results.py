@@ -3,7 +3,8 @@
 One row per evaluated (pipeline, model, variant, seed, input size, engine, initialisation): a CNN
 run timed on three inference engines has three rows (``engine`` = ``torch``, ``onnxruntime``,
 ``openvino``), the classical pipeline one (``engine`` = ``numba``). ``init`` says how a CNN was
-initialised before training (``scratch`` or ``pretrained``; ``n/a`` for the classical pipeline).
+initialised before training (``scratch``, ``pretrained`` = a shipped backbone, or ``imagenet``;
+``n/a`` for the classical pipeline).
 Tables written before these columns existed are read with them filled in (``torch`` / ``numba``,
 ``scratch`` / ``n/a``: every earlier CNN was eager PyTorch and trained from scratch). Every
 pipeline writes its rows with :func:`upsert_rows`, which replaces rows with the same key instead

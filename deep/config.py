@@ -247,7 +247,8 @@ FIELD_HELP = {
     "bn_neck": "BatchNorm neck before the classifier",
     "last_stride": "stride of the last stage, 1 or 2 (default: the model's, see the registry)",
     "zero_init_residual": "zero-initialise the last BN of every residual block",
-    "init": "pretrained (the shipped backbone, or --weights PATH) or scratch",
+    "init": "pretrained (the shipped backbone, or --weights PATH), scratch, or imagenet (make "
+    "imagenet-weights, or torchvision's file in the torch cache)",
     "pretrained": "start from torchvision's cached ImageNet weights (never downloaded)",
     "weights": "weights file to start from (deep.pretrain file, backbone state dict, torchvision)",
     "checkpoint_every": "steps between checkpoints (0 = at the end of each epoch only)",

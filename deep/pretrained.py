@@ -17,7 +17,9 @@ Initialisations (``TrainConfig.init``):
 
 * ``"scratch"``: random initialisation (the seed decides it);
 * ``"pretrained"``: the shipped backbone of the model, or ``weights=PATH``: a file written by
-  ``deep.pretrain``, a plain backbone state dict, or a torchvision (ImageNet) state dict.
+  ``deep.pretrain``, a plain backbone state dict, or a torchvision (ImageNet) state dict;
+* ``"imagenet"``: ImageNet weights found on this machine (:mod:`deep.imagenet`: the file of
+  ``make imagenet-weights``, or torchvision's in the torch cache), every backbone tensor loaded.
 """
 
 from __future__ import annotations
@@ -30,13 +32,14 @@ import torch
 from torch import Tensor, nn
 
 from deep.checkpoint import file_sha256
+from deep.imagenet import load_imagenet
 from deep.safe_load import load_tensors
 
 log = logging.getLogger("deep.pretrained")
 
 #: Where the shipped backbones live (inside the package, committed).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-INITS = ("pretrained", "scratch")
+INITS = ("pretrained", "scratch", "imagenet")
 #: Marks a state dict written by ``deep.pretrain`` (backbone only).
 FORMAT = "reid-tradeoff-backbone-v1"
 
@@ -162,7 +165,7 @@ def initialise(
         A freshly built model (random initialisation).
     name : str
         Its registry name.
-    init : {"pretrained", "scratch"}
+    init : {"pretrained", "scratch", "imagenet"}
     weights : path, optional
         With ``init="pretrained"``: a file written by ``deep.pretrain`` or a plain backbone state
         dict (a torchvision/ImageNet file is handled by :func:`deep.models.build_model`).
@@ -181,6 +184,10 @@ def initialise(
         if weights is not None:
             raise ValueError("weights=PATH needs init='pretrained' (it was 'scratch')")
         return {"init": "scratch", "weights": None, "sha256": None}
+    if init == "imagenet":
+        if weights is not None:
+            raise ValueError("weights=PATH needs init='pretrained' (it was 'imagenet')")
+        return load_imagenet(model.backbone, name)
     if weights is not None:
         path = Path(weights)
         if not path.is_file():

@@ -545,8 +545,8 @@ def build_initialised(config: TrainConfig, num_classes: int) -> tuple[ReIDNet, d
         last_stride=config.last_stride,
         zero_init_residual=config.zero_init_residual,
     )
-    if config.init == "scratch":
-        return model, initialise(model, config.model, "scratch")
+    if config.init in ("scratch", "imagenet"):
+        return model, initialise(model, config.model, config.init)
     if config.pretrained:
         return model, {"init": "pretrained", "weights": "torchvision ImageNet", "sha256": None}
     if torchvision_file:

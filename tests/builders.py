@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import sys
 from pathlib import Path
 
 import cv2
@@ -337,5 +338,6 @@ def bench_module(name: str):
     """A ``bench/`` script imported as a module (the scripts are not a package)."""
     spec = importlib.util.spec_from_file_location(f"_bench_{name[:-3]}", REPO / "bench" / name)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a script's dataclasses look their module up when built
     spec.loader.exec_module(module)
     return module

@@ -152,6 +152,19 @@ def test_mixed_engines_and_inits_are_marked(tmp_path: Path):
     assert "| MNv2 1.0 | baseline | **onnxruntime** | pretrained |" in results_markdown(df)
 
 
+def test_imagenet_init_is_marked_in_labels_and_caption(tmp_path: Path):
+    df = results_table()
+    df.loc[df.model == "mobilenet_v2_1.0", "init"] = "imagenet"
+    df.loc[df.model == "mobilenet_v1_0.25", "init"] = "pretrained"
+    agg = plot_tradeoff(df, tmp_path / "t.png", tmp_path / "t.svg")
+    assert "MNv2 1.0 IN" in set(agg.label)
+    svg = (tmp_path / "t.svg").read_text()
+    assert "IN = imagenet" in svg and "pre = pretrained" in svg
+    only = df[(df.pipeline == "classical") | (df.model == "mobilenet_v2_1.0")]
+    plot_tradeoff(only, tmp_path / "o.png", tmp_path / "o.svg")
+    assert "CNNs fine-tuned from ImageNet weights" in (tmp_path / "o.svg").read_text()
+
+
 def test_int8_points_sit_beside_their_float_points(tmp_path: Path):
     from compare.plot import distillation_markdown, engines_markdown, int8_markdown, int8_points
 

@@ -191,7 +191,7 @@ def test_weights_with_scratch_is_a_config_error():
     with pytest.raises(ValueError, match="need --init pretrained"):
         _config(init="scratch", weights="x.pt").validate()
     with pytest.raises(ValueError, match="init must be one of"):
-        _config(init="imagenet").validate()
+        _config(init="random").validate()
 
 
 def test_training_records_its_initialisation(fake_weights, monkeypatch, tmp_path):

@@ -51,14 +51,17 @@ def expected_deep_rows(dataset: str, profile: str) -> set[tuple[str, str, int, s
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; known: {sorted(PROFILES)}")
     p = PROFILES[profile]
-    size = "x".join(str(v) for v in p.recipe["input_size"])
-    init = p.recipe.get("init", "scratch")
-    rows = {(p.teacher, "baseline", 0, size, init)}
+
+    def size_init(model: str) -> tuple[str, str]:
+        recipe = p.recipe_for(model)
+        return "x".join(str(v) for v in recipe["input_size"]), recipe.get("init", "scratch")
+
+    rows = {(p.teacher, "baseline", 0, *size_init(p.teacher))}
     for seed in p.seeds:
         for student in p.students:
             rows |= {
-                (student, "baseline", seed, size, init),
-                (student, "distilled", seed, size, init),
+                (student, "baseline", seed, *size_init(student)),
+                (student, "distilled", seed, *size_init(student)),
             }
     return rows
 
