@@ -12,7 +12,7 @@ running maximum is a vector max. Sums and maxima run over bins laid out contiguo
 a multiple of 32, so LLVM turns them into byte-wide SIMD. With another window/step ratio a direct
 per-window count is used instead.
 
-Floating-point arithmetic follows ``shared/lomo_xqda_spec.md`` exactly: no fastmath (no FMA
+Floating-point arithmetic follows ``docs/lomo_xqda.md`` exactly: no fastmath (no FMA
 contraction, no reassociation), the stated evaluation order, and tables holding exactly the values
 the per-pixel formulas would compute (``c / 255.0`` and ``(c / 255.0) * weight``).
 """

@@ -5,8 +5,8 @@ Local Maximal Occurrence: joint HSV histograms (8x8x8) and two SILTP texture his
 bin-wise maximum over its windows; three pyramid scales (2x2 pooling); ``log(1 + x)`` and L2
 normalisation of each of the three parts. 26,960 dimensions for 128x48 and 128x64 images.
 
-The arithmetic follows the authors' reference implementation as written in
-``shared/lomo_xqda_spec.md`` (HSV formulas and tie order, quantisation, grey rounding, SILTP trit
+The arithmetic follows the authors' reference implementation as described in
+``docs/lomo_xqda.md`` (HSV formulas and tie order, quantisation, grey rounding, SILTP trit
 order and strict inequalities, replicated borders, window layout, pooling order), so with
 ``retinex=False`` the integer max-occurrence counts are identical and the features agree to
 floating-point rounding. Retinex is off by default: the paper pre-processes the colour branch with

@@ -2,10 +2,11 @@
 benchmark's baseline.
 
 Written straight from the paper (Liao et al., "Person Re-identification by Local Maximal
-Occurrence Representation and Metric Learning", CVPR 2015, section 3) to be obviously correct,
-not fast: one image at a time, whole-array NumPy operations for the per-pixel maps and one
-``np.bincount`` per window (:func:`lomo_numpy`). ``classical.lomo`` (numba) must agree with it
-exactly: identical integer max-occurrence counts and features equal to floating-point rounding.
+Occurrence Representation and Metric Learning", CVPR 2015, section 3) and ``docs/lomo_xqda.md``
+to be obviously correct, not fast: one image at a time, whole-array NumPy operations for the
+per-pixel maps and one ``np.bincount`` per window (:func:`lomo_numpy`). ``classical.lomo``
+(numba) must agree with it exactly: identical integer max-occurrence counts and features equal
+to floating-point rounding.
 It lives beside the fast code so that tests and benchmarks import it alike.
 
 :func:`lomo_numpy_batched` is the same algorithm with the window loop vectorised away (all windows

@@ -2,8 +2,8 @@
 
 XQDA learns a subspace ``W`` and a metric ``M`` from the differences of cross-camera pairs:
 intra-personal differences (same id) should look small under ``M``, extra-personal ones (different
-ids) large. By default this follows the authors' reference implementation as written in
-``shared/lomo_xqda_spec.md``: closed-form covariances, an economy QR reduction when the dimension
+ids) large. By default this follows the authors' reference implementation as described in
+``docs/lomo_xqda.md``: closed-form covariances, an economy QR reduction when the dimension
 exceeds the number of samples, ``lambda * I`` on the intra covariance, the SVD of
 ``inv(S_I) S_E`` (its left singular vectors, the directions whose singular value is > 1) and
 ``M = inv(W' S_I W) - inv(W' S_E W)``. ``solver="eig"`` solves the paper's generalised

@@ -456,13 +456,14 @@ def read_three_folders(name: str, root: Path | str, parser: NameParser) -> ReidD
     train = read_split(folders["train"], parser)
     query = read_split(folders["query"], parser)
     gallery = read_split(folders["gallery"], parser)
-    return _assemble(name, root, train, query, gallery)
+    return assemble(name, root, train, query, gallery)
 
 
-def _assemble(
+def assemble(
     name: str, root: Path, train: list[Record], query: list[Record], gallery: list[Record]
 ) -> ReidDataset:
-    """Drop junk/distractors from train and query, relabel train, warn about unmatched queries."""
+    """The rules every layout shares: drop junk/distractors from train and query, relabel the
+    training ids to 0..N-1, warn about queries without a cross-camera gallery match."""
     # Junk and distractors carry no identity to learn or to look for; the gallery keeps them.
     train = _drop_ids(train, {JUNK_ID, DISTRACTOR_ID}, "train", root / SPLIT_DIRS["train"])
     query = _drop_ids(query, {JUNK_ID, DISTRACTOR_ID}, "query", root / SPLIT_DIRS["query"])
@@ -572,7 +573,7 @@ def _load_generic(root: Path) -> ReidDataset:
             split: [Record(path, pid, camid) for path, pid, camid in items]  # type: ignore[arg-type]
             for split, items in parsed.items()
         }
-        return _assemble("generic", root, records["train"], records["query"], records["gallery"])
+        return assemble("generic", root, records["train"], records["query"], records["gallery"])
     if n_with == 0:
         return _generic_without_cameras(root, parsed, n_total)
     raise DatasetError(_mixed_cameras_message(root, parsed, n_with, n_total - n_with))
@@ -664,7 +665,7 @@ def _generic_without_cameras(
     train = records("train", lambda _pid, nth: nth % 2)
     query = records("query", lambda _pid, _nth: 0)
     gallery = records("gallery", lambda _pid, _nth: 1)
-    return _assemble("generic", root, train, query, gallery)
+    return assemble("generic", root, train, query, gallery)
 
 
 def validation_split(

@@ -31,6 +31,7 @@ def _records(root: Path) -> list[Record]:
     return load_dataset("market1501", root).train
 
 
+@pytest.mark.slow
 def test_extract_split_matches_lomo_and_is_cached(market_root, tmp_path):
     records = _records(market_root)
     cache = tmp_path / "cache"

@@ -141,6 +141,7 @@ def test_distilled_run_is_reused_only_with_the_same_teacher(tiny, tmp_path):
     assert not distill.finished(student, teacher_signal.weights_fingerprint(teacher_dir))
 
 
+@pytest.mark.slow
 def test_sweep_compares_settings_on_held_out_training_ids(tiny, tmp_path, monkeypatch):
     base, _, _ = tiny
     recipe = dict(input_size=(32, 16), epochs=1, batch_size=8, warmup_epochs=0, lr=0.05,

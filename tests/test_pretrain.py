@@ -33,6 +33,7 @@ def _appearances(config: SyntheticConfig, seed: int, ids: range) -> set[tuple]:
     }
 
 
+@pytest.mark.slow
 def test_pretraining_identities_never_recur_in_study_datasets():
     pre = PRESETS["pretrain"]
     assert pre.stream != 0 and pre.num_train_ids >= 1000
