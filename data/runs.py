@@ -70,6 +70,13 @@ class RunsLayout:
     def lomo_cache(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "cache" / "lomo"
 
+    @classmethod
+    def lomo_cache_of(cls, classical_run: Path | str) -> Path:
+        """The LOMO cache of the runs tree and dataset a classical run folder belongs to
+        (``<root>/<dataset>/classical/<name>``), for code that holds the run but not its tree."""
+        run = Path(classical_run)
+        return cls(run.parents[2]).lomo_cache(run.parents[1].name)
+
     def throughput_cache(self, dataset: str) -> Path:
         return self.dataset_dir(dataset) / "cache" / "throughput.json"
 

@@ -179,3 +179,9 @@ def test_row_extra_is_typed():
     assert RowExtra.parse(json.dumps({"engine_options": options})).engine_options == options
     for broken in ("nan", "not json", "[1, 2]", float("nan")):
         assert RowExtra.parse(broken) == RowExtra()
+
+
+def test_the_lomo_cache_of_a_classical_run_is_its_trees():
+    layout = RunsLayout(Path("/r"))
+    run = layout.classical_run("market1501", "lomo_xqda_market")
+    assert RunsLayout.lomo_cache_of(run) == layout.lomo_cache("market1501")

@@ -130,8 +130,7 @@ class ClassicalPipeline(Pipeline):
         config = ClassicalConfig(
             input_size=parse_size(run.input_size), retinex=run.extra.retinex, progress=False
         )
-        # the study's LOMO cache: runs/<dataset>/cache/lomo beside runs/<dataset>/classical/<run>
-        lomo = LomoXqda(config, run_dir.parents[1] / "cache" / "lomo")
+        lomo = LomoXqda(config, RunsLayout.lomo_cache_of(run_dir))
         with thread_limit(threads):
             return {
                 split: lomo.lomo(getattr(dataset, split), split) @ to_euclidean

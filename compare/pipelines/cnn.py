@@ -198,14 +198,7 @@ class CnnPipeline(Pipeline):
         restored = {r.engine for r in rows}
         left = [e for e in missing if e not in restored]
         if left:
-            summary = measure_run(
-                run,
-                layout=context.layout,
-                dataset=context.load(),
-                threads=context.threads,
-                table=False,
-                engines=left,
-            )
+            summary = _measure(run, context, left)
             # every engine of the new summary (torch too, in case it was re-timed)
             rows = [r for r in rows if r.engine not in summary.get("engines", {})]
             rows += rows_from_summary(summary, Path(run))
@@ -230,18 +223,23 @@ class CnnPipeline(Pipeline):
                 out += held
                 context.done.append(f"{run_dir}: restored from summary.json")
                 continue
-            summary = measure_run(
-                run,
-                layout=context.layout,
-                dataset=context.load(),
-                threads=context.threads,
-                table=False,
-                engines=engines,
-                rerank=True,
-            )
+            summary = _measure(run, context, engines, rerank=True)
             out += [r for r in rows_from_summary(summary, run) if r.engine in engines]
             context.done.append(f"{run_dir}: re-ranked on {', '.join(engines)}")
         return out
+
+
+def _measure(run: Path, context: EngineContext, engines: list[str], *, rerank: bool = False):
+    """The run measured on ``engines`` for the study (its summary, no table row written)."""
+    return measure_run(
+        run,
+        layout=context.layout,
+        dataset=context.load(),
+        threads=context.threads,
+        table=False,
+        engines=engines,
+        rerank=rerank,
+    )
 
 
 register(CnnPipeline())
